@@ -1,0 +1,30 @@
+"""vlae_tf: Variational Lossy Autoencoder model zoo in TensorFlow / Keras 3."""
+
+from setuptools import setup
+
+setup(
+    name="vlae_tf",
+    version="0.1.0",
+    description="Variational Lossy Autoencoder (Chen et al., ICLR 2017) in Keras 3 + TFP: "
+                "library, training driver and pretrained zoo",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.14",
+    packages=["vlae_tf", "vlae_tf.zoo"],
+    package_dir={"vlae_tf": "vlae_tf", "vlae_tf.zoo": "zoo"},
+    install_requires=[
+        "tensorflow>=2.18,<2.22",
+        "tensorflow-probability[tf]>=0.25,<0.26",
+        "keras>=3.6,<4",
+        "tensorflow-datasets>=4.9,<5",
+        "absl-py>=2.0,<3",
+        "ml_collections>=0.1.1,<2",
+        "numpy>=1.26,<3",
+        "pillow>=10,<14",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4"],
+        "plots": ["matplotlib>=3.8,<4"],
+    },
+    entry_points={"console_scripts": ["vlae=vlae_tf.cli:main"]},
+)

@@ -1,0 +1,92 @@
+"""MADE: a masked autoencoder that is autoregressive in its input (Germain et al. 2015).
+
+A Keras 3 layer (``tfb.AutoregressiveNetwork`` is a Keras-2 object and is not
+tracked by Keras 3 models). Inputs ``x`` of shape ``[..., D]``; outputs of shape
+``[..., D, P]`` such that output ``d`` depends only on inputs ``x_1 .. x_{d-1}``
+(in the natural order; reverse the input to get the other order). So the
+Jacobian ``d out_d / d x_e`` is zero for ``e >= d``: strictly lower triangular.
+
+Degrees: input ``d`` has degree ``d`` (1-based); hidden unit ``k`` gets degree
+``m_k in {1, .., D-1}`` (cyclically); a hidden unit sees inputs of degree
+``<= m_k``; output ``d`` sees hidden units of degree ``< d``. With ``D = 1``
+every hidden unit has degree 0, sees no input, and the output is a learned
+constant (a one-dimensional flow step is then an affine map).
+
+An optional ``context`` (e.g. the encoder's features for an IAF posterior)
+enters every hidden unit unmasked; it does not break autoregressiveness in x.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def made_masks(event_size: int, hidden_units: tuple[int, ...]):
+  """Returns the list of binary masks ``[D, H1], [H1, H2], ..., [Hn, D]``."""
+  d = event_size
+  in_deg = np.arange(1, d + 1)
+  degrees = [in_deg]
+  for h in hidden_units:
+    if d > 1:
+      degrees.append(np.arange(h) % (d - 1) + 1)
+    else:
+      degrees.append(np.zeros(h, np.int64))
+  masks = []
+  for prev, nxt in zip(degrees[:-1], degrees[1:]):
+    masks.append((nxt[None, :] >= prev[:, None]).astype(np.float32))
+  masks.append((in_deg[None, :] > degrees[-1][:, None]).astype(np.float32))
+  return masks
+
+
+@keras.saving.register_keras_serializable(package="vlae_tf")
+class MADE(keras.layers.Layer):
+  """Masked autoregressive dense network with ``params`` outputs per dimension."""
+
+  def __init__(self, event_size, hidden_units=(256,), params=2, context_size=0,
+               output_scale=0.01, **kwargs):
+    super().__init__(**kwargs)
+    self.event_size = int(event_size)
+    self.hidden_units = tuple(int(h) for h in hidden_units)
+    self.params = int(params)
+    self.context_size = int(context_size)
+    self.output_scale = float(output_scale)
+    self._masks = made_masks(self.event_size, self.hidden_units)
+
+  def build(self, input_shape):
+    sizes = (self.event_size,) + self.hidden_units
+    self.kernels, self.biases, self.context_kernels = [], [], []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+      self.kernels.append(self.add_weight(name=f"w{i}", shape=(a, b), initializer="glorot_uniform"))
+      self.biases.append(self.add_weight(name=f"b{i}", shape=(b,), initializer="zeros"))
+      if self.context_size:
+        self.context_kernels.append(self.add_weight(
+            name=f"c{i}", shape=(self.context_size, b), initializer="glorot_uniform"))
+    last = sizes[-1]
+    # Small output weights: every flow step starts close to the identity.
+    self.out_kernel = self.add_weight(
+        name="w_out", shape=(last, self.event_size * self.params),
+        initializer=keras.initializers.RandomNormal(stddev=self.output_scale))
+    self.out_bias = self.add_weight(name="b_out", shape=(self.event_size * self.params,),
+                                    initializer="zeros")
+
+  def call(self, x, context=None):
+    h = x
+    for i, (w, b) in enumerate(zip(self.kernels, self.biases)):
+      h = tf.matmul(h, w * self._masks[i]) + b
+      if self.context_size:
+        if context is None:
+          raise ValueError("this MADE was built with a context; pass context=")
+        h = h + tf.matmul(context, self.context_kernels[i])
+      h = tf.nn.elu(h)
+    out_mask = np.repeat(self._masks[-1], self.params, axis=1)  # [H, D*P], d-major
+    y = tf.matmul(h, self.out_kernel * out_mask) + self.out_bias
+    return tf.reshape(y, tf.concat([tf.shape(x), [self.params]], 0))
+
+  def get_config(self):
+    cfg = super().get_config()
+    cfg.update(event_size=self.event_size, hidden_units=list(self.hidden_units),
+               params=self.params, context_size=self.context_size,
+               output_scale=self.output_scale)
+    return cfg

@@ -1,0 +1,213 @@
+"""The VLAE model: encoder q(z|x), AF prior p(z), local decoder p(x|z).
+
+``build_model(config)`` turns a zoo config (see ``zoo/``) into a built
+``keras.Model``. Pixels are passed in *data scale* everywhere in the public
+API (binary {0, 1}, or 0..2**num_bits - 1); the model normalizes them itself.
+
+Latent shapes: a *vector* latent is ``[B, D]``; a *spatial* one is
+``[B, h, w, c]`` and is flattened to ``D = h * w * c`` for the prior, the
+posterior flow and the rate.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from vlae_tf import objective
+from vlae_tf.af_prior import AFPrior, IAFPosterior, StandardNormalPrior, std_normal_log_prob
+from vlae_tf.encoder import Conditioning, Encoder
+from vlae_tf.likelihoods import make_likelihood
+from vlae_tf.local_decoder import LocalDecoder
+from vlae_tf.validation import check_images
+
+
+def config_to_dict(config):
+  """ConfigDict / FrozenConfigDict / dict -> nested plain dict."""
+  if hasattr(config, "to_dict"):
+    config = config.to_dict()
+  return {k: config_to_dict(v) if isinstance(v, dict) or hasattr(v, "to_dict") else v
+          for k, v in dict(config).items()}
+
+
+def _normal_sample(shape, seed):
+  if seed is None:
+    return tf.random.normal(shape)
+  return tf.random.stateless_normal(shape, seed)
+
+
+@keras.saving.register_keras_serializable(package="vlae_tf")
+class VLAE(keras.Model):
+  """Variational Lossy Autoencoder (Chen et al., ICLR 2017)."""
+
+  def __init__(self, config, **kwargs):
+    super().__init__(**kwargs)
+    cfg = config_to_dict(config)
+    self._config_dict = cfg
+    m, d = cfg["model"], cfg["data"]
+    self.image_shape = tuple(int(v) for v in d["image_shape"])
+    h, w, c = self.image_shape
+    self.num_dims = h * w * c
+    self.likelihood = make_likelihood(m["likelihood"], c, m.get("num_mixtures", 10),
+                                      m.get("num_bits", 8))
+    self.num_levels = self.likelihood.num_levels
+    n = int(m.get("num_resolution_changes", 2))
+    if m["latent_kind"] == "vector":
+      self.latent_shape = (int(m["latent_dim"]),)
+    else:
+      self.latent_shape = (h // 2 ** n, w // 2 ** n, int(m["latent_channels"]))
+    self.latent_size = int(np.prod(self.latent_shape))
+    posterior = m.get("posterior", "gaussian")
+    context_size = int(m.get("posterior_context", 0)) if posterior == "iaf" else 0
+    self.encoder = Encoder(m["latent_kind"], m.get("latent_dim", 0), m.get("latent_channels", 0),
+                           filters=m["encoder_filters"], num_blocks=m["encoder_blocks"],
+                           num_downsamples=n, context_size=context_size, name="encoder")
+    self.conditioning = Conditioning(m["latent_kind"], (h, w), filters=m["cond_filters"],
+                                     num_blocks=m["cond_blocks"], num_upsamples=n,
+                                     name="conditioning")
+    self.decoder = LocalDecoder(m["decoder_context"], self.image_shape,
+                                self.likelihood.num_params(), filters=m["decoder_filters"],
+                                num_layers=m.get("decoder_layers", 6),
+                                kernel_size=m.get("decoder_kernel", 3),
+                                window=m.get("decoder_window", (3, 2)),
+                                num_blocks=m.get("decoder_blocks", 2), name="decoder")
+    if m["prior"] == "af":
+      self.prior = AFPrior(self.latent_size, m["prior_steps"], m["prior_hidden"], name="prior")
+    elif m["prior"] == "normal":
+      self.prior = StandardNormalPrior(self.latent_size, name="prior")
+    else:
+      raise ValueError(f"model.prior must be 'af' or 'normal', got {m['prior']!r}")
+    if posterior == "iaf":
+      self.posterior_flow = IAFPosterior(self.latent_size, m["posterior_steps"],
+                                         m["posterior_hidden"], context_size, name="posterior")
+    elif posterior == "gaussian":
+      self.posterior_flow = None
+    else:
+      raise ValueError(f"model.posterior must be 'gaussian' or 'iaf', got {posterior!r}")
+    obj = cfg.get("objective", {})
+    self.free_bits = float(obj.get("free_bits", 0.0))
+    self.free_bits_groups = int(obj.get("free_bits_groups", 1))
+    self.beta = float(obj.get("beta", 1.0))
+    self.kl_warmup_steps = int(obj.get("kl_warmup_steps", 0))
+
+  # ---------------------------------------------------------------- config
+  @property
+  def vlae_config(self):
+    return self._config_dict
+
+  def get_config(self):
+    return {"config": self._config_dict, "name": self.name}
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(**config)
+
+  def build(self, input_shape=None):
+    x = tf.zeros((1,) + self.image_shape)
+    self.elbo_terms(x)
+    self.built = True
+
+  # ---------------------------------------------------------------- pieces
+  def check_inputs(self, x, name="x"):
+    """Validates ``x`` (see :func:`vlae_tf.validation.check_images`); returns float32."""
+    return check_images(x, self.image_shape, self.num_levels, name=name)
+
+  def normalize(self, x):
+    return self.likelihood.normalize(x)
+
+  def encode(self, x_f):
+    """q0(z|x): ``(mu, sigma, context)``; mu and sigma flat ``[B, D]``."""
+    mu, sigma, context = self.encoder(self.normalize(x_f))
+    b = tf.shape(mu)[0]
+    return tf.reshape(mu, [b, self.latent_size]), tf.reshape(sigma, [b, self.latent_size]), context
+
+  def posterior_from_noise(self, mu, sigma, context, eps):
+    """z ~ q(z|x) from standard-normal ``eps``; returns ``(z_flat, log q per dim)``."""
+    z0 = mu + sigma * eps
+    log_q = std_normal_log_prob(eps) - tf.math.log(sigma)
+    if self.posterior_flow is None:
+      return z0, log_q
+    z, ldj = self.posterior_flow.forward(z0, context)
+    return z, log_q - ldj
+
+  def conditioning_features(self, z_flat):
+    z = tf.reshape(z_flat, (-1,) + self.latent_shape)
+    return self.conditioning(z)
+
+  def decoder_raw(self, x_f, z_flat=None, cond=None):
+    """Raw likelihood parameters ``[B, H, W, P]`` of p(x|z) at every pixel."""
+    if cond is None:
+      cond = self.conditioning_features(z_flat)
+    return self.decoder(self.normalize(x_f), cond)
+
+  def log_px_given_z(self, x_f, z_flat):
+    return self.likelihood.log_prob(self.decoder_raw(x_f, z_flat), x_f)
+
+  # ---------------------------------------------------------------- ELBO
+  def _terms(self, x_f, seed=None):
+    mu, sigma, context = self.encode(x_f)
+    eps = _normal_sample(tf.shape(mu), seed)
+    z, log_q = self.posterior_from_noise(mu, sigma, context, eps)
+    distortion = -self.log_px_given_z(x_f, z)
+    rate_per_dim = log_q - self.prior.log_prob_per_dim(z)
+    return distortion, rate_per_dim, z
+
+  def elbo_terms(self, x, seed=None):
+    """Per-example one-sample ELBO terms in nats (and bits/dim).
+
+    Returns a dict of ``[B]`` tensors: ``elbo``, ``rate``, ``distortion`` (nats)
+    and ``bits_per_dim`` (of -elbo). ``seed``: optional ``[2]`` int stateless seed.
+    """
+    x_f = self.check_inputs(x)
+    distortion, rate_per_dim, _ = self._terms(x_f, seed)
+    rate = tf.reduce_sum(rate_per_dim, -1)
+    elbo = -distortion - rate
+    return {"elbo": elbo, "rate": rate, "distortion": distortion,
+            "bits_per_dim": objective.nats_to_bits_per_dim(-elbo, self.num_dims)}
+
+  def call(self, x, training=False):
+    return self.elbo_terms(x)
+
+  def training_loss(self, x, step=0, seed=None):
+    """The minibatch loss (mean over examples) with beta, warm-up and free bits.
+
+    Returns ``(loss, metrics)`` where metrics holds per-example ``elbo``,
+    ``rate``, ``distortion`` and the ``[B, D]`` ``rate_per_dim``.
+    """
+    x_f = self.check_inputs(x)
+    distortion, rate_per_dim, _ = self._terms(x_f, seed)
+    beta_t = objective.kl_weight(step, self.beta, self.kl_warmup_steps)
+    loss = objective.training_loss(distortion, rate_per_dim, beta_t, self.free_bits,
+                                   self.free_bits_groups)
+    rate = tf.reduce_sum(rate_per_dim, -1)
+    return loss, {"elbo": -distortion - rate, "rate": rate, "distortion": distortion,
+                  "rate_per_dim": rate_per_dim, "beta": beta_t}
+
+  def log_weights(self, x_f, num_samples, seed=None):
+    """``[S, B]`` importance log-weights ``log p(x, z_s) - log q(z_s | x)``."""
+    mu, sigma, context = self.encode(x_f)
+    b = tf.shape(mu)[0]
+    eps = _normal_sample([num_samples, b, self.latent_size], seed)
+    tile = lambda t: tf.reshape(tf.tile(t[None], [num_samples] + [1] * len(t.shape)),
+                                tf.concat([[num_samples * b], tf.shape(t)[1:]], 0))
+    ctx = tile(context) if context is not None else None
+    z, log_q = self.posterior_from_noise(tile(mu), tile(sigma), ctx,
+                                         tf.reshape(eps, [num_samples * b, self.latent_size]))
+    log_px = self.log_px_given_z(tile(x_f), z)
+    log_w = log_px + self.prior.log_prob(z) - tf.reduce_sum(log_q, -1)
+    return tf.reshape(log_w, [num_samples, b])
+
+  # ---------------------------------------------------------------- prior
+  def sample_prior(self, num, seed=None, temperature=1.0):
+    """``num`` latents from p(z), flat ``[num, D]`` (sequential for the AF prior)."""
+    eps = _normal_sample([num, self.latent_size], seed) * temperature
+    return self.prior.sample_from_noise(eps)
+
+
+def build_model(config) -> VLAE:
+  """Builds (creates all weights of) the VLAE described by a zoo config."""
+  model = VLAE(config)
+  model.build()
+  return model
+

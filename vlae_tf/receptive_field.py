@@ -1,0 +1,98 @@
+"""Receptive fields of the decoder, measured by autodiff.
+
+``receptive_field(model, pixel=(i, j[, c]))`` answers: which input pixels does
+the decoder's conditional distribution at that (sub-)pixel depend on, for a
+fixed z? It differentiates random projections of the conditional's parameters
+(see ``Likelihood.conditional_params``) with respect to the input image at a
+random point and returns where the gradient is non-zero. All decoder activations are ELU /
+tanh / sigmoid, whose derivatives never vanish, so a zero means "not
+connected", not "not active here".
+
+``expected_receptive_field`` computes the same set from the decoder's geometry
+(the masks of its layers) by propagating offsets, without autodiff.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from vlae_tf import masked_conv as mc
+
+
+def _pixel(model, pixel):
+  h, w, c = model.image_shape
+  if len(pixel) == 2:
+    i, j = pixel
+    ch = None
+  elif len(pixel) == 3:
+    i, j, ch = pixel
+    if not 0 <= ch < c:
+      raise ValueError(f"channel {ch} out of range for {c}-channel images")
+  else:
+    raise ValueError(f"pixel must be (i, j) or (i, j, c), got {pixel!r}")
+  if not (0 <= i < h and 0 <= j < w):
+    raise ValueError(f"pixel {pixel!r} is outside the {h}x{w} image")
+  return int(i), int(j), ch
+
+
+def receptive_field(model, pixel, seed=0):
+  """Bool array ``(H, W)`` (or ``(H, W, C)`` for C > 1) of input pixels the
+  decoder's distribution at ``pixel`` depends on, given z.
+
+  For RGB, ``pixel=(i, j, c)`` asks about sub-pixel c; ``(i, j)`` gives the
+  union over the pixel's sub-pixels.
+  """
+  i, j, ch = _pixel(model, pixel)
+  h, w, c = model.image_shape
+  rng = np.random.default_rng(seed)
+  x = tf.constant(rng.uniform(0, model.num_levels - 1, (1, h, w, c)).astype(np.float32))
+  z = tf.constant(rng.standard_normal((1, model.latent_size)).astype(np.float32))
+  dep = np.zeros((h, w, c), bool)
+  # Gradients of two random projections of the parameters: a cancellation to an
+  # exact zero would need a measure-zero coincidence, so non-zero <=> connected.
+  for k in range(2):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      raw = model.decoder_raw(x, z)
+      params = model.likelihood.conditional_params(raw, x)[0, i, j]   # [C, P]
+      if ch is not None:
+        params = params[ch]
+      proj = tf.constant(rng.standard_normal(params.shape).astype(np.float32))
+      target = tf.reduce_sum(params * proj)
+    grad = tape.gradient(target, x)
+    dep |= np.abs(grad.numpy()[0]) > 0
+  return dep[..., 0] if c == 1 else dep
+
+
+def expected_receptive_field(geometry, image_shape, pixel, channel_dependence=False):
+  """The receptive field implied by a list of ``(mask, anchor)`` layers.
+
+  The output at ``p`` of the last layer depends on positions ``p + o`` for the
+  offsets ``o`` of that layer's mask; recursing through the layers gives the
+  input positions. Positions outside the image are dropped (zero padding).
+
+  Args:
+    geometry: the decoder's ``[(mask, anchor), ...]`` (first layer first).
+    image_shape: ``(H, W, C)``.
+    pixel: ``(i, j)`` or ``(i, j, c)``.
+    channel_dependence: whether sub-pixel c also sees sub-pixels c' < c of its
+      own pixel (true for the RGB logistic mixture).
+  """
+  h, w, c = image_shape
+  i, j = pixel[0], pixel[1]
+  ch = pixel[2] if len(pixel) == 3 else None
+  current = {(i, j)}
+  for mask, anchor in reversed(geometry):
+    offs = mc.mask_offsets(mask, anchor)
+    current = {(a + u, b + v) for (a, b) in current for (u, v) in offs
+               if 0 <= a + u < h and 0 <= b + v < w}
+  if not geometry:
+    current = set()
+  out = np.zeros((h, w, c), bool)
+  for a, b in current:
+    out[a, b, :] = True
+  if channel_dependence and c > 1:
+    last = (c - 1) if ch is None else ch
+    out[i, j, :last] = True
+  return out[..., 0] if c == 1 else out
