@@ -60,7 +60,8 @@ def receptive_field(model, pixel, seed=0):
         params = params[ch]
       proj = tf.constant(rng.standard_normal(params.shape).astype(np.float32))
       target = tf.reduce_sum(params * proj)
-    grad = tape.gradient(target, x)
+    # A decoder that reads no pixels (context "none") leaves x unconnected: zero, not None.
+    grad = tape.gradient(target, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     dep |= np.abs(grad.numpy()[0]) > 0
   return dep[..., 0] if c == 1 else dep
 
