@@ -145,9 +145,10 @@ class VLAE(keras.Model):
     return self.likelihood.log_prob(self.decoder_raw(x_f, z_flat), x_f)
 
   # ---------------------------------------------------------------- ELBO
-  def _terms(self, x_f, seed=None):
+  def _terms(self, x_f, seed=None, eps=None):
     mu, sigma, context = self.encode(x_f)
-    eps = _normal_sample(tf.shape(mu), seed)
+    if eps is None:
+      eps = _normal_sample(tf.shape(mu), seed)
     z, log_q = self.posterior_from_noise(mu, sigma, context, eps)
     distortion = -self.log_px_given_z(x_f, z)
     rate_per_dim = log_q - self.prior.log_prob_per_dim(z)
@@ -169,14 +170,17 @@ class VLAE(keras.Model):
   def call(self, x, training=False):
     return self.elbo_terms(x)
 
-  def training_loss(self, x, step=0, seed=None):
+  def training_loss(self, x, step=0, seed=None, eps=None):
     """The minibatch loss (mean over examples) with beta, warm-up and free bits.
 
     Returns ``(loss, metrics)`` where metrics holds per-example ``elbo``,
-    ``rate``, ``distortion`` and the ``[B, D]`` ``rate_per_dim``.
+    ``rate``, ``distortion`` and the ``[B, D]`` ``rate_per_dim``. ``eps``:
+    optional pre-drawn ``[B, D]`` standard-normal noise of z ~ q(z|x) (used
+    instead of ``seed``; lets a distributed trainer give every example the
+    same noise whatever the number of replicas).
     """
     x_f = self.check_inputs(x)
-    distortion, rate_per_dim, _ = self._terms(x_f, seed)
+    distortion, rate_per_dim, _ = self._terms(x_f, seed, eps)
     beta_t = objective.kl_weight(step, self.beta, self.kl_warmup_steps)
     loss = objective.training_loss(distortion, rate_per_dim, beta_t, self.free_bits,
                                    self.free_bits_groups)
