@@ -24,6 +24,8 @@ def get_config():
   c.data.valid_split = "valid"
   c.data.test_split = "test"
   c.data.binarization_seed = 0         # the fixed test-set binarization for dynamic MNIST
+  c.data.tfds_data_dir = ""            # TFDS data_dir ("" = the TFDS default)
+  c.data.synthetic_size = 0            # synthetic dataset: training examples (0 = 256)
 
   c.model = ml_collections.ConfigDict()
   c.model.likelihood = "bernoulli"     # bernoulli | logistic_mixture
@@ -78,4 +80,6 @@ def get_config():
   c.eval.iwae_samples = 4096
   c.eval.batch_size = 100
   c.eval.num_examples = -1             # -1: the whole test split
+  c.eval.periodic_examples = 256       # held-out examples for the cheap in-training eval (EMA)
+  c.eval.num_images = 8                # samples / reconstructions per TensorBoard image grid
   return c

@@ -1,0 +1,75 @@
+"""Train, evaluate or export a VLAE (see docs/TRAINING.md).
+
+  python train.py --config=zoo/mnist.py --workdir=runs/mnist --config.train.steps=200000
+  python train.py --config=zoo/mnist.py --workdir=runs/mnist --strategy=mirrored
+  python train.py --flagfile=runs/mnist.flags
+  python train.py --workdir=runs/mnist --mode=eval --eval_iwae_samples=100 --eval_num_examples=1000
+  python train.py --workdir=runs/mnist --mode=export --export_dir=saved_models/mnist
+
+Data: set VLAE_DATA_DIR to a folder of .npz files (layout in vlae_tf/data.py) or let TFDS download.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+config_flags.DEFINE_config_file("config", None, "Config file, e.g. zoo/mnist.py (train mode: "
+                                "required; eval/export: defaults to <workdir>/config.json).")
+flags.DEFINE_string("workdir", None, "Work directory: config.json, checkpoints, TensorBoard, "
+                    "eval.json.", required=True)
+flags.DEFINE_enum("mode", "train", ["train", "eval", "export"], "What to do.")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"],
+                  "tf.distribute strategy (multi_worker reads TF_CONFIG).")
+flags.DEFINE_integer("num_cpu_devices", 0, "mirrored: split the CPU into this many logical "
+                     "devices instead of using GPUs (testing).")
+flags.DEFINE_string("tpu", "", "tpu: TPU name or address ('' = local / from the environment).")
+flags.DEFINE_bool("deterministic", False, "tf.config.experimental.enable_op_determinism() "
+                  "(bitwise-reproducible runs and resumes on CPU; slower).")
+flags.DEFINE_integer("eval_iwae_samples", None, "eval: override config.eval.iwae_samples.")
+flags.DEFINE_integer("eval_num_examples", None, "eval: override config.eval.num_examples "
+                     "(first n test examples).")
+flags.DEFINE_string("export_dir", None, "export: where to write the SavedModel.")
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  import tensorflow as tf
+  from vlae_tf import distribute, training
+
+  logging.set_verbosity(logging.WARNING)  # TF's absl INFO chatter (checkpoint sharding, ...)
+  config = FLAGS.config
+  if FLAGS.deterministic:
+    tf.config.experimental.enable_op_determinism()
+  if FLAGS.mode == "train":
+    if config is None:
+      raise app.UsageError("--config is required to train (e.g. --config=zoo/mnist.py)")
+    training.validate_config(config)
+    training.prepare_workdir(config, FLAGS.workdir, write=False)  # fail before building anything
+    strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices, FLAGS.tpu)
+    training.train(config, FLAGS.workdir, strategy)
+  elif FLAGS.mode == "eval":
+    result = training.evaluate_workdir(FLAGS.workdir, config, FLAGS.eval_iwae_samples,
+                                       FLAGS.eval_num_examples)
+    print(json.dumps(result, indent=2, sort_keys=True))
+  else:
+    if not FLAGS.export_dir:
+      raise app.UsageError("--export_dir is required with --mode=export")
+    print(training.export_workdir(FLAGS.workdir, FLAGS.export_dir, config))
+
+
+if __name__ == "__main__":
+  try:
+    app.run(main)
+  except ValueError as e:  # config / workdir problems: a clear message, no traceback
+    if "invalid config" in str(e) or "work directory" in str(e):
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+    raise
