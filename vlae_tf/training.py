@@ -33,7 +33,8 @@ Learning rate: linear warm-up ``lr * (t + 1) / W`` for ``t < W``, then with
 The work directory holds ``config.json`` (the resolved config; a rerun must
 agree on everything but the keys in :data:`RESUMABLE_KEYS`), ``checkpoints/``
 (model, optimizer, EMA, step, skip counter; the data position is the step),
-``tensorboard/`` and ``eval.json``. Eval and export use the EMA weights.
+``tensorboard/``, ``metrics.jsonl`` (the logged interval means, full
+precision) and ``eval.json``. Eval and export use the EMA weights.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ RESUMABLE_KEYS = ("name", "description", "paper_nll", "paper_bits_per_dim", "tra
 _NOISE_TAG = 303
 CONFIG_FILE = "config.json"
 EVAL_FILE = "eval.json"
+METRICS_FILE = "metrics.jsonl"  # one JSON line per log step (interval means), chief only
 
 
 class TrainingError(RuntimeError):
@@ -285,6 +287,7 @@ class TrainState:
   def __init__(self, config, strategy=None):
     self.config = config
     self.strategy = strategy or tf.distribute.get_strategy()
+    keras.utils.set_random_seed(int(config.seed))  # same initial weights for every strategy
     with self.strategy.scope():
       self.model = build_model(config)
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
@@ -589,6 +592,11 @@ def train(config, workdir, strategy=None, fault_hook=None):
           if kl.size <= 64:
             for g, v in enumerate(kl):
               summaries.scalar(f"train_kl_per_group/{g:03d}", float(v))
+        if chief:
+          record = dict(mean, step=step, bits_per_dim=bpd, learning_rate=lr,
+                        examples_per_second=ex_s, skipped_steps=int(state.skipped.numpy()))
+          with open(os.path.join(workdir, METRICS_FILE), "a") as fh:
+            fh.write(json.dumps(record) + "\n")
         acc, acc_n, interval, t_log = {}, 0, 0, time.time()
       if preempted.flag:
         save(step)
