@@ -34,3 +34,20 @@ def get_config(name: str):
   if name not in available:
     raise ValueError(f"unknown zoo config {name!r}; available: {', '.join(available)}")
   return importlib.import_module(f"{__name__}.{name}").get_config()
+
+
+def list_models(zoo_dir=None) -> list[dict]:
+  """Pretrained (packaged) models: name, description, headline numbers; see :mod:`vlae_tf.zoo_store`."""
+  from vlae_tf import zoo_store
+  return zoo_store.list_models(zoo_dir)
+
+
+def load(name, zoo_dir=None, verify_checksums=True):
+  """The pretrained SavedModel ``name`` (checksums verified) as a :class:`vlae_tf.zoo_model.ZooModel`.
+
+  ``m = vlae_tf.zoo.load("mnist"); imgs = m.sample(num=16, seed=0)``. Weights
+  are looked up in ``zoo_dir``, else ``$VLAE_ZOO_DIR``, else the repository's
+  ``saved_models/``; ``name`` may also be the path of a model folder.
+  """
+  from vlae_tf import zoo_store
+  return zoo_store.load(name, zoo_dir, verify_checksums=verify_checksums)

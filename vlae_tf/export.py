@@ -1,0 +1,409 @@
+"""SavedModel export of a trained VLAE with a TF Serving contract.
+
+``export_saved_model(model, config, export_dir)`` writes a self-contained
+SavedModel (graph + the model's variables, nothing else: no optimizer state)
+whose named signatures need neither ``vlae_tf`` nor Keras to run. The full
+contract (input/output names, dtypes, shapes, bounds, seeds, REST examples)
+is in ``docs/SERVING.md``; in short:
+
+====================  ===========================================  =====================================
+signature             inputs                                       outputs
+====================  ===========================================  =====================================
+``serving_default``,  ``images`` float32 [N, H, W, C]              ``elbo``, ``rate``, ``distortion``
+``log_prob``                                                       (nats), ``bits_per_dim``; all [N]
+``iwae``              ``images``, ``num_samples`` int32,           ``nll`` (nats), ``bits_per_dim``; [N]
+                      ``seed`` int64
+``encode``            ``images``, ``seed``                         ``mean``, ``std``, ``z``: [N, D]
+``decode``            ``z`` float32 [N, D], ``seed``               ``images`` uint8 [N, H, W, C]
+``reconstruct``       ``images``, ``seed``                         ``images``
+``sample``            ``num`` int32, ``seed``, ``temperature``     ``images`` uint8 [num, H, W, C]
+                      float32
+====================  ===========================================  =====================================
+
+Maths (per example, nats): ``elbo = log p(x|z) - [log q(z|x) - log p(z)]``
+with one ``z ~ q(z|x)`` (``distortion = -log p(x|z)``, ``rate = log q - log p``);
+``bits_per_dim = -elbo / (H W C log 2)``. ``iwae`` returns
+``nll = -log (1/k) sum_s p(x, z_s) / q(z_s|x)`` (Burda et al. 2016), an upper
+bound on ``-log p(x)`` that tightens as k grows; the k samples are drawn in
+chunks of at most ``IWAE_BUDGET // N`` and combined by a running log-sum-exp.
+
+Every input is validated inside the graph, so a bad request fails with an
+``InvalidArgumentError`` naming the input and what was expected, in Python
+and in TF Serving alike (the signatures declare ``images`` with unknown rank
+so that rank and size are checked by the graph, with a readable message).
+
+Scalar inputs (``num``, ``num_samples``, ``temperature``, ``seed``) may also be
+given once per instance of a TF Serving row-format request (shape ``[N]``)
+as long as every instance carries the same value. ``seed`` is either one
+integer ``s`` (the stateless seed ``[s, s]``) or a stateless pair ``[2]``.
+
+Command line (package a trained run into the zoo layout, see :mod:`vlae_tf.zoo_store`)::
+
+  python -m vlae_tf.export --workdir=runs/mnist --name=mnist --out=saved_models \\
+      --eval_json=runs/mnist/eval.json --hardware="2 CPU cores" --wall_time_hours=30
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from vlae_tf import objective
+from vlae_tf import sampling
+
+FORMAT_VERSION = 1
+MAX_IWAE_SAMPLES = 4096        # per call of the ``iwae`` signature
+IWAE_BUDGET = 2048             # N * chunk: importance samples per decoder pass
+MAX_SAMPLE_NUM = 1024          # images per call of the ``sample`` signature
+MAX_TEMPERATURE = 10.0
+SIGNATURES = ("serving_default", "log_prob", "iwae", "encode", "decode", "reconstruct", "sample")
+
+_ANY = tf.TensorShape(None)
+
+
+def _assert(cond, *message):
+  """A graph assertion whose error text is ``message`` (strings and tensors)."""
+  return tf.debugging.Assert(cond, list(message), summarize=16)
+
+
+def _after(checks, *tensors):
+  with tf.control_dependencies(checks):
+    out = tuple(tf.identity(t) for t in tensors)
+  return out if len(out) > 1 else out[0]
+
+
+def _scalar_input(x, name, what):
+  """A scalar from a ``[]`` / ``[1]`` tensor, or a ``[N]`` one repeating one value."""
+  flat = tf.reshape(x, [-1])
+  first = tf.concat([flat, tf.zeros([1], x.dtype)], 0)[0]
+  ok = (tf.rank(x) <= 1) & (tf.size(flat) >= 1) & tf.reduce_all(tf.equal(flat, first))
+  check = _assert(ok, f"{name}: expected one {what} (a scalar; in a row-format request the same "
+                  "value in every instance), got shape", tf.shape(x), "values", flat)
+  return _after([check], first)
+
+
+def stateless_seed(seed):
+  """The ``[2]`` int64 stateless seed named by a ``seed`` input (see module doc)."""
+  seed = tf.convert_to_tensor(seed, tf.int64)
+  flat = tf.reshape(seed, [-1])
+  rank, size = tf.rank(seed), tf.size(flat)
+  shape = tf.concat([tf.shape(seed), [0, 0]], 0)
+  padded = tf.concat([flat, tf.zeros([2], tf.int64)], 0)
+  is_pair = tf.equal(rank, 1) & tf.equal(size, 2)
+  is_scalar = (rank <= 1) & (size >= 1) & tf.reduce_all(tf.equal(flat, padded[0]))
+  is_rows = tf.cond(tf.equal(rank, 2) & tf.equal(shape[1], 2) & (shape[0] >= 1),
+                    lambda: tf.reduce_all(tf.equal(tf.reshape(flat, [-1, 2]), padded[None, :2])),
+                    lambda: tf.constant(False))
+  check = _assert(is_pair | is_scalar | is_rows,
+                  "seed: expected an int64 scalar s (the stateless seed [s, s]) or a stateless "
+                  "seed pair of shape [2] (in a row-format request: the same seed in every "
+                  "instance), got shape", tf.shape(seed), "values", flat)
+  pair = tf.where(is_pair | is_rows, padded[:2], tf.stack([padded[0], padded[0]]))
+  return _after([check], pair)
+
+
+class ServingModule(tf.Module):
+  """The exported object: the model's variables and the signature functions.
+
+  Holds only ``tf.Variable`` s (the model weights and a JSON description);
+  the Keras model is closed over by the functions, not tracked, so loading
+  needs no Python classes from ``vlae_tf``.
+  """
+
+  def __init__(self, model, config=None, name="vlae"):
+    super().__init__(name=name)
+    self.model_variables = list(model.variables)
+    h, w, c = model.image_shape
+    info = dict(
+        format_version=FORMAT_VERSION, image_shape=[h, w, c], num_levels=int(model.num_levels),
+        latent_size=int(model.latent_size), latent_shape=list(model.latent_shape),
+        max_iwae_samples=MAX_IWAE_SAMPLES, max_sample_num=MAX_SAMPLE_NUM,
+        max_temperature=MAX_TEMPERATURE, signatures=list(SIGNATURES),
+        config=_jsonable(config if config is not None else model.vlae_config))
+    self.info_json = tf.Variable(json.dumps(info, sort_keys=True), trainable=False,
+                                 name="info_json")
+    self._build_functions(model)
+
+  # ------------------------------------------------------------------ inputs
+  def _images(self, images, model):
+    h, w, c = model.image_shape
+    top = model.num_levels - 1
+    values = "integer values in {0, 1}" if top == 1 else f"integer values in [0, {top}]"
+    expect = f"images: expected a batch of shape [N, {h}, {w}, {c}] with N >= 1 and {values}"
+    s = tf.shape(images)
+    dims = tf.concat([s, [-1, -1, -1, -1]], 0)
+    shape_ok = tf.equal(tf.rank(images), 4) & tf.reduce_all(tf.equal(dims[1:4], [h, w, c]))
+    check_shape = _assert(shape_ok, f"{expect}; got shape", s)
+    with tf.control_dependencies([check_shape]):
+      flat = tf.reshape(images, [-1])
+      in_range = (flat >= 0.0) & (flat <= float(top))          # False for NaN
+      integral = tf.equal(flat, tf.round(flat))
+      first_bad = lambda ok: tf.concat([tf.boolean_mask(flat, ~ok), [0.0]], 0)[0]
+      check_batch = _assert(s[0] >= 1, f"{expect}; got an empty batch of shape", s)
+      check_range = _assert(tf.reduce_all(in_range), f"{expect}; got a pixel value of",
+                            first_bad(in_range))
+      check_int = _assert(tf.reduce_all(integral), f"{expect}; got a non-integer pixel value of",
+                          first_bad(integral))
+    x = _after([check_shape, check_batch, check_range, check_int], images)
+    return tf.ensure_shape(x, [None, h, w, c])
+
+  def _latents(self, z, model):
+    d = model.latent_size
+    expect = f"z: expected a finite float32 batch of latents of shape [N, {d}] with N >= 1"
+    s = tf.shape(z)
+    dims = tf.concat([s, [-1, -1]], 0)
+    check_shape = _assert(tf.equal(tf.rank(z), 2) & tf.equal(dims[1], d) & (dims[0] >= 1),
+                          f"{expect}; got shape", s)
+    with tf.control_dependencies([check_shape]):
+      check_finite = _assert(tf.reduce_all(tf.math.is_finite(z)),
+                             f"{expect}; got non-finite values (NaN or Inf)")
+    return tf.ensure_shape(_after([check_shape, check_finite], z), [None, d])
+
+  def _bounded_int(self, x, name, lo, hi):
+    v = _scalar_input(x, name, f"int32 in [{lo}, {hi}]")
+    check = _assert((v >= lo) & (v <= hi), f"{name}: expected an integer in [{lo}, {hi}], got", v)
+    return _after([check], v)
+
+  def _temperature(self, t):
+    v = _scalar_input(t, "temperature", f"float32 in (0, {MAX_TEMPERATURE:g}]")
+    check = _assert(tf.math.is_finite(v) & (v > 0.0) & (v <= MAX_TEMPERATURE),
+                    f"temperature: expected a float in (0, {MAX_TEMPERATURE:g}], got", v)
+    return _after([check], v)
+
+  # --------------------------------------------------------------- functions
+  def _build_functions(self, model):
+    img = tf.TensorSpec(_ANY, tf.float32, name="images")
+    seed = tf.TensorSpec(_ANY, tf.int64, name="seed")
+    elbo_seed = tf.constant([0, 0], tf.int64)
+
+    @tf.function(input_signature=[img])
+    def log_prob(images):
+      x = self._images(images, model)
+      t = model.elbo_terms(x, seed=elbo_seed)
+      return {k: tf.identity(t[k], name=k) for k in ("elbo", "rate", "distortion", "bits_per_dim")}
+
+    @tf.function(input_signature=[img, tf.TensorSpec(_ANY, tf.int32, name="num_samples"), seed])
+    def iwae(images, num_samples, seed):
+      x = self._images(images, model)
+      k = self._bounded_int(num_samples, "num_samples", 1, MAX_IWAE_SAMPLES)
+      nll = iwae_nll_graph(model, x, k, stateless_seed(seed))
+      return {"nll": nll, "bits_per_dim": objective.nats_to_bits_per_dim(nll, model.num_dims)}
+
+    @tf.function(input_signature=[img, seed])
+    def encode(images, seed):
+      x = self._images(images, model)
+      mu, sigma, context = model.encode(x)
+      eps = tf.random.stateless_normal(tf.shape(mu), stateless_seed(seed))
+      z, _ = model.posterior_from_noise(mu, sigma, context, eps)
+      return {"mean": mu, "std": sigma, "z": z}
+
+    @tf.function(input_signature=[tf.TensorSpec(_ANY, tf.float32, name="z"), seed])
+    def decode(z, seed):
+      z = self._latents(z, model)
+      return {"images": _to_uint8(sampling.decode(model, z, stateless_seed(seed)))}
+
+    @tf.function(input_signature=[img, seed])
+    def reconstruct(images, seed):
+      x = self._images(images, model)
+      return {"images": _to_uint8(sampling.reconstruct(model, x, stateless_seed(seed)))}
+
+    @tf.function(input_signature=[tf.TensorSpec(_ANY, tf.int32, name="num"), seed,
+                                  tf.TensorSpec(_ANY, tf.float32, name="temperature")])
+    def sample(num, seed, temperature):
+      n = self._bounded_int(num, "num", 1, MAX_SAMPLE_NUM)
+      t = self._temperature(temperature)
+      return {"images": _to_uint8(sampling.sample(model, n, stateless_seed(seed), t))}
+
+    self.log_prob, self.iwae, self.encode, self.decode = log_prob, iwae, encode, decode
+    self.reconstruct, self.sample = reconstruct, sample
+
+  def signatures(self):
+    return {"serving_default": self.log_prob, "log_prob": self.log_prob, "iwae": self.iwae,
+            "encode": self.encode, "decode": self.decode, "reconstruct": self.reconstruct,
+            "sample": self.sample}
+
+
+# ----------------------------------------------------------------- the maths
+def iwae_nll_graph(model, x_f, num_samples, seed):
+  """``-L_k`` per example, ``[N]`` nats, in-graph; chunks of ``<= IWAE_BUDGET // N`` samples.
+
+  ``L_k = logsumexp_s(log w_s) - log k`` accumulated chunk by chunk (chunk i
+  uses the stateless seed ``fold_in(seed, i)``).
+  """
+  b = tf.shape(x_f)[0]
+  k = tf.cast(num_samples, tf.int32)
+  chunk = tf.maximum(1, tf.minimum(k, IWAE_BUDGET // b))
+  num_chunks = (k + chunk - 1) // chunk
+
+  def body(i, total):
+    s = tf.minimum(chunk, k - i * chunk)
+    lw = model.log_weights(x_f, s, tf.random.experimental.stateless_fold_in(seed, i))
+    return i + 1, tf.reduce_logsumexp(tf.concat([total[None], lw], 0), axis=0)
+
+  _, total = tf.while_loop(lambda i, _: i < num_chunks, body,
+                           [tf.constant(0), tf.fill([b], tf.constant(-np.inf, tf.float32))])
+  return -(total - tf.math.log(tf.cast(k, tf.float32)))
+
+
+def _to_uint8(x):
+  return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
+
+
+def _jsonable(config):
+  from vlae_tf.model import config_to_dict
+  return json.loads(json.dumps(config_to_dict(config), default=list))
+
+
+# ---------------------------------------------------------------- the export
+def _layout(export_dir, version):
+  """``(model_dir, saved_model_dir)``: a numeric last component is the version folder."""
+  export_dir = os.path.normpath(os.fspath(export_dir))
+  if os.path.basename(export_dir).isdigit():
+    return os.path.dirname(export_dir) or ".", export_dir
+  return export_dir, os.path.join(export_dir, str(int(version or 1)))
+
+
+def export_saved_model(model, config, export_dir, version=None, **card_info):
+  """Writes ``model`` (already holding the weights to ship, e.g. EMA) as a SavedModel.
+
+  Args:
+    model: a built :class:`vlae_tf.model.VLAE`.
+    config: its config (stored in the SavedModel's ``info_json`` variable and the card).
+    export_dir: the model folder, e.g. ``saved_models/mnist``: the SavedModel
+      goes into its numeric version subfolder ``<version>`` (default 1), the
+      layout TF Serving expects. A path ending in a number is taken as the
+      version folder itself. The version folder must not exist or be empty.
+    version: the version number when ``export_dir`` is a model folder.
+    **card_info: metadata for the model card. A card (``card.json``,
+      ``README.md``, ``eval.json``, ``examples.npz``, sha256 of every file; see
+      :func:`vlae_tf.zoo_store.write_card`) is written into the model folder
+      when evaluation results are known: ``eval_results`` (a dict or the path
+      of an eval.json) or ``workdir`` holding ``eval.json``. Also read:
+      ``step`` / ``steps``, ``weights``, ``name``, ``command``, ``hardware``,
+      ``wall_time_hours``, ``examples`` (uint8 NHWC images; default the first
+      8 test images when the data is readable), ``paper_nll``, ``notes``.
+      Without evaluation results only the SavedModel is written.
+
+  Returns:
+    The SavedModel folder.
+  """
+  model_dir, saved_model_dir = _layout(export_dir, version)
+  if os.path.isdir(saved_model_dir) and os.listdir(saved_model_dir):
+    raise FileExistsError(f"{saved_model_dir!r} exists and is not empty; export a new version "
+                          "(--version) or remove it")
+  module = ServingModule(model, config)
+  tf.saved_model.save(module, saved_model_dir, signatures=module.signatures())
+  eval_results = card_info.pop("eval_results", None)
+  workdir = card_info.get("workdir")
+  if eval_results is None and workdir and os.path.isfile(os.path.join(workdir, "eval.json")):
+    eval_results = os.path.join(workdir, "eval.json")
+  if eval_results is None:
+    if card_info:
+      print(f"export: wrote the SavedModel {saved_model_dir} but no model card: no evaluation "
+            "results (run `train.py --mode=eval` first, or pass eval_results)")
+    return saved_model_dir
+  from vlae_tf import zoo_store
+  eval_results = zoo_store.check_eval_results(eval_results)
+  step = card_info.pop("step", None)
+  steps = card_info.pop("steps", step)
+  if steps is not None and eval_results.get("step") is not None and \
+      int(eval_results["step"]) != int(steps):
+    raise ValueError(f"the evaluation is of step {eval_results['step']} but the exported weights "
+                     f"are of step {steps}; evaluate the exported checkpoint first")
+  if "examples" not in card_info:
+    card_info["examples"] = _examples_or_none(config)
+  zoo_store.write_card(model_dir, config=config, eval_results=eval_results, steps=steps,
+                       version=os.path.basename(saved_model_dir), **card_info)
+  return saved_model_dir
+
+
+def example_images(config, num=8):
+  """The first ``num`` images of the config's test split (model-ready uint8 NHWC)."""
+  from vlae_tf import data
+  return data.load_split(config, data.eval_split_name(config, "test"), num_examples=num)
+
+
+def _examples_or_none(config, num=8):
+  try:
+    return example_images(config, num)
+  except Exception as e:  # noqa: BLE001  (no data on this machine: the card just has no examples)
+    print(f"export: no example images bundled ({type(e).__name__}: {e})")
+    return None
+
+
+def package_run(workdir, name, out="saved_models", eval_json=None, version=1, num_examples=8,
+                overwrite=False, use_ema=True, **card_info):
+  """Exports a trained run as the zoo model ``out/name`` (SavedModel + card + checksums).
+
+  Loads the (EMA) weights with ``vlae_tf.training.load_model_from_workdir``;
+  the card's numbers come from ``eval_json`` (default ``workdir/eval.json``),
+  which must be of the same checkpoint step. Writes into a temporary folder,
+  verifies it, then moves it into place. Returns the model folder.
+  """
+  import pathlib
+  import shutil
+  import tempfile
+  from vlae_tf import training, zoo_store
+  eval_json = eval_json or os.path.join(workdir, "eval.json")
+  if not os.path.isfile(eval_json):
+    raise FileNotFoundError(f"no evaluation at {eval_json}: run `python train.py "
+                            f"--workdir={workdir} --mode=eval` first (the card's numbers must "
+                            "come from a real eval.json)")
+  zoo_store.check_eval_results(eval_json)
+  target = pathlib.Path(out) / name
+  if target.exists() and not overwrite:
+    raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+  model, config, step = training.load_model_from_workdir(workdir, use_ema=use_ema)
+  pathlib.Path(out).mkdir(parents=True, exist_ok=True)
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out))
+  try:
+    examples = example_images(config, num_examples) if num_examples else None
+    export_saved_model(model, config, tmp, version=version, eval_results=eval_json, name=name,
+                       step=step, workdir=os.fspath(workdir),
+                       weights="ema" if use_ema else "raw", examples=examples, **card_info)
+    zoo_store.verify(tmp)
+    if target.exists():
+      shutil.rmtree(target)
+    tmp.rename(target)
+  finally:
+    if tmp.exists():
+      shutil.rmtree(tmp)
+  return target
+
+
+def main(argv=None):
+  import argparse
+  p = argparse.ArgumentParser(
+      prog="python -m vlae_tf.export",
+      description="Package a trained run as a zoo model: SavedModel (EMA weights), model card, "
+                  "example images and sha256 checksums in OUT/NAME/.")
+  p.add_argument("--workdir", required=True, help="training run folder (checkpoints)")
+  p.add_argument("--name", required=True, help="zoo model name, e.g. mnist")
+  p.add_argument("--out", default="saved_models", help="zoo folder (default: saved_models)")
+  p.add_argument("--eval_json", default=None, help="evaluation results (default WORKDIR/eval.json)")
+  p.add_argument("--command", default=None, help="the exact training command, for the card")
+  p.add_argument("--hardware", default=None, help="e.g. '2 CPU cores (Xeon)'")
+  p.add_argument("--wall_time_hours", type=float, default=None, help="training wall time")
+  p.add_argument("--paper_nll", type=float, default=None,
+                 help="override the config's paper_nll (nats)")
+  p.add_argument("--notes", default=None, help="free text for the card")
+  p.add_argument("--version", type=int, default=1, help="SavedModel version folder (TF Serving)")
+  p.add_argument("--num_examples", type=int, default=8, help="test images to bundle (0: none)")
+  p.add_argument("--no_ema", action="store_true", help="export the raw (non-EMA) weights")
+  p.add_argument("--overwrite", action="store_true")
+  a = p.parse_args(argv)
+  extra = {k: v for k, v in (("paper_nll", a.paper_nll), ("notes", a.notes)) if v is not None}
+  target = package_run(a.workdir, a.name, a.out, eval_json=a.eval_json, command=a.command,
+                       hardware=a.hardware, wall_time_hours=a.wall_time_hours, version=a.version,
+                       num_examples=a.num_examples, overwrite=a.overwrite, use_ema=not a.no_ema,
+                       **extra)
+  from vlae_tf import zoo_store
+  print(f"wrote {target}\n  {zoo_store.headline(zoo_store.read_card(target))}")
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""``ZooModel``: a thin NumPy-in, NumPy-out wrapper over an exported VLAE SavedModel.
+
+Every method calls one signature of the SavedModel (contract: docs/SERVING.md)
+after converting Python / NumPy arguments to the signature's dtypes; all
+validation of values happens inside the graph and surfaces as
+``tf.errors.InvalidArgumentError`` naming the input. Methods never need
+``vlae_tf``'s model code: the wrapper works on any SavedModel written by
+:func:`vlae_tf.export.export_saved_model`.
+
+Images are NHWC in data scale: {0, 1} for binary models, 0..255 for 8-bit
+ones. Inputs may be uint8, int or float arrays holding integer pixel values;
+outputs are uint8. ``seed`` is an int ``s`` (the stateless seed ``[s, s]``) or a
+pair of ints; the same seed gives the same result.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+
+import numpy as np
+import tensorflow as tf
+
+
+def _seed(seed):
+  arr = np.asarray(seed)
+  if arr.dtype == bool or arr.dtype.kind not in "iu" or arr.shape not in ((), (2,)):
+    raise TypeError(f"seed must be an int or a pair of ints, got {seed!r}")
+  return tf.constant(arr.astype(np.int64))
+
+
+def _int(value, name, lo, hi):
+  if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+    raise TypeError(f"{name} must be an int, got {value!r}")
+  if not lo <= int(value) <= hi:
+    raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+  return tf.constant(int(value), tf.int32)
+
+
+class ZooModel:
+  """A loaded zoo model. ``card``: its model card; ``info``: shapes and bounds."""
+
+  def __init__(self, saved_model, card=None, path=None):
+    self.saved_model = saved_model
+    self.signatures = saved_model.signatures
+    self.card = dict(card or {})
+    self.path = path
+    self.info = json.loads(saved_model.info_json.numpy().decode("utf-8"))
+    self.name = self.card.get("name") or self.info["config"].get("name", "vlae")
+    self.image_shape = tuple(self.info["image_shape"])
+    self.latent_size = int(self.info["latent_size"])
+    self.num_levels = int(self.info["num_levels"])
+
+  def __repr__(self):
+    return (f"ZooModel({self.name!r}, images {list(self.image_shape)} with values in "
+            f"[0, {self.num_levels - 1}], latent size {self.latent_size})")
+
+  # ------------------------------------------------------------ conversion
+  def _images(self, images, name="images"):
+    x = np.asarray(images)
+    if x.dtype == bool:
+      x = x.astype(np.uint8)
+    if x.dtype.kind not in "iuf":
+      raise TypeError(f"{name} must be a numeric array of pixels of shape "
+                      f"[N, {', '.join(map(str, self.image_shape))}], got dtype {x.dtype}")
+    return tf.constant(x.astype(np.float32))
+
+  def _call(self, signature, **inputs):
+    out = self.signatures[signature](**inputs)
+    return {k: v.numpy() for k, v in out.items()}
+
+  # --------------------------------------------------------------- methods
+  def log_prob(self, images):
+    """Per-example one-sample ELBO terms (fixed internal seed): ``elbo``, ``rate``,
+    ``distortion`` in nats and ``bits_per_dim``, each ``[N]``."""
+    return self._call("log_prob", images=self._images(images))
+
+  def iwae(self, images, num_samples=1000, seed=0):
+    """Per-example IWAE bound ``nll`` (nats) and ``bits_per_dim`` with k = ``num_samples``."""
+    k = _int(num_samples, "num_samples", 1, self.info["max_iwae_samples"])
+    return self._call("iwae", images=self._images(images), num_samples=k, seed=_seed(seed))
+
+  def encode(self, images, seed=0):
+    """``mean`` and ``std`` of q0(z|x) and a sample ``z`` of q(z|x), each ``[N, D]``."""
+    return self._call("encode", images=self._images(images), seed=_seed(seed))
+
+  def decode(self, z, seed=0):
+    """Images ``[N, H, W, C]`` uint8 drawn from p(x|z) for latents ``z`` ``[N, D]``."""
+    z = np.asarray(z)
+    if z.dtype.kind not in "iuf":
+      raise TypeError(f"z must be a float array of shape [N, {self.latent_size}], got {z.dtype}")
+    return self._call("decode", z=tf.constant(z.astype(np.float32)), seed=_seed(seed))["images"]
+
+  def reconstruct(self, images, seed=0):
+    """Lossy reconstructions: ``x' ~ p(x|z)`` with ``z ~ q(z|x)``; uint8 like ``images``."""
+    return self._call("reconstruct", images=self._images(images), seed=_seed(seed))["images"]
+
+  def sample(self, num=16, seed=0, temperature=1.0):
+    """``num`` images ``[num, H, W, C]`` uint8 from p(x) (prior noise scaled by ``temperature``)."""
+    n = _int(num, "num", 1, self.info["max_sample_num"])
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+      raise TypeError(f"temperature must be a float, got {temperature!r}")
+    return self._call("sample", num=n, seed=_seed(seed),
+                      temperature=tf.constant(float(temperature), tf.float32))["images"]
+
+  def interpolate(self, start, end, steps=8, seed=0):
+    """Decodes ``z_t = (1 - t) mu(start) + t mu(end)`` for ``steps`` values of t in [0, 1].
+
+    ``mu`` is the mean of q0(z|x). ``start`` and ``end`` are single images
+    ``[H, W, C]`` (result ``[steps, H, W, C]``) or batches ``[N, H, W, C]``
+    (result ``[N, steps, H, W, C]``). Every step uses the same ``seed``, so
+    the pixel noise is shared and only z changes along a row.
+    """
+    steps = int(_int(steps, "steps", 2, 256))
+    a, b = np.asarray(start), np.asarray(end)
+    single = a.ndim == len(self.image_shape)
+    if single:
+      a, b = a[None], b[None]
+    if a.shape != b.shape:
+      raise ValueError(f"start and end must have the same shape, got {a.shape} and {b.shape}")
+    mu = self.encode(np.concatenate([a, b]), seed=seed)["mean"]
+    n = len(a)
+    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[None, :, None]
+    z = (1.0 - t) * mu[:n, None] + t * mu[n:, None]                      # [N, steps, D]
+    x = self.decode(z.reshape(n * steps, -1), seed=seed).reshape((n, steps) + self.image_shape)
+    return x[0] if single else x
+
+  def examples(self):
+    """The few bundled test images of the model card (``examples.npz``), uint8 NHWC."""
+    if self.path is None or not self.card.get("examples"):
+      raise FileNotFoundError(f"model {self.name!r} has no bundled example images")
+    with np.load(self.path / self.card["examples"], allow_pickle=False) as f:
+      return f["x"]
