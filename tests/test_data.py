@@ -1,0 +1,188 @@
+"""Data sources, binarization and the resumable, shardable training stream."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import tiny_config
+from vlae_tf import data
+
+
+def _cfg(dataset="mnist", binarization="dynamic", shape=(4, 4, 1), data_dir="", batch=6):
+  cfg = tiny_config(image_shape=shape)
+  cfg.data.dataset = dataset
+  cfg.data.source = "npz"
+  cfg.data.data_dir = data_dir
+  cfg.data.binarization = binarization
+  cfg.train.batch_size = batch
+  return cfg
+
+
+def _stream(cfg, start, n, ctx=None):
+  it = iter(data.train_dataset(cfg, start_step=start, input_context=ctx))
+  return [next(it).numpy() for _ in range(n)]
+
+
+# ------------------------------------------------------------------ npz lookup
+def test_npz_single_file_nested_and_parts(tmp_path):
+  rng = np.random.default_rng(0)
+  a = rng.integers(0, 2, (5, 4, 4), dtype=np.uint8)
+  np.savez(tmp_path / "mnist.npz", x_train=a, x_test=a[:2])
+  np.testing.assert_array_equal(data.load_npz_split(str(tmp_path), "mnist", "train"), a)
+  # The shared layout: <name>/<name>.npz, and numbered parts concatenated in order 1, 2, ..., 10.
+  os.makedirs(tmp_path / "cifar10")
+  parts = [rng.integers(0, 256, (2, 4, 4, 3), dtype=np.uint8) for _ in range(11)]
+  for k, p in enumerate(parts, 1):
+    np.savez(tmp_path / "cifar10" / f"cifar10_train_{k}.npz", x_train=p, y_train=np.zeros(2))
+  np.savez(tmp_path / "cifar10" / "cifar10_test.npz", x_test=parts[0])
+  np.testing.assert_array_equal(data.load_npz_split(str(tmp_path), "cifar10", "train"),
+                                np.concatenate(parts))
+  np.testing.assert_array_equal(data.load_npz_split(str(tmp_path), "cifar10", "test"), parts[0])
+  # Omniglot's 28x28 copy with background / evaluation keys; data_dir may name a file directly.
+  os.makedirs(tmp_path / "omniglot")
+  np.savez(tmp_path / "omniglot" / "omniglot_28_box.npz", x_background=a, x_evaluation=a[:1])
+  np.testing.assert_array_equal(
+      data.load_npz_split(str(tmp_path), "omniglot", "evaluation"), a[:1])
+  np.testing.assert_array_equal(
+      data.load_npz_split(str(tmp_path / "mnist.npz"), "anything", "test"), a[:2])
+
+
+def test_npz_errors_name_the_problem(tmp_path):
+  np.savez(tmp_path / "mnist.npz", x_train=np.zeros((2, 4, 4), np.uint8))
+  with pytest.raises(FileNotFoundError, match=r"(?s)x_valid.*has x_train"):
+    data.load_npz_split(str(tmp_path), "mnist", "valid")
+  with pytest.raises(FileNotFoundError, match="VLAE_DATA_DIR"):
+    data.load_npz_split("", "mnist", "train")
+  cfg = _cfg(data_dir=str(tmp_path), shape=(5, 5, 1))
+  with pytest.raises(ValueError, match=r"shape \(4, 4, 1\).*image_shape is \(5, 5, 1\)"):
+    data.load_raw_split(cfg, "train")
+  np.savez(tmp_path / "binarized_mnist.npz", x_train=np.full((2, 4, 4), 200, np.uint8))
+  with pytest.raises(ValueError, match="static.*0, 1"):
+    data.load_split(_cfg("binarized_mnist", "static", data_dir=str(tmp_path)), "train")
+
+
+def test_source_resolution(monkeypatch, tmp_path):
+  cfg = _cfg()
+  cfg.data.source = "auto"
+  monkeypatch.delenv(data.ENV_VAR, raising=False)
+  assert data.resolve_source(cfg) == "tfds"
+  monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
+  assert data.resolve_source(cfg) == "npz" and data.data_dir(cfg) == str(tmp_path)
+  cfg.data.dataset = "synthetic"
+  assert data.resolve_source(cfg) == "synthetic"
+
+
+# ------------------------------------------------------------------ binarization
+def test_fixed_binarization_is_a_seeded_bernoulli_draw():
+  x = np.full((4000, 2, 2, 1), 64, np.uint8)
+  x[:, 0] = 0
+  x[:, 1, 0] = 255
+  b = data.fixed_binarization(x, seed=3)
+  np.testing.assert_array_equal(b, data.fixed_binarization(x, seed=3))
+  assert not np.array_equal(b, data.fixed_binarization(x, seed=4))
+  assert b[:, 0].max() == 0 and b[:, 1, 0].min() == 1           # p = 0 and p = 1 are exact
+  p = b[:, 1, 1].mean()                                          # p = 64 / 255, 4000 draws
+  assert abs(p - 64 / 255) < 4 * np.sqrt(0.25 / 4000)
+
+
+def test_dynamic_binarization_redraws_every_epoch(tmp_path):
+  gray = np.full((6, 4, 4), 128, np.uint8)
+  np.savez(tmp_path / "mnist.npz", x_train=gray, x_test=gray)
+  cfg = _cfg(data_dir=str(tmp_path), batch=6)                    # one batch = one epoch
+  e0, e1 = _stream(cfg, 0, 2)
+  assert set(np.unique(e0)) <= {0, 1}
+  assert not np.array_equal(e0, e1)                              # fresh draw in epoch 1
+  np.testing.assert_array_equal(_stream(cfg, 1, 1)[0], e1)       # but the same draw on resume
+  many = np.concatenate(_stream(cfg, 0, 100))
+  assert abs(many.mean() - 128 / 255) < 4 * np.sqrt(0.25 / many.size)
+  test = data.load_split(cfg, "test")                            # eval: one fixed draw
+  np.testing.assert_array_equal(test, data.fixed_binarization(gray[..., None], 0))
+
+
+# ------------------------------------------------------------------ the stream
+def _indexed_npz(tmp_path, n=10):
+  """Image k has pixel (0, 0) = k: lets a test read back which example it got."""
+  x = np.zeros((n, 4, 4), np.uint8)
+  x[:, 0, 0] = np.arange(n)
+  np.savez(tmp_path / "cifar10.npz", x_train=x, x_test=x)
+  cfg = _cfg("cifar10", "none", data_dir=str(tmp_path), batch=4)
+  cfg.data.image_shape = (4, 4, 1)
+  return cfg
+
+
+def test_every_epoch_is_a_permutation_and_resume_skips_exactly(tmp_path):
+  cfg = _indexed_npz(tmp_path, n=10)
+  batches = _stream(cfg, 0, 10)                                   # 40 examples = 4 epochs
+  ids = np.concatenate([b[:, 0, 0, 0] for b in batches])
+  epochs = ids.reshape(4, 10)
+  for e in epochs:
+    assert sorted(e) == list(range(10))
+  assert len({tuple(e) for e in epochs}) == 4                     # a new order each epoch
+  for start in (1, 3, 7):
+    resumed = _stream(cfg, start, 10 - start)
+    for a, b in zip(resumed, batches[start:]):
+      np.testing.assert_array_equal(a, b)
+  cfg.seed = 1
+  assert not np.array_equal(np.concatenate(_stream(cfg, 0, 3)), np.concatenate(batches[:3]))
+
+
+def test_sharded_pipelines_partition_each_global_batch(tmp_path):
+  cfg = _indexed_npz(tmp_path, n=10)
+  whole = _stream(cfg, 2, 3)
+  shards = []
+  for pid in range(2):
+    ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pid,
+                                     num_replicas_in_sync=4)    # 2 workers x 2 replicas
+    shards.append(_stream(cfg, 2, 6, ctx))                       # per-replica batches of 1
+  for t in range(3):
+    got = np.concatenate([shards[0][2 * t], shards[0][2 * t + 1],
+                          shards[1][2 * t], shards[1][2 * t + 1]])
+    np.testing.assert_array_equal(got, whole[t])
+
+
+def test_synthetic_images_are_structured():
+  x = data.synthetic_split((6, 6, 1), "train", seed=0, num_levels=2, size=400)
+  assert x.shape == (400, 6, 6, 1) and set(np.unique(x)) <= {0, 1}
+  # Four templates + 5% flips: each image is within 5 of 36 pixels of its nearest template, on average.
+  t = data.synthetic_split((6, 6, 1), "test", seed=0, num_levels=2, size=400)
+  dist = np.abs(x[:, None].astype(int) - t[None].astype(int)).sum((2, 3, 4)).min(1)
+  assert dist.mean() < 5
+  assert data.synthetic_split((2, 2, 3), "train", num_levels=256, size=3).max() == 255
+
+
+# ------------------------------------------------------------------ TFDS
+def test_omniglot_conversion_is_ink_box_filter():
+  img = np.full((1, 105, 105, 3), 255, np.uint8)                   # white paper
+  img[0, :15, :15] = 0                                             # a 15x15 black stroke block
+  out = data.omniglot_to_28(img)
+  assert out.shape == (1, 28, 28, 1) and out.dtype == np.uint8
+  # 15 = 4 output cells of 3.75: cells (0..3, 0..3) are all ink, the rest paper.
+  np.testing.assert_array_equal(out[0, :4, :4, 0], 255)
+  assert out[0, 4:].max() == 0 and out[0, :, 4:].max() == 0
+
+
+def test_tfds_mock_data_trains_through_the_pipeline():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  cfg = _cfg("mnist", "dynamic", shape=(28, 28, 1), batch=4)
+  cfg.data.source = "tfds"
+  with tfds.testing.mock_data(num_examples=12):
+    x = data.load_split(cfg, "test")
+    b = _stream(cfg, 0, 2)
+    omni_cfg = _cfg("omniglot", "dynamic", shape=(28, 28, 1))
+    omni_cfg.data.source = "tfds"
+    omni = data.load_raw_split(omni_cfg, "background")
+  assert x.shape == (12, 28, 28, 1) and set(np.unique(x)) <= {0, 1}
+  assert b[0].shape == (4, 28, 28, 1) and set(np.unique(b[1])) <= {0, 1}
+  assert omni.shape == (12, 28, 28, 1)
+
+
+def test_tfds_failure_says_how_to_use_local_files(monkeypatch):
+  tfds = pytest.importorskip("tensorflow_datasets")
+
+  def offline(*a, **k):
+    raise OSError("network unreachable")
+  monkeypatch.setattr(tfds, "load", offline)
+  with pytest.raises(RuntimeError, match=r"(?s)VLAE_DATA_DIR.*x_train"):
+    data.load_tfds_split("mnist", "train")
