@@ -48,11 +48,14 @@ def iwae_nll(model, x, num_samples=1000, chunk_size=None, seed=None):
     raise TypeError(f"num_samples must be an int, got {num_samples!r}")
   if not 1 <= num_samples <= MAX_IWAE_SAMPLES:
     raise ValueError(f"num_samples must be in [1, {MAX_IWAE_SAMPLES}], got {num_samples}")
+  if chunk_size is not None and (isinstance(chunk_size, bool)
+                                 or not isinstance(chunk_size, (int, np.integer))):
+    raise TypeError(f"chunk_size must be None or an int, got {chunk_size!r}")
+  if chunk_size is not None and chunk_size < 1:
+    raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
   x_f = model.check_inputs(x)
   b = int(x_f.shape[0])
-  chunk = int(chunk_size or _default_chunk(b, num_samples))
-  if chunk < 1:
-    raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+  chunk = int(chunk_size) if chunk_size is not None else _default_chunk(b, num_samples)
   fn = _log_weights_fn(model)
   total = tf.fill([b], -np.inf)
   done, i = 0, 0

@@ -22,15 +22,18 @@ from vlae_tf import masked_conv as mc
 
 def _pixel(model, pixel):
   h, w, c = model.image_shape
+  if not isinstance(pixel, (tuple, list, np.ndarray)) or not all(
+      isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in pixel):
+    raise TypeError(f"pixel must be a tuple of ints (i, j) or (i, j, c), got {pixel!r}")
+  if len(pixel) not in (2, 3):
+    raise ValueError(f"pixel must be (i, j) or (i, j, c), got {pixel!r}")
   if len(pixel) == 2:
     i, j = pixel
     ch = None
-  elif len(pixel) == 3:
+  else:
     i, j, ch = pixel
     if not 0 <= ch < c:
-      raise ValueError(f"channel {ch} out of range for {c}-channel images")
-  else:
-    raise ValueError(f"pixel must be (i, j) or (i, j, c), got {pixel!r}")
+      raise ValueError(f"pixel {tuple(pixel)!r}: channel {ch} out of range for {c}-channel images")
   if not (0 <= i < h and 0 <= j < w):
     raise ValueError(f"pixel {pixel!r} is outside the {h}x{w} image")
   return int(i), int(j), ch

@@ -43,7 +43,12 @@ def check_images(x, image_shape, num_levels, name="x"):
                      f"[N, {h}, {w}, {c}]")
   xf = tf.cast(x, tf.float32)
   checks = [
-      tf.debugging.assert_greater(tf.shape(x)[0], 0, message=f"{name} is an empty batch"),
+      tf.debugging.assert_greater(
+          tf.shape(x)[0], 0,
+          message=f"{name} is an empty batch; expected at least one image of shape [{h}, {w}, {c}]"),
+      tf.debugging.assert_equal(
+          tf.reduce_all(tf.math.is_finite(xf)), True,
+          message=f"{name} has NaN or infinite pixel values; expected {expected}"),
       tf.debugging.assert_equal(
           tf.reduce_all((xf >= 0.0) & (xf <= float(num_levels - 1))), True,
           message=f"{name} has pixel values outside [0, {num_levels - 1}]; expected {expected}"),
