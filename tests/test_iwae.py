@@ -38,7 +38,8 @@ def _data(rng, n, flip=0.1):
   return np.abs(x - (rng.random(x.shape) < flip)).astype(np.float32)
 
 
-def _train(model, rng, steps, lr=1e-2):
+def adam_step_fn(model, lr=1e-2):
+  """A compiled Adam step on ``model.training_loss``: ``step(x, seed) -> loss``."""
   opt = keras.optimizers.Adam(lr)
 
   @tf.function
@@ -49,6 +50,11 @@ def _train(model, rng, steps, lr=1e-2):
     opt.apply_gradients(zip(grads, model.trainable_variables))
     return loss
 
+  return step
+
+
+def _train(model, rng, steps, lr=1e-2):
+  step = adam_step_fn(model, lr)
   for i in range(steps):
     step(tf.constant(_data(rng, 32)), tf.constant([0, i]))
 

@@ -23,6 +23,7 @@ from vlae_tf import masked_conv as mc
 from vlae_tf.af_prior import AFPrior, StandardNormalPrior
 from vlae_tf.likelihoods import Bernoulli, DiscretizedLogisticMixture
 from conftest import tiny_config
+from test_iwae import adam_step_fn, exact_log_px
 
 
 def _shrunk(name):
@@ -120,7 +121,6 @@ def test_elbo_terms_are_rate_plus_distortion(kw):
 
 def test_elbo_is_below_exact_log_likelihood_on_average():
   """E_q[ELBO] <= log p(x): averaged over many z, the ELBO of a 1-D latent model stays below quadrature."""
-  from test_iwae import exact_log_px
   model = vlae_tf.build_model(tiny_config(context="stack", image_shape=(2, 2, 1), latent_dim=1,
                                           prior="normal", decoder_layers=1))
   x = np.array([[[[1], [0]], [[0], [1]]], [[[1], [1]], [[1], [1]]]], np.float32)
@@ -138,15 +138,7 @@ def test_adam_steps_reduce_the_loss():
   rng = np.random.default_rng(0)
   protos = (rng.random((3, 4, 4, 1)) < 0.5).astype(np.float32)
   data = protos[rng.integers(0, 3, 64)]
-  opt = keras.optimizers.Adam(1e-2)
-
-  @tf.function
-  def step(x, seed):
-    with tf.GradientTape() as tape:
-      loss, _ = model.training_loss(x, 0, seed)
-    grads = tape.gradient(loss, model.trainable_variables)
-    opt.apply_gradients(zip(grads, model.trainable_variables))
-    return loss
+  step = adam_step_fn(model, 1e-2)
 
   def eval_nll():
     return -np.mean([model.elbo_terms(data, seed=tf.constant([99, s], tf.int64))["elbo"].numpy()
