@@ -12,6 +12,7 @@ def get_config():
   c.name = "mnist"
   c.description = "VLAE, static binarized MNIST, 6-layer 3x3 local PixelCNN + AF prior"
   c.paper_nll = 79.03   # nats, VLAE paper Table 1 (static MNIST)
+  c.paper_bits_per_dim = None
   c.seed = 0
 
   c.data = ml_collections.ConfigDict()
