@@ -72,11 +72,12 @@ def test_every_zoo_config_builds_and_runs(name):
   assert metrics["rate_per_dim"].shape == (2, model.latent_size)
 
 
-def _reference_terms(model, x, seed):
+def _reference_terms(model, x, seed=None, eps=None):
   """ELBO terms recomputed from encode / posterior flow / prior / decoder with the same noise."""
   x_f = tf.cast(tf.constant(x), tf.float32)
   mu, sigma, context = model.encode(x_f)
-  eps = tf.random.stateless_normal(tf.shape(mu), seed)
+  if eps is None:
+    eps = tf.random.stateless_normal(tf.shape(mu), seed)
   z0 = mu + sigma * eps
   log_q = tf.reduce_sum(-0.5 * eps ** 2 - 0.5 * math.log(2 * math.pi) - tf.math.log(sigma), -1)
   if model.posterior_flow is not None:
@@ -112,6 +113,12 @@ def test_elbo_terms_are_rate_plus_distortion(kw):
   _, m = model.training_loss(x, 0, seed)
   np.testing.assert_allclose(m["rate_per_dim"].numpy().sum(-1), t["rate"], rtol=1e-5, atol=1e-4)
   np.testing.assert_allclose(m["elbo"].numpy(), t["elbo"], rtol=1e-6, atol=1e-5)
+  # Importance log-weights log p(x, z_s) - log q(z_s|x) for s = 1..3, same noise layout [S, B, D].
+  log_w = model.log_weights(tf.cast(x, tf.float32), 3, seed).numpy()
+  eps = tf.random.stateless_normal([3, len(x), model.latent_size], seed)
+  for s in range(3):
+    r, dd = _reference_terms(model, x, eps=eps[s])
+    np.testing.assert_allclose(log_w[s], -(r + dd), rtol=1e-4, atol=2e-4)
   # The same seed reproduces; another one does not.
   again = model.elbo_terms(x, seed=seed)["elbo"].numpy()
   np.testing.assert_array_equal(again, t["elbo"])

@@ -155,6 +155,19 @@ def test_stack_receptive_field_by_autodiff(n):
     assert not rf[4, 7] and rf[4, 6] and rf[2, 8] and not rf[5, 5]
 
 
+def test_stack_with_5x5_kernels():
+  """k = 5: mask A reads the two rows above (columns -2..2) and two pixels to the left."""
+  off_a = {(u, v) for u in (-2, -1) for v in range(-2, 3)} | {(0, -2), (0, -1)}
+  off_b = off_a | {(0, 0)}
+  h = w = 10
+  model = _model("stack", (h, w, 1), decoder_layers=2, decoder_kernel=5, decoder_blocks=0)
+  for i, j in [(9, 9), (5, 5), (0, 4), (4, 0), (9, 2)]:
+    current = {(i, j)}
+    for offs in (off_b, off_a):
+      current = _clip({(a + u, b + v) for a, b in current for u, v in offs}, h, w)
+    np.testing.assert_array_equal(vlae_tf.receptive_field(model, (i, j)), _to_array(current, h, w))
+
+
 # ------------------------------------------------------------------ window
 
 @pytest.mark.parametrize("window", [(7, 4), (4, 2), (3, 2), (5, 3), (2, 3), (1, 1), (3, 0)])
