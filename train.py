@@ -65,11 +65,24 @@ def main(argv):
     print(training.export_workdir(FLAGS.workdir, FLAGS.export_dir, config))
 
 
+_STARTED = []
+
+
+def _main(argv):
+  _STARTED.append(True)
+  return main(argv)
+
+
 if __name__ == "__main__":
   try:
-    app.run(main)
-  except ValueError as e:  # config / workdir problems: a clear message, no traceback
-    if "invalid config" in str(e) or "work directory" in str(e):
+    app.run(_main)
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    # Before main: a --config.* override that names an unknown key or has a bad value.
+    # In main: config / workdir problems found before training. Both get one clear line.
+    if not _STARTED:
+      print(f"error: bad command line: {e}".replace("\\n", " "), file=sys.stderr)
+      sys.exit(2)
+    if isinstance(e, ValueError) and ("invalid config" in str(e) or "work directory" in str(e)):
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
     raise

@@ -1,0 +1,188 @@
+"""train.py in subprocesses: mirrored == default, 2-worker training, SIGTERM/SIGKILL + resume, CLI errors."""
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import vlae_tf
+from vlae_tf import training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A tiny synthetic run (the same model as conftest.tiny_config), free bits off so that the
+# global-batch objective does not depend on how the batch is split over replicas.
+OVERRIDES = {
+    "data.dataset": "synthetic", "data.image_shape": (4, 4, 1),
+    "model.num_resolution_changes": 0, "model.latent_dim": 3, "model.encoder_filters": 8,
+    "model.encoder_blocks": 1, "model.cond_filters": 8, "model.decoder_filters": 8,
+    "model.decoder_layers": 2, "model.decoder_blocks": 1, "model.prior_hidden": (16,),
+    "objective.free_bits": 0.0, "objective.free_bits_groups": 1,
+    "train.batch_size": 8, "train.steps": 4, "train.log_every": 1, "train.warmup_steps": 0,
+    "train.eval_every": 0, "eval.periodic_examples": 0, "eval.num_images": 0,
+}
+
+
+def _config(**extra):
+  cfg = vlae_tf.zoo.get_config("mnist")
+  for key, value in {**OVERRIDES, **extra}.items():
+    section, name = key.split(".")
+    setattr(cfg[section], name, value)
+  return cfg
+
+
+def _flags(workdir, **extra):
+  out = ["train.py", "--config=zoo/mnist.py", f"--workdir={workdir}"]
+  for key, value in {**OVERRIDES, **extra}.items():
+    out.append(f"--config.{key}={value}".replace(" ", ""))
+  return out
+
+
+def _popen(args, env=None, **kw):
+  env = dict(os.environ, **(env or {}))
+  return subprocess.Popen([sys.executable] + args, cwd=ROOT, env=env, text=True, **kw)
+
+
+def _metrics(workdir):
+  with open(os.path.join(workdir, training.METRICS_FILE)) as f:
+    return [json.loads(line) for line in f]
+
+
+def _checkpoint_values(path):
+  """Every saved variable, less the object graph and the save counter (a count of saves)."""
+  reader = tf.train.load_checkpoint(path)
+  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+          if not k.startswith(("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter"))}
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from vlae_tf import distribute
+    strategy = distribute.make_strategy("mirrored", num_cpu_devices=2)  # before TF initializes
+    import tensorflow as tf
+    sys.path.insert(0, "tests")
+    from test_train_distributed import _config, _metrics
+    from vlae_tf import training
+    out = {}
+    for name, strat in (("default", tf.distribute.get_strategy()), ("mirrored", strategy)):
+      training.train(_config(), sys.argv[1] + "/" + name, strat)
+      out[name] = _metrics(sys.argv[1] + "/" + name)
+      out[name + "_replicas"] = strat.num_replicas_in_sync
+    print("RESULT " + json.dumps(out))
+""")
+
+
+def test_mirrored_over_two_cpus_matches_default(tmp_path):
+  p = _popen(["-c", MIRRORED_SCRIPT, str(tmp_path)], stdout=subprocess.PIPE,
+             stderr=subprocess.DEVNULL)
+  out, _ = p.communicate(timeout=240)
+  assert p.returncode == 0, out
+  res = json.loads(out.split("RESULT ", 1)[1])
+  assert res["default_replicas"] == 1 and res["mirrored_replicas"] == 2
+  for key in ("loss", "elbo", "rate", "grad_norm"):   # grad_norm: the gradient is of the global mean
+    a = [r[key] for r in res["default"]]
+    b = [r[key] for r in res["mirrored"]]
+    assert len(a) == 4
+    np.testing.assert_allclose(b, a, rtol=2e-5, atol=1e-6, err_msg=key)
+  assert len({round(r["loss"], 4) for r in res["default"]}) == 4   # the weights did move
+
+
+def test_multi_worker_two_processes_write_one_consistent_checkpoint(tmp_path):
+  wd = str(tmp_path / "mw")
+  cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
+  procs = []
+  for i in range(2):
+    tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+    procs.append(_popen(_flags(wd) + ["--strategy=multi_worker"], env={"TF_CONFIG": tf_config},
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+  # Meanwhile, the same run on the default strategy in this process.
+  ref = str(tmp_path / "ref")
+  training.train(_config(), ref)
+  outs = [p.communicate(timeout=240)[0] for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+  assert "over 2 replica(s)" in outs[0]
+  assert sorted(os.listdir(wd)) == ["checkpoints", "config.json", "metrics.jsonl", "tensorboard"]
+  assert training.latest_checkpoint(wd).endswith("ckpt-4")
+  got = _metrics(wd)
+  want = _metrics(ref)
+  for key in ("loss", "grad_norm"):
+    np.testing.assert_allclose([r[key] for r in got], [r[key] for r in want], rtol=2e-5)
+  a, b = _checkpoint_values(training.latest_checkpoint(wd)), _checkpoint_values(
+      training.latest_checkpoint(ref))
+  assert set(a) == set(b)
+  for k in a:
+    np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+def _run_until(args, marker, sig):
+  """Runs train.py, sends ``sig`` once ``marker`` is printed; returns (rc, output).
+
+  stdout is an unbuffered 4 KiB pipe read line by line, so the child (which
+  prints a ~190-byte progress line per step) cannot run more than ~22 steps
+  past ``marker`` before we signal it.
+  """
+  p = subprocess.Popen([sys.executable] + args, cwd=ROOT, stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, bufsize=0)
+  fcntl.fcntl(p.stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)
+  seen = []
+  while True:
+    line = p.stdout.readline().decode()
+    if not line:
+      break
+    seen.append(line)
+    if marker in line:
+      p.send_signal(sig)
+      break
+  rest = p.communicate(timeout=240)[0]
+  return p.returncode, "".join(seen) + (rest or b"").decode()
+
+
+def test_sigterm_and_sigkill_resume_to_identical_weights(tmp_path):
+  extra = {"train.steps": 60, "train.checkpoint_every": 5}
+  ref = _popen(_flags(tmp_path / "ref", **extra) + ["--deterministic"],
+               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+  run = _flags(tmp_path / "run", **extra) + ["--deterministic"]
+  rc, out = _run_until(run, "step 5/60", signal.SIGTERM)
+  assert rc == 143, out
+  saved = int(out.split("SIGTERM: saved checkpoint at step ")[1].split(";")[0])
+  assert 5 <= saved < 60
+  assert training.latest_checkpoint(str(tmp_path / "run")).endswith(f"ckpt-{saved}")
+  rc, out = _run_until(run, f"step {saved + 5}/60", signal.SIGKILL)
+  assert rc == -signal.SIGKILL and f"at step {saved}\n" in out
+  killed_at = training.latest_checkpoint(str(tmp_path / "run"))
+  assert int(killed_at.rsplit("-", 1)[1]) < 60                  # it really was interrupted
+  p = _popen(run, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+  out = p.communicate(timeout=240)[0]
+  assert p.returncode == 0 and "done: step 60" in out, out
+  assert ref.communicate(timeout=240)[0] and ref.returncode == 0
+  a = _checkpoint_values(training.latest_checkpoint(str(tmp_path / "run")))
+  b = _checkpoint_values(training.latest_checkpoint(str(tmp_path / "ref")))
+  assert set(a) == set(b) and int(a["step/.ATTRIBUTES/VARIABLE_VALUE"]) == 60
+  for k in a:                                                   # bitwise identical
+    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--config.train.stpes=3", 'Did you mean "steps"'),
+    ("--config.train.optimizer=sgd", "train.optimizer must be one of"),
+])
+def test_cli_rejects_bad_config_before_training(tmp_path, flag, message):
+  wd = tmp_path / "never"
+  p = _popen(["train.py", "--config=zoo/mnist.py", f"--workdir={wd}", flag],
+             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  _, err = p.communicate(timeout=120)
+  assert p.returncode == 2 and message in err, err
+  assert not wd.exists()
