@@ -13,17 +13,17 @@ import tensorflow as tf
 import vlae_tf
 from conftest import tiny_config
 from vlae_tf import export, sampling
-from zoo_testing import binary_images, tiny_zoo
+from zoo_testing import binary_images, zoo  # noqa: F401  (zoo: a fixture)
 
 
 @pytest.fixture(scope="module")
-def zoo(tmp_path_factory):
-  return tiny_zoo(tmp_path_factory)
+def loaded(zoo):
+  return tf.saved_model.load(str(zoo.saved_model_dir))
 
 
 @pytest.fixture(scope="module")
-def sigs(zoo):
-  return tf.saved_model.load(str(zoo.saved_model_dir)).signatures
+def sigs(loaded):
+  return loaded.signatures
 
 
 def _i64(v):
@@ -234,8 +234,7 @@ def test_rgb_model_in_0_255_and_matches_the_keras_model(rgb):
 
 
 # ---------------------------------------------------------------- export
-def test_saved_model_is_lean_and_export_dir_must_be_new(zoo):
-  loaded = tf.saved_model.load(str(zoo.saved_model_dir))
+def test_saved_model_is_lean_and_export_dir_must_be_new(zoo, loaded):
   saved = sorted(v.name for v in loaded.model_variables)
   assert len(saved) == len(zoo.model.variables)
   assert not any("optimizer" in n or "iteration" in n for n in saved)

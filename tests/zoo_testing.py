@@ -1,13 +1,15 @@
 """Shared by the export / zoo / serving / CLI tests: ONE tiny model exported once per session.
 
-Test modules request it through a module-scoped fixture that calls
-:func:`tiny_zoo`; the export is memoized here, so the (slow) SavedModel export
-runs once per pytest process however many modules use it. The card's numbers
+Test modules import the fixtures ``zoo`` (the exported tiny model) and ``m``
+(it loaded through ``vlae_tf.zoo.load``); the export is memoized here, so the
+(slow) SavedModel export runs once per pytest process however many modules
+use it. The card's numbers
 come from a real ``vlae_tf.evaluate`` of the tiny model, never typed in.
 """
 
 import keras
 import numpy as np
+import pytest
 
 import vlae_tf
 from conftest import tiny_config
@@ -47,3 +49,13 @@ def tiny_zoo(tmp_path_factory):
                               examples=examples)
     _CACHE["zoo"] = TinyZoo(root, model, config, eval_results, examples)
   return _CACHE["zoo"]
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+  return tiny_zoo(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def m(zoo):
+  return vlae_tf.zoo.load(NAME, zoo.root)

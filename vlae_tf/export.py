@@ -1,10 +1,11 @@
 """SavedModel export of a trained VLAE with a TF Serving contract.
 
-``export_saved_model(model, config, export_dir)`` writes a self-contained
-SavedModel (graph + the model's variables, nothing else: no optimizer state)
-whose named signatures need neither ``vlae_tf`` nor Keras to run. The full
-contract (input/output names, dtypes, shapes, bounds, seeds, REST examples)
-is in ``docs/SERVING.md``; in short:
+``export_saved_model(model, config, "saved_models/mnist")`` writes a
+self-contained SavedModel (graph + the model's variables, nothing else: no
+optimizer state) into the TF Serving version folder ``saved_models/mnist/1``;
+its named signatures need only TensorFlow (not ``vlae_tf``, TFP or any Keras
+class). The full contract (input/output names, dtypes, shapes, bounds, seeds,
+REST examples) is in ``docs/SERVING.md``; in short:
 
 ====================  ===========================================  =====================================
 signature             inputs                                       outputs
@@ -29,8 +30,12 @@ chunks of at most ``IWAE_BUDGET // N`` and combined by a running log-sum-exp.
 
 Every input is validated inside the graph, so a bad request fails with an
 ``InvalidArgumentError`` naming the input and what was expected, in Python
-and in TF Serving alike (the signatures declare ``images`` with unknown rank
-so that rank and size are checked by the graph, with a readable message).
+and in TF Serving alike. The signatures declare their inputs with unknown
+rank so that rank and size reach the graph's checks (with a readable
+message), and ``images`` as float32 holding integer pixel values, so that
+``0.5``, ``-1`` or ``300`` are rejected too: with a uint8 input, a NumPy
+feed silently becomes 0, 255 and 44, and TF Serving stores JSON integers in
+the proto's int32 field and casts them to uint8 (``-1`` -> 255, ``300`` -> 44).
 
 Scalar inputs (``num``, ``num_samples``, ``temperature``, ``seed``) may also be
 given once per instance of a TF Serving row-format request (shape ``[N]``)
@@ -40,7 +45,7 @@ integer ``s`` (the stateless seed ``[s, s]``) or a stateless pair ``[2]``.
 Command line (package a trained run into the zoo layout, see :mod:`vlae_tf.zoo_store`)::
 
   python -m vlae_tf.export --workdir=runs/mnist --name=mnist --out=saved_models \\
-      --eval_json=runs/mnist/eval.json --hardware="2 CPU cores" --wall_time_hours=30
+      --command="python train.py ..." --hardware="2 CPU cores" --wall_time_hours=30
 """
 
 from __future__ import annotations
@@ -352,11 +357,14 @@ def package_run(workdir, name, out="saved_models", eval_json=None, version=1, nu
     raise FileNotFoundError(f"no evaluation at {eval_json}: run `python train.py "
                             f"--workdir={workdir} --mode=eval` first (the card's numbers must "
                             "come from a real eval.json)")
-  zoo_store.check_eval_results(eval_json)
+  results = zoo_store.check_eval_results(eval_json)
   target = pathlib.Path(out) / name
   if target.exists() and not overwrite:
     raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
   model, config, step = training.load_model_from_workdir(workdir, use_ema=use_ema)
+  if results.get("step") is not None and int(results["step"]) != int(step):
+    raise ValueError(f"{eval_json} evaluates step {results['step']} but the checkpoint in "
+                     f"{workdir} is at step {step}; re-run `train.py --mode=eval`")
   pathlib.Path(out).mkdir(parents=True, exist_ok=True)
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out))
   try:

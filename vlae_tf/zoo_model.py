@@ -103,15 +103,19 @@ class ZooModel:
     return self._call("sample", num=n, seed=_seed(seed),
                       temperature=tf.constant(float(temperature), tf.float32))["images"]
 
-  def interpolate(self, start, end, steps=8, seed=0):
+  def interpolate(self, start, end, steps=8, seed=0, shared_noise=True):
     """Decodes ``z_t = (1 - t) mu(start) + t mu(end)`` for ``steps`` values of t in [0, 1].
 
     ``mu`` is the mean of q0(z|x). ``start`` and ``end`` are single images
     ``[H, W, C]`` (result ``[steps, H, W, C]``) or batches ``[N, H, W, C]``
-    (result ``[N, steps, H, W, C]``). Every step uses the same ``seed``, so
-    the pixel noise is shared and only z changes along a row.
+    (result ``[N, steps, H, W, C]``). With ``shared_noise`` every t is decoded
+    by its own ``decode`` call with the same ``seed``, so all points of a row
+    share the pixel noise and only z changes along it (``steps`` calls);
+    otherwise one call decodes all points with independent noise.
     """
-    steps = int(_int(steps, "steps", 2, 256))
+    if isinstance(steps, bool) or not isinstance(steps, (numbers.Integral, np.integer)) or \
+        not 2 <= steps <= 256:
+      raise ValueError(f"steps must be an int in [2, 256], got {steps!r}")
     a, b = np.asarray(start), np.asarray(end)
     single = a.ndim == len(self.image_shape)
     if single:
@@ -122,7 +126,10 @@ class ZooModel:
     n = len(a)
     t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[None, :, None]
     z = (1.0 - t) * mu[:n, None] + t * mu[n:, None]                      # [N, steps, D]
-    x = self.decode(z.reshape(n * steps, -1), seed=seed).reshape((n, steps) + self.image_shape)
+    if shared_noise:
+      x = np.stack([self.decode(z[:, i], seed=seed) for i in range(steps)], axis=1)
+    else:
+      x = self.decode(z.reshape(n * steps, -1), seed=seed).reshape((n, steps) + self.image_shape)
     return x[0] if single else x
 
   def examples(self):

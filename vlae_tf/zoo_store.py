@@ -47,13 +47,13 @@ class ZooError(RuntimeError):
 # ------------------------------------------------------------------- paths
 def zoo_dir(path=None) -> pathlib.Path:
   """The zoo folder: ``path``, else ``$VLAE_ZOO_DIR``, else the repository's ``saved_models/``."""
+  source = "the zoo_dir argument"
   if path is None:
-    path = os.environ.get(ZOO_ENV) or None
+    path, source = os.environ.get(ZOO_ENV) or None, f"${ZOO_ENV}"
   if path is not None:
     p = pathlib.Path(path).expanduser()
     if not p.is_dir():
-      raise ZooError(f"zoo folder {str(p)!r} (from {'the argument' if path else ZOO_ENV}) "
-                     "does not exist")
+      raise ZooError(f"zoo folder {str(p)!r} (from {source}) does not exist")
     return p
   repo = pathlib.Path(__file__).resolve().parent.parent / "saved_models"
   if repo.is_dir():
