@@ -249,3 +249,17 @@ def test_bernoulli_sample_frequencies():
   draws = lik.sample(tf.broadcast_to(logits, [n, 3]), noise).numpy()
   p = 1 / (1 + np.exp(-logits.numpy()))
   np.testing.assert_allclose(draws.mean(0), p, atol=5 * np.sqrt(0.25 / n))
+
+
+def test_dlm_sample_frequencies_with_extreme_parameters():
+  """Tiny scales, far-away means, saturated coefficients and logits: still exact frequencies."""
+  lik = DiscretizedLogisticMixture(channels=3, num_mixtures=3, num_bits=2)
+  raw = _dlm_raw(lik, np.random.default_rng(7), 12, extreme=True)
+  probs, vals = _pixel_table(lik, raw)
+  n = 20_000
+  noise = uniform_noise([len(raw) * n, lik.noise_channels()], stateless_seed=[5, 5])
+  draws = lik.sample(tf.constant(np.repeat(raw, n, 0)), noise).numpy().astype(int)
+  codes = ((draws[:, 0] * 4 + draws[:, 1]) * 4 + draws[:, 2]).reshape(len(raw), n)
+  val_codes = ((vals[:, 0] * 4 + vals[:, 1]) * 4 + vals[:, 2]).astype(int)
+  for p in range(len(raw)):
+    _assert_chi_square(np.bincount(codes[p], minlength=64)[val_codes], probs[p])
