@@ -200,3 +200,22 @@ def test_workdir_of_another_config_is_refused(tmp_path):
     training.train(cfg, wd)
   with pytest.raises(FileNotFoundError, match="not a training work directory"):
     training.load_model_from_workdir(str(tmp_path / "nothing"))
+
+
+def test_train_and_eval_on_tfds_mock_data(tmp_path):
+  tfds = pytest.importorskip("tensorflow_datasets")
+  wd = str(tmp_path / "run")
+  cfg = train_config(steps=2)
+  cfg.data.dataset = "mnist"
+  cfg.data.source = "tfds"
+  cfg.data.binarization = "dynamic"
+  cfg.data.valid_split = ""
+  cfg.data.image_shape = (28, 28, 1)
+  cfg.eval.num_images = 0
+  cfg.eval.periodic_examples = 8
+  with tfds.testing.mock_data(num_examples=16):
+    out = training.train(cfg, wd)
+    result = training.evaluate_workdir(wd, iwae_samples=2, num_examples=8)
+  assert out["step"] == 2 and np.isfinite(_metrics(wd)[-1]["elbo"])
+  assert result["num_examples"] == 8 and result["step"] == 2 and result["dataset"] == "mnist"
+  assert np.isfinite(result["iwae_nll"]) and result["iwae_nll"] > 0
