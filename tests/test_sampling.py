@@ -136,18 +136,19 @@ def _nontrivial_prior(model, scale=0.5, seed=0):
   return model
 
 
-@pytest.mark.parametrize("latent_dim,hidden,steps", [(5, (16,), 2), (6, (16, 12), 3),
-                                                     (1, (8,), 2)])
-def test_fast_prior_sampler_equals_maf_forward(latent_dim, hidden, steps):
+@pytest.mark.parametrize("latent_dim,hidden,steps,block", [
+    (5, (16,), 2, 32), (9, (16,), 2, 4), (7, (16, 12), 3, 3), (6, (16, 12, 10), 2, 1),
+    (1, (8,), 2, 4)])
+def test_fast_prior_sampler_equals_maf_forward(latent_dim, hidden, steps, block):
   model = _nontrivial_prior(vlae_tf.build_model(
       tiny_config("none", latent_dim=latent_dim, prior_hidden=hidden, prior_steps=steps)))
   eps = tf.random.stateless_normal([7, latent_dim], [1, 1])
   ref = model.prior.sample_from_noise(eps).numpy()
-  fast = tf.function(lambda e: sampling.prior_from_noise(model.prior, e))(eps).numpy()
+  fast = tf.function(lambda e: sampling.prior_from_noise(model.prior, e, block))(eps).numpy()
   np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
   assert np.abs(ref - eps.numpy()).max() > 0.3     # the flow is far from the identity
   # Also consistent with the density: f^{-1}(z) = eps.
-  np.testing.assert_allclose(model.prior.bijector().inverse(fast), eps, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(model.prior.bijector().inverse(fast), eps, rtol=1e-3, atol=1e-3)
 
 
 def test_sample_prior_matches_model_and_normal_prior_passthrough():
