@@ -99,6 +99,8 @@ def test_dynamic_binarization_redraws_every_epoch(tmp_path):
   assert abs(many.mean() - 128 / 255) < 4 * np.sqrt(0.25 / many.size)
   test = data.load_split(cfg, "test")                            # eval: one fixed draw
   np.testing.assert_array_equal(test, data.fixed_binarization(gray[..., None], 0))
+  # --eval_num_examples=n evaluates the first n images of that same fixed draw.
+  np.testing.assert_array_equal(data.load_split(cfg, "test", num_examples=2), test[:2])
 
 
 # ------------------------------------------------------------------ the stream

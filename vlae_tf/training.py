@@ -528,10 +528,9 @@ def train(config, workdir, strategy=None, fault_hook=None):
 
   dist_ds = vdata.distributed_train_dataset(strategy, config, start)
   x_eval = np.zeros((0,) + tuple(config.data.image_shape), np.uint8)
-  if chief and (config.train.eval_every or config.eval.periodic_examples):
+  if chief and config.eval.periodic_examples:
     x_eval = vdata.load_split(config, vdata.eval_split_name(config, "valid"),
-                              int(config.eval.periodic_examples))[
-                                  :int(config.eval.periodic_examples)]
+                              int(config.eval.periodic_examples))
   train_step = make_train_step(state)
   it = iter(dist_ds)
   log_every, ckpt_every = int(config.train.log_every), int(config.train.checkpoint_every)
