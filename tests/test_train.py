@@ -219,3 +219,9 @@ def test_train_and_eval_on_tfds_mock_data(tmp_path):
   assert out["step"] == 2 and np.isfinite(_metrics(wd)[-1]["elbo"])
   assert result["num_examples"] == 8 and result["step"] == 2 and result["dataset"] == "mnist"
   assert np.isfinite(result["iwae_nll"]) and result["iwae_nll"] > 0
+
+
+def test_every_zoo_config_is_a_valid_run_config():
+  import vlae_tf
+  for name in vlae_tf.zoo.list_configs():
+    training.validate_config(vlae_tf.zoo.get_config(name))   # raises naming the bad key
