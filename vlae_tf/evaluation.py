@@ -42,7 +42,7 @@ def iwae_nll(model, x, num_samples=1000, chunk_size=None, seed=None):
     x: ``[B, H, W, C]`` pixels in data scale.
     num_samples: k, 1 .. 65536 (``k = 1`` gives ``-ELBO``).
     chunk_size: samples per forward pass; default keeps ``B * chunk <= 2048``.
-    seed: optional int for reproducible estimates.
+    seed: optional int for a reproducible estimate (None: a fresh random one per call).
   """
   if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
     raise TypeError(f"num_samples must be an int, got {num_samples!r}")
@@ -59,7 +59,9 @@ def iwae_nll(model, x, num_samples=1000, chunk_size=None, seed=None):
   fn = _log_weights_fn(model)
   total = tf.fill([b], -np.inf)
   done, i = 0, 0
-  base = tf.constant([0 if seed is None else int(seed), 0], tf.int64)
+  # No seed: a fresh random stream per call; a seed: a reproducible estimate.
+  first = int(np.random.randint(0, 2**31 - 1)) if seed is None else int(seed)
+  base = tf.constant([first, 0], tf.int64)
   while done < num_samples:
     s = min(chunk, num_samples - done)
     lw = fn(x_f, s, base + tf.constant([0, i], tf.int64))
