@@ -70,6 +70,15 @@ def test_reconstruct_png_from_bundled_examples_and_from_an_npz(zoo, m, tmp_path,
   np.testing.assert_array_equal(_tiles(out, rows=2, cols=5)[0], mine)
 
 
+def test_reconstruct_from_the_configs_test_split(zoo, m, tmp_path, loaded_once):
+  out = tmp_path / "recon.png"
+  assert _run(zoo, "reconstruct", f"--model={NAME}", "--data=test", "--num=3", "--samples=1",
+              f"--out={out}") == 0
+  from vlae_tf.export import example_images
+  np.testing.assert_array_equal(_tiles(out, rows=2, cols=3)[0],
+                                example_images(zoo.config, 3)[..., 0])
+
+
 def test_interpolate_png_rows_are_the_interpolations(zoo, m, tmp_path, loaded_once):
   out = tmp_path / "interp.png"
   assert _run(zoo, "interpolate", f"--model={NAME}", "--pairs=2", "--steps=4", f"--out={out}") == 0

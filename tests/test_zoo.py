@@ -107,6 +107,15 @@ def test_default_zoo_dir_is_the_repositorys_saved_models(monkeypatch):
   assert zoo_store.zoo_dir() == pathlib.Path(vlae_tf.__file__).resolve().parents[1] / "saved_models"
 
 
+def test_non_editable_install_without_saved_models_says_to_set_vlae_zoo_dir(tmp_path, monkeypatch):
+  monkeypatch.delenv("VLAE_ZOO_DIR", raising=False)
+  site = tmp_path / "site-packages" / "vlae_tf"
+  site.mkdir(parents=True)
+  monkeypatch.setattr(zoo_store, "__file__", str(site / "zoo_store.py"))
+  with pytest.raises(ZooError, match="set VLAE_ZOO_DIR"):
+    vlae_tf.zoo.load("mnist")
+
+
 def test_unknown_model_names_what_exists_and_how_to_make_it(zoo):
   with pytest.raises(ZooError, match=r"no pretrained model 'mnist_dynamic' .*available: tiny.*"
                      r"train it"):
@@ -190,3 +199,27 @@ def test_package_run_exports_a_checkpointed_run_atomically(zoo, tmp_path, monkey
   (workdir / "eval.json").unlink()
   with pytest.raises(FileNotFoundError, match="mode=eval"):
     export.main([f"--workdir={workdir}", "--name=other", f"--out={out}"])
+
+
+def test_train_py_export_call_writes_version_folder_and_card(zoo, tmp_path, capsys):
+  """``training.export_workdir`` calls ``export_saved_model(model, cfg, "saved_models/<name>",
+  step=, workdir=, weights=)``: the card comes from the workdir's eval.json."""
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "eval.json").write_text(json.dumps(dict(zoo.eval_results, step=7)))
+  target = tmp_path / "zoo" / "tinyexp"
+  path = export.export_saved_model(zoo.model, zoo.config, target, step=7, workdir=str(workdir),
+                                   weights="ema")
+  assert path == str(target / "1")
+  card = zoo_store.verify(target)
+  assert card["name"] == "tinyexp" and card["training"]["steps"] == 7
+  assert card["results"]["iwae_nll"] == zoo.eval_results["iwae_nll"]
+  np.testing.assert_array_equal(np.load(target / "examples.npz")["x"],
+                                export.example_images(zoo.config, 8))
+  # no eval.json: only the SavedModel, and a message saying why there is no card
+  (workdir / "eval.json").unlink()
+  path = export.export_saved_model(zoo.model, zoo.config, target, version=2, step=7,
+                                   workdir=str(workdir))
+  assert path == str(target / "2") and "no model card" in capsys.readouterr().out
+  with pytest.raises(ZooError, match="unlisted file 2/saved_model.pb"):
+    zoo_store.verify(target)

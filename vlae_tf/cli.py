@@ -67,18 +67,18 @@ def save_png(grid, path):
 def load_images(model, data, data_key=None, num=8):
   """Test images for reconstruct / interpolate.
 
-  ``data``: None (the model's bundled ``examples.npz``), ``"test"`` (the test
-  split of the model's config, read through :mod:`vlae_tf.data`, i.e. from
-  ``$VLAE_DATA_DIR`` or TFDS), or the path of an ``.npz`` with model-ready
-  images (``--data_key`` names the array; default ``x_test``, else ``x``).
+  ``data``: None (the model's bundled ``examples.npz``), ``"test"`` (evenly
+  spaced images of the test split of the model's config, read through
+  :mod:`vlae_tf.data`, i.e. from ``$VLAE_DATA_DIR`` or TFDS), or the path
+  of an ``.npz`` with model-ready images (``--data_key`` names the array;
+  default ``x_test``, else ``x``).
   """
   if data is None:
     x = model.examples()
   elif data == "test":
     from ml_collections import ConfigDict
-    from vlae_tf import data as vdata
-    config = ConfigDict(model.info["config"])
-    x = vdata.load_split(config, vdata.eval_split_name(config, "test"), num_examples=num)
+    from vlae_tf.export import example_images
+    x = example_images(ConfigDict(model.info["config"]), num)
   else:
     if not os.path.isfile(data):
       raise FileNotFoundError(f"--data {data!r}: no such file (give an .npz, 'test', or omit "

@@ -326,9 +326,14 @@ def export_saved_model(model, config, export_dir, version=None, **card_info):
 
 
 def example_images(config, num=8):
-  """The first ``num`` images of the config's test split (model-ready uint8 NHWC)."""
+  """``num`` evenly spaced images of the config's test split (model-ready uint8 NHWC).
+
+  Evenly spaced rather than the first ones: some test sets are sorted by
+  class (binarized MNIST's begins with a thousand zeros).
+  """
   from vlae_tf import data
-  return data.load_split(config, data.eval_split_name(config, "test"), num_examples=num)
+  x = data.load_split(config, data.eval_split_name(config, "test"))
+  return x[np.linspace(0, len(x) - 1, min(num, len(x))).round().astype(int)]
 
 
 def _examples_or_none(config, num=8):
@@ -375,6 +380,7 @@ def package_run(workdir, name, out="saved_models", eval_json=None, version=1, nu
     zoo_store.verify(tmp)
     if target.exists():
       shutil.rmtree(target)
+    tmp.chmod(0o755)                       # mkdtemp makes it private; servers must read it
     tmp.rename(target)
   finally:
     if tmp.exists():
