@@ -18,7 +18,8 @@ it serves the numeric version folders and ignores the other files)::
 distortion, IWAE NLL with its k, bits/dim: copied verbatim from
 ``eval.json``, never typed in), ``paper`` (the paper's number for the same
 setting), ``version`` (the SavedModel folder) and ``files`` (relative path ->
-sha256). :func:`load` recomputes every checksum and refuses a model with a
+sha256). :func:`write_card` writes a card (``python -m vlae_tf.export`` calls
+it); :func:`load` recomputes every checksum and refuses a model with a
 missing, extra or modified file.
 """
 
