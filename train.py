@@ -33,6 +33,9 @@ flags.DEFINE_bool("deterministic", False, "tf.config.experimental.enable_op_dete
 flags.DEFINE_integer("eval_iwae_samples", None, "eval: override config.eval.iwae_samples.")
 flags.DEFINE_integer("eval_num_examples", None, "eval: override config.eval.num_examples "
                      "(first n test examples).")
+flags.DEFINE_integer("eval_iwae_examples", None, "eval: IWAE on an evenly spaced subset of "
+                     "this many test examples (ELBO still on all); override "
+                     "config.eval.iwae_examples.")
 flags.DEFINE_string("export_dir", None, "export: where to write the SavedModel.")
 
 FLAGS = flags.FLAGS
@@ -57,7 +60,8 @@ def main(argv):
     training.train(config, FLAGS.workdir, strategy)
   elif FLAGS.mode == "eval":
     result = training.evaluate_workdir(FLAGS.workdir, config, FLAGS.eval_iwae_samples,
-                                       FLAGS.eval_num_examples)
+                                       FLAGS.eval_num_examples,
+                                       iwae_examples=FLAGS.eval_iwae_examples)
     print(json.dumps(result, indent=2, sort_keys=True))
   else:
     if not FLAGS.export_dir:

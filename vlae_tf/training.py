@@ -622,7 +622,7 @@ def train(config, workdir, strategy=None, fault_hook=None):
 
 # ==================================================================== eval / export
 def evaluate_workdir(workdir, config=None, iwae_samples=None, num_examples=None, seed=0,
-                     write=True):
+                     write=True, iwae_examples=None):
   """Test-set ELBO, IWAE NLL, bits/dim, active units and I(x; z) -> ``<workdir>/eval.json``.
 
   Args:
@@ -630,6 +630,9 @@ def evaluate_workdir(workdir, config=None, iwae_samples=None, num_examples=None,
     config: optional config; must agree with the stored one (see ``prepare_workdir``).
     iwae_samples: k of the IWAE bound (default ``config.eval.iwae_samples``).
     num_examples: first n test examples (default ``config.eval.num_examples``; -1 all).
+    iwae_examples: compute the IWAE bound on an evenly spaced subset of this many of
+      those examples (default ``config.eval.iwae_examples``; -1 all); the ELBO
+      always uses all of them.
   """
   from vlae_tf import evaluation
   if config is not None:
@@ -642,8 +645,9 @@ def evaluate_workdir(workdir, config=None, iwae_samples=None, num_examples=None,
   model, cfg, step = load_model_from_workdir(workdir, use_ema=True, config=cfg)
   split = cfg.data.test_split
   x = vdata.load_split(cfg, split, n)
+  m = int(iwae_examples or cfg.eval.get("iwae_examples", -1))
   result = evaluation.evaluate(model, x, num_samples=k, batch_size=int(cfg.eval.batch_size),
-                               seed=seed)
+                               seed=seed, iwae_examples=m)
   result.update({"step": step, "checkpoint": latest_checkpoint(workdir), "weights": "ema",
                  "dataset": cfg.data.dataset, "split": split, "binarization": cfg.data.binarization,
                  "num_examples_requested": n, "iwae_samples_requested": k, "seed": seed,

@@ -81,6 +81,7 @@ def get_config():
   c.eval.iwae_samples = 4096
   c.eval.batch_size = 100
   c.eval.num_examples = -1             # -1: the whole test split
+  c.eval.iwae_examples = -1            # IWAE on an evenly spaced subset of this many (-1: all)
   c.eval.periodic_examples = 256       # held-out examples for the cheap in-training eval (EMA)
   c.eval.num_images = 8                # samples / reconstructions per TensorBoard image grid
   return c
