@@ -40,7 +40,8 @@ NAME = "af_vs_iaf"
 TITLE = "AF prior vs IAF posterior at an equal parameter count (static MNIST)"
 BUDGETS = {"cpu": harness.Budget(steps=1500, eval_examples=1000, iwae_samples=50)}
 MAX_RELATIVE_PARAM_GAP = 0.01
-PAPER = {"source": "Chen et al., ICLR 2017: AF prior vs IAF posterior, static MNIST, equal parameter count",
+PAPER = {"source": "Chen et al., ICLR 2017: AF prior vs IAF posterior, static MNIST, equal "
+                   "parameter count",
          "af_prior_nll": 79.30, "iaf_posterior_nll": 79.88}
 
 

@@ -1,4 +1,4 @@
-"""Shared machinery of the claim experiments: run sizes, configs, training, test-set metrics, reports.
+"""Shared machinery of the claim experiments: run sizes, configs, training, metrics, reports.
 
 Every experiment script trains what it needs with :func:`vlae_tf.training.train`
 (one sub-directory of the experiment's ``--workdir`` per model, so a rerun
@@ -354,7 +354,7 @@ class _InMemorySavedModel:
 
 
 def servable(model, config, name):
-  """A trained in-memory model with the zoo API (``encode``, ``decode``, ``sample``, ``interpolate``).
+  """A trained in-memory model with the zoo API (``encode``, ``decode``, ``sample``, ...).
 
   The same signature functions as an exported SavedModel
   (:class:`vlae_tf.export.ServingModule`), so a work directory and a
@@ -471,7 +471,7 @@ class Experiment:
     return training.load_model_from_workdir(self.model_dir(key), use_ema=True)
 
   def evaluate(self, key, model=None, cfg=None):
-    """Test-set metrics of model ``key`` (see :func:`test_set_metrics`); per-example values saved."""
+    """Test-set metrics of model ``key`` (:func:`test_set_metrics`); saves per-example values."""
     if model is None:
       model, cfg, _ = self.load(key)
     b = self.budget
@@ -484,8 +484,9 @@ class Experiment:
                    eval_wall_time_s=time.time() - t)
     np.savez(os.path.join(self.workdir, f"{key}_per_example.npz"), **per)
     self.models.setdefault(key, {})["test"] = summary
-    self.log(f"{key}: test elbo {summary['elbo']:.3f}, iwae nll "
-             f"{summary.get('iwae_nll', float('nan')):.3f}, kl {summary['kl_total']:.3f}, "
+    nll = f"{summary['iwae_nll']:.3f}" if "iwae_nll" in summary else "(skipped)"
+    self.log(f"{key}: test elbo {summary['elbo']:.3f}, iwae nll {nll}, kl "
+             f"{summary['kl_total']:.3f}, "
              f"active units {summary['active_units']}/{summary['latent_size']}")
     return summary, per
 
@@ -522,7 +523,8 @@ class Experiment:
     steps = ", ".join(f"{k}: {v.get('steps')}" for k, v in self.models.items()) or "—"
     n_test = sorted({v["test"]["num_examples"] for v in self.models.values() if "test" in v})
     md += [f"Run size `{self.size}`; steps per model {steps}; test images evaluated "
-           f"{', '.join(map(str, n_test)) or '—'}; seed {self.seed}. Hardware: {hw['cpu']}, {hw['usable_cores']} cores, GPUs "
+           f"{', '.join(map(str, n_test)) or '—'}; seed {self.seed}. Hardware: {hw['cpu']}, "
+           f"{hw['usable_cores']} cores, GPUs "
            f"{', '.join(hw['gpus']) or 'none'}, TF {hw['tensorflow']}. Wall time of this "
            f"invocation {wall:.0f} s.", ""]
     md += ["Command: `" + " ".join(self.command) + "`" if self.command else
@@ -594,7 +596,8 @@ def save_image_grid(path, images, num_levels, caption, row_labels=None, col_labe
 
 
 __all__ = ["SIZES", "Budget", "SMOKE_BUDGET", "define_common_flags", "common_options",
-           "run_size", "make_main", "parse_floats", "scale_like", "make_tiny", "sized_config", "num_params",
+           "run_size", "make_main", "parse_floats", "scale_like", "make_tiny", "sized_config",
+           "num_params",
            "test_set_metrics", "paired_difference", "decode_consistency", "servable",
            "zoo_config", "test_images", "hardware", "markdown_table", "Experiment", "pyplot",
            "save_figure", "save_image_grid"]

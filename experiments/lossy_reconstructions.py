@@ -20,7 +20,8 @@ decodes are closer to their own test image than to another test image
 (``own < other``: z carries the global content) and differ from each other
 (``resample > 0``: local detail is redrawn).
 
-  python experiments/lossy_reconstructions.py --workdir=runs/exp/lossy --model_workdir=runs/mnist_cpu
+  python experiments/lossy_reconstructions.py --workdir=runs/exp/lossy \\
+      --model_workdir=runs/mnist_cpu
   python experiments/lossy_reconstructions.py --workdir=runs/exp/lossy --zoo_model=mnist
 """
 

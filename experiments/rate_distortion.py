@@ -37,7 +37,7 @@ from experiments import harness  # noqa: E402
 NAME = "rate_distortion"
 TITLE = "Rate-distortion trade-off of VLAE under beta and free bits (static MNIST)"
 # The points need only D and R (one-sample ELBO terms): IWAE is off unless --iwae_samples is given.
-BUDGETS = {"cpu": harness.Budget(steps=800, eval_examples=1000, iwae_samples=0),
+BUDGETS = {"cpu": harness.Budget(steps=600, eval_examples=1000, iwae_samples=0),
            "smoke": dataclasses.replace(harness.SMOKE_BUDGET, iwae_samples=0),
            "full": harness.Budget(steps=None, eval_examples=-1, iwae_samples=0)}
 DEFAULT_BETAS = ("0.25", "0.5", "1", "2", "4")

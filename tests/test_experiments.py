@@ -1,4 +1,4 @@
-"""The claim experiments (experiments/*.py): their maths, and every script end to end in --smoke mode.
+"""The claim experiments (experiments/*.py): their maths, and every script end to end (--smoke).
 
 The smoke runs train tiny models for 2 steps on synthetic 8x8 images through
 the scripts' own absl flags, then check the written results.json / results.md /
