@@ -16,14 +16,15 @@ Run sizes
   ``cpu``    (default) the zoo config scaled down exactly as ``zoo/mnist_cpu.py``
              / ``zoo/cifar10_cpu.py`` scale ``mnist`` / ``cifar10`` (see
              :func:`scale_like`), a step budget per script chosen for 2 CPU
-             cores, and the first ``eval_examples`` test images.
+             cores, and ``eval_examples`` test images evenly spaced over the
+             test split (:func:`test_images`).
   ``full``   (``--full``) the paper-size zoo config with its own step count,
              the whole test set and the config's IWAE sample count
              (accelerator-sized).
 
 Test-set metrics (:func:`test_set_metrics`) are those of
-:func:`vlae_tf.evaluation.evaluate` with the same seeds (so the means agree
-exactly), plus what a comparison needs: standard errors of the means, the
+:func:`vlae_tf.evaluation.evaluate` with the same seeds (the ELBO terms, IWAE
+bound and active units agree exactly), plus what a comparison needs: standard errors of the means, the
 per-example values (for paired differences between models evaluated on the
 same images) and the KL per latent dimension (:func:`vlae_tf.kl_per_dim`).
 """
@@ -64,7 +65,8 @@ class Budget:
   """Training and evaluation budget of one run size.
 
   ``steps``: training steps of every model (None: the config's own
-  ``train.steps``). ``eval_examples``: first n test images (-1: all).
+  ``train.steps``). ``eval_examples``: n test images evenly spaced over the
+  split (-1: all).
   ``iwae_samples``: k of the IWAE bound (None: ``config.eval.iwae_samples``;
   0: no IWAE). ``kl_examples`` / ``kl_samples``: test images and posterior
   samples of the KL-per-dimension estimate.
@@ -92,8 +94,8 @@ def define_common_flags(fv=flags.FLAGS):
                     "whole test set (needs an accelerator).", flag_values=fv)
   flags.DEFINE_integer("steps", None, "Training steps of every model (default: the run size's "
                        "budget).", flag_values=fv)
-  flags.DEFINE_integer("eval_examples", None, "Evaluate on the first n test images (-1: all; "
-                       "default: the run size's budget).", flag_values=fv)
+  flags.DEFINE_integer("eval_examples", None, "Evaluate on n test images evenly spaced over the "
+                       "split (-1: all; default: the run size's budget).", flag_values=fv)
   flags.DEFINE_integer("iwae_samples", None, "k of the IWAE NLL bound (0: skip IWAE; default: "
                        "the run size's budget).", flag_values=fv)
   flags.DEFINE_enum("smoke_data", "synthetic", ["synthetic", "real"], "--smoke data: synthetic "
@@ -266,8 +268,9 @@ def test_set_metrics(model, x, iwae_samples, batch_size=100, seed=0, kl_examples
 
   Returns ``(summary, per_example)``: ``summary`` a JSON-ready dict (nats;
   ``*_stderr`` = sample std / sqrt(n); ``kl_per_dim`` a list of D floats
-  whose sum ``kl_total`` is the Monte-Carlo rate on the first ``kl_examples``
-  images), ``per_example`` a dict of ``[N]`` arrays (``elbo``, ``rate``,
+  whose sum ``kl_total`` is the Monte-Carlo rate on ``kl_examples`` images
+  evenly spaced over ``x``; I(x; z) on at most 1000 images spaced the same
+  way), ``per_example`` a dict of ``[N]`` arrays (``elbo``, ``rate``,
   ``distortion`` and, when ``iwae_samples > 0``, ``iwae_nll``).
   """
   x = np.asarray(x)
@@ -287,11 +290,13 @@ def test_set_metrics(model, x, iwae_samples, batch_size=100, seed=0, kl_examples
     sigmas.append(sigma)
   per = {k: np.concatenate(v).astype(np.float64) for k, v in per.items() if v}
   mu, sigma = np.concatenate(mus), np.concatenate(sigmas)
-  nk = min(len(x), int(kl_examples))
+  xk = x[evaluation.iwae_subset(len(x), int(kl_examples))]
+  nk = len(xk)
   kl = np.zeros(model.latent_size)
   for i in range(0, nk, batch_size):
-    xb = x[i:min(i + batch_size, nk)]
+    xb = xk[i:i + batch_size]
     kl += evaluation.kl_per_dim(model, xb, num_samples=kl_samples, seed=seed) * len(xb) / nk
+  mi_idx = evaluation.iwae_subset(len(x), 1000)
   dims = model.num_dims
   au, _ = evaluation.active_units(mu)
   s = {"num_examples": int(len(x)), "num_params": num_params(model)}
@@ -303,7 +308,7 @@ def test_set_metrics(model, x, iwae_samples, batch_size=100, seed=0, kl_examples
     s["iwae_nll"], s["iwae_nll_stderr"] = float(per["iwae_nll"].mean()), _stderr(per["iwae_nll"])
     s["bits_per_dim"] = s["iwae_nll"] / (dims * math.log(2.0))
   s.update(active_units=au, latent_size=int(mu.shape[1]),
-           mutual_information=evaluation.mutual_information(mu[:1000], sigma[:1000], seed),
+           mutual_information=evaluation.mutual_information(mu[mi_idx], sigma[mi_idx], seed),
            kl_examples=nk, kl_samples=int(kl_samples), kl_per_dim=[float(v) for v in kl],
            kl_total=float(kl.sum()))
   return s, per
@@ -371,8 +376,15 @@ def zoo_config(zmodel):
 
 
 def test_images(cfg, num):
-  """The first ``num`` model-ready test images of a config (-1: all)."""
-  return vdata.load_split(cfg, cfg.data.test_split, num)
+  """``num`` model-ready test images of a config, evenly spaced over the split (-1: all).
+
+  Evenly spaced, not a prefix (as :func:`vlae_tf.evaluation.iwae_subset`):
+  binarized MNIST's test set is sorted by class. The whole split is
+  binarized first, so a dynamically binarized image is the same whatever
+  ``num`` is.
+  """
+  x = vdata.load_split(cfg, cfg.data.test_split)
+  return x[evaluation.iwae_subset(len(x), None if num is None or num < 0 else int(num))]
 
 
 # ==================================================================== reports

@@ -105,12 +105,19 @@ def test_test_set_metrics_agree_with_evaluate():
     assert s[key] == pytest.approx(ref[key], rel=1e-6, abs=1e-6), key
   np.testing.assert_allclose(per["elbo"], -(per["distortion"] + per["rate"]), rtol=1e-5)
   assert s["elbo_stderr"] == pytest.approx(np.std(per["elbo"], ddof=1) / math.sqrt(12))
-  kl = evaluation.kl_per_dim(model, x[:5], num_samples=4, seed=7)
+  kl = evaluation.kl_per_dim(model, x[[0, 3, 6, 8, 11]], num_samples=4, seed=7)  # evenly spaced
   np.testing.assert_allclose(s["kl_per_dim"], kl, rtol=1e-6)
   assert s["kl_total"] == pytest.approx(float(np.sum(kl)), rel=1e-6)
   assert s["num_params"] == sum(int(np.prod(v.shape)) for v in model.trainable_variables)
   s0, per0 = harness.test_set_metrics(model, x, iwae_samples=0, batch_size=12, seed=7)
   assert "iwae_nll" not in s0 and "iwae_nll" not in per0 and s0["iwae_samples"] == 0
+
+
+def test_test_images_are_evenly_spaced():
+  cfg = harness.sized_config("mnist", "smoke")
+  every = harness.test_images(cfg, -1)
+  assert len(every) == 64                                   # the synthetic test split
+  np.testing.assert_array_equal(harness.test_images(cfg, 4), every[[0, 21, 42, 63]])
 
 
 def test_paired_difference_and_decode_consistency():
