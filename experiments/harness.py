@@ -129,7 +129,11 @@ def make_main(run, options):
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)
-    run(**options(flags.FLAGS))
+    try:
+      opts = options(flags.FLAGS)
+    except ValueError as e:                       # bad flag values: the message, no traceback
+      raise app.UsageError(str(e)) from e
+    run(**opts)
   return main
 
 
