@@ -201,7 +201,7 @@ def _reference_of(cfg):
 
 
 def make_tiny(cfg, real_data=False):
-  """Shrinks ``cfg`` to a smoke-test model (same kinds of parts, 8 filters, 2-4 latent units)."""
+  """Shrinks ``cfg`` to a smoke-test model: same kinds of parts, 8 filters, 4 latent units on 8x8."""
   rgb = tuple(cfg.data.image_shape)[-1] == 3
   per_dim = int(cfg.objective.free_bits_groups) == _latent_size(cfg)
   if not real_data:
