@@ -200,7 +200,7 @@ def bench_tfp(args):
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--configs", default="mnist,cifar10")
+  p.add_argument("--configs", default="mnist,cifar10", help="'' to run only the TFP part")
   p.add_argument("--batch", type=int, default=16)
   p.add_argument("--naive_pixels", type=int, default=8,
                  help="pixels the naive sampler draws (whole-image time extrapolated)")
@@ -214,7 +214,7 @@ def main(argv=None):
   p.add_argument("--tfp_batch", type=int, default=16)
   args = p.parse_args(argv)
   print(header("VLAE sampling benchmark"))
-  for name in args.configs.split(","):
+  for name in filter(None, args.configs.split(",")):
     bench_config(name, args)
   if not args.skip_tfp:
     bench_tfp(args)
