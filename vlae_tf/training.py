@@ -54,7 +54,7 @@ import tensorflow as tf
 
 from vlae_tf import data as vdata
 from vlae_tf import distribute as vdist
-from vlae_tf import objective, summaries
+from vlae_tf import evaluation, objective, summaries
 from vlae_tf.model import build_model, config_to_dict
 
 OPTIMIZERS = ("adamax", "adam")
@@ -410,7 +410,6 @@ def sample_images(model, z_flat, seed):
 
 def periodic_eval(state, x_eval, step, writer, seed=0):
   """EMA-weight ELBO terms, active units, I(x; z) and image grids on a few held-out images."""
-  from vlae_tf import evaluation
   model, cfg = state.model, state.config
   out = {}
   with state.ema.swapped():
@@ -529,8 +528,9 @@ def train(config, workdir, strategy=None, fault_hook=None):
   dist_ds = vdata.distributed_train_dataset(strategy, config, start)
   x_eval = np.zeros((0,) + tuple(config.data.image_shape), np.uint8)
   if chief and config.eval.periodic_examples:
-    x_eval = vdata.load_split(config, vdata.eval_split_name(config, "valid"),
-                              int(config.eval.periodic_examples))
+    # Evenly spaced, not a prefix: test sets like binarized MNIST's are sorted by class.
+    x_all = vdata.load_split(config, vdata.eval_split_name(config, "valid"))
+    x_eval = x_all[evaluation.iwae_subset(len(x_all), int(config.eval.periodic_examples))]
   train_step = make_train_step(state)
   it = iter(dist_ds)
   log_every, ckpt_every = int(config.train.log_every), int(config.train.checkpoint_every)
@@ -634,7 +634,6 @@ def evaluate_workdir(workdir, config=None, iwae_samples=None, num_examples=None,
       those examples (default ``config.eval.iwae_examples``; -1 all); the ELBO
       always uses all of them.
   """
-  from vlae_tf import evaluation
   if config is not None:
     prepare_workdir(config, workdir, write=False)
   stored = read_workdir_config(workdir)
