@@ -110,6 +110,11 @@ def bench_config(name, args):
         f"EXTRAPOLATED {fmt_seconds(t_naive)} for whole images ({k}-pixel measurement x {h * w}/{k})")
   print(f"   first {k} pixels identical (naive vs cached): {same}")
   print(f"   RESULT {name} cached vs naive: {t_naive / t_cached:.0f}x faster (naive extrapolated)")
+  for bs in [int(v) for v in filter(None, args.batch_sweep.split(","))]:
+    zs = tf.random.stateless_normal([bs, model.latent_size], [0, 1])
+    ns = sampling.draw_noise(model, bs, tf.constant([2, 3]))
+    t = time_call(lambda: cached_fn(zs, ns), repeats=args.repeats)
+    print(f"   cached at batch {bs}: {fmt_seconds(t)} = {t / bs * 1e3:.1f} ms per image")
   result = {"cached": t_cached, "naive": t_naive, "same": same}
 
   eps = tf.random.stateless_normal([args.prior_batch, model.latent_size], [4, 5])
@@ -204,6 +209,7 @@ def main(argv=None):
   p.add_argument("--batch", type=int, default=16)
   p.add_argument("--naive_pixels", type=int, default=8,
                  help="pixels the naive sampler draws (whole-image time extrapolated)")
+  p.add_argument("--batch_sweep", default="", help="e.g. 4,64: also time cached at these batches")
   p.add_argument("--prior_batch", type=int, default=4)
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--skip_tfb_prior", action="store_true",
