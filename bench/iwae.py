@@ -45,7 +45,8 @@ def measure_chunk(args, chunk):
   cfg = vlae_tf.zoo.get_config(args.config)
   model = vlae_tf.build_model(cfg)
   h, w, c = model.image_shape
-  x = np.random.default_rng(0).integers(0, model.num_levels, (args.examples, h, w, c)).astype(np.uint8)
+  x = np.random.default_rng(0).integers(0, model.num_levels, (args.examples, h, w, c))
+  x = x.astype(np.uint8)
   x_f = model.check_inputs(x)
   fn = evaluation._log_weights_fn(model)
   gc.collect()

@@ -39,7 +39,8 @@ def header(title: str) -> str:
   except AttributeError:
     usable = os.cpu_count()
   gpus = tf.config.list_physical_devices("GPU")
-  gpu_names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
+  gpu_names = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+               for g in gpus]
   lines = [
       f"== {title}",
       f"command: {' '.join(shlex.quote(a) for a in [sys.executable] + sys.argv)}",

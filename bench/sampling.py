@@ -107,7 +107,8 @@ def bench_config(name, args):
   print(f"   cached: {fmt_seconds(t_cached)} for {b} images (best of {args.repeats}; first call "
         f"incl. tracing {fmt_seconds(t_first)}), {t_cached / (h * w) * 1e3:.3f} ms per pixel step")
   print(f"   naive:  {fmt_seconds(t_naive_k)} for the first {k} of {h * w} pixels -> "
-        f"EXTRAPOLATED {fmt_seconds(t_naive)} for whole images ({k}-pixel measurement x {h * w}/{k})")
+        f"EXTRAPOLATED {fmt_seconds(t_naive)} for whole images "
+        f"({k}-pixel measurement x {h * w}/{k})")
   print(f"   first {k} pixels identical (naive vs cached): {same}")
   print(f"   RESULT {name} cached vs naive: {t_naive / t_cached:.0f}x faster (naive extrapolated)")
   for bs in [int(v) for v in filter(None, args.batch_sweep.split(","))]:
@@ -184,7 +185,8 @@ def bench_tfp(args):
   t_tfp = time.perf_counter() - t0
   print(f"   VLAE sample() (prior + conditioning + cached decoder): {fmt_seconds(t_vlae)}; "
         f"tfd.PixelCNN.sample: {fmt_seconds(t_tfp)} (1 run, measured)")
-  print(f"   RESULT tfd.PixelCNN vs VLAE cached at {s}x{s}x3: {t_tfp / t_vlae:.0f}x faster (measured)")
+  print(f"   RESULT tfd.PixelCNN vs VLAE cached at {s}x{s}x3: {t_tfp / t_vlae:.0f}x faster "
+        "(measured)")
   if args.skip_tfp32:
     return
   big = 32

@@ -51,7 +51,8 @@ def conv_peak(batch=16, size=64, channels=128, repeats=5):
 def forward_flops(model, x):
   """FLOPs (2 per multiply-add) of ``model.elbo_terms`` for ``x``, from TF's graph profiler."""
   from tensorflow.python.profiler import model_analyzer, option_builder
-  concrete = tf.function(lambda x: model.elbo_terms(x, seed=tf.constant([0, 0]))).get_concrete_function(x)
+  concrete = tf.function(
+      lambda x: model.elbo_terms(x, seed=tf.constant([0, 0]))).get_concrete_function(x)
   opts = option_builder.ProfileOptionBuilder.float_operation()
   opts["output"] = "none"
   info = model_analyzer.profile(concrete.graph, options=opts)
