@@ -156,10 +156,11 @@ def headline(card):
   paper = card.get("paper", {})
   parts = []
   if "iwae_nll" in r:
+    n = r.get("iwae_num_examples", r.get("num_examples"))
     parts.append(f"test NLL {r['iwae_nll']:.2f} nats (IWAE k={r.get('iwae_samples')}, "
-                 f"n={r.get('num_examples')})")
+                 f"n={n})")
   if "elbo" in r:
-    parts.append(f"ELBO {r['elbo']:.2f}")
+    parts.append(f"ELBO {r['elbo']:.2f} (n={r.get('num_examples')})")
   if r.get("bits_per_dim") is not None and card.get("config", {}).get("data", {}).get(
       "image_shape", [0, 0, 1])[-1] == 3:
     parts.append(f"{r['bits_per_dim']:.3f} bits/dim")
@@ -245,7 +246,8 @@ def write_card(model_dir, *, config, eval_results, name=None, command=None, hard
   data = cfg.get("data", {})
   results = {k: eval_results[k] for k in (
       "elbo", "rate", "distortion", "iwae_nll", "iwae_samples", "num_examples", "bits_per_dim",
-      "elbo_bits_per_dim", "active_units", "latent_size", "mutual_information")
+      "elbo_bits_per_dim", "active_units", "latent_size", "mutual_information",
+      "iwae_num_examples", "iwae_subset", "iwae_nll_stderr", "elbo_on_iwae_subset")
              if k in eval_results}
   split = eval_split or eval_results.get("split") or data.get("test_split", "test")
   card = {
@@ -290,6 +292,8 @@ def card_markdown(card) -> str:
   r, t, ds, paper = card["results"], card["training"], card["dataset"], card["paper"]
   fmt = lambda v, spec=".2f": "n/a" if v is None else format(v, spec)
   wall = t.get("wall_time_hours")
+  iwae_n = (f"{r['iwae_num_examples']} evenly spaced images"
+            if r.get("iwae_subset", "all") != "all" else f"all {ds['num_eval_examples']} images")
   lines = [
       f"# {card['name']}: {card['description']}",
       "",
@@ -299,12 +303,18 @@ def card_markdown(card) -> str:
       "",
       "| metric | this model | paper |",
       "| --- | --- | --- |",
-      f"| test NLL, IWAE k={r.get('iwae_samples')} (nats) | {fmt(r.get('iwae_nll'))} | "
-      f"{fmt(paper.get('nll'))} |",
-      f"| test ELBO (nats) | {fmt(r.get('elbo'))} | |",
-      f"| rate / distortion (nats) | {fmt(r.get('rate'))} / {fmt(r.get('distortion'))} | |",
-      f"| bits/dim (IWAE) | {fmt(r.get('bits_per_dim'), '.4f')} | "
+      f"| test NLL, IWAE k={r.get('iwae_samples')} on {iwae_n} (nats) | {fmt(r.get('iwae_nll'))}"
+      + (f" ± {fmt(r.get('iwae_nll_stderr'))} (s.e.)" if r.get("iwae_nll_stderr") else "")
+      + f" | {fmt(paper.get('nll'))} |",
+      *([f"| test ELBO on the same {iwae_n} (nats) | {fmt(r.get('elbo_on_iwae_subset'))} | |"]
+        if r.get("iwae_subset", "all") != "all" else []),
+      f"| test ELBO, all {ds['num_eval_examples']} images (nats) | {fmt(r.get('elbo'))} | |",
+      f"| rate / distortion, all images (nats) | {fmt(r.get('rate'))} / "
+      f"{fmt(r.get('distortion'))} | |",
+      f"| bits/dim (IWAE, {iwae_n}) | {fmt(r.get('bits_per_dim'), '.4f')} | "
       f"{fmt(paper.get('bits_per_dim'), '.2f')} |",
+      f"| bits/dim (ELBO, all images) | {fmt(r.get('elbo_bits_per_dim'), '.4f')} | |",
+      f"| active units | {r.get('active_units')} / {r.get('latent_size')} | |",
       "",
       f"Paper: {paper.get('source')}. The numbers above are copied from `eval.json`.",
       "",
