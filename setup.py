@@ -23,7 +23,8 @@ setup(
         "pillow>=10,<14",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4"],
+        # The experiment smoke tests draw their figures, so the test extra needs matplotlib too.
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "matplotlib>=3.8,<4"],
         "plots": ["matplotlib>=3.8,<4"],
     },
     entry_points={"console_scripts": ["vlae=vlae_tf.cli:main"]},

@@ -252,7 +252,10 @@ ISOLATED = textwrap.dedent("""
         if name.split(".")[0] in ("vlae_tf", "tensorflow_probability"):
           raise ModuleNotFoundError("blocked " + name)
     sys.meta_path.insert(0, Block())
-    sys.path[:] = [p for p in sys.path if p not in ("", ".") and not p.startswith(REPO)]
+    # Drop the checkout from sys.path, but keep a virtualenv that lives inside it (CI's
+    # .ci-venv): its site-packages hold TensorFlow, not vlae_tf (blocked above anyway).
+    sys.path[:] = [p for p in sys.path if p not in ("", ".") and
+                   not (p.startswith(REPO) and "site-packages" not in p)]
     try:
       import vlae_tf
       sys.exit("vlae_tf is importable")
