@@ -107,10 +107,11 @@ def cmd_list(args):
   if not models:
     print(f"No pretrained models in {root} yet.")
   for m in models:
-    print(f"{m['name']:<24} {m['description']}")
+    config = f" [config {m['config_name']}]" if m.get("config_name") else ""
+    print(f"{m['name']:<24} {m['description']}{config}")
     if m["headline"]:
       print(f"{'':<24} {m['headline']}")
-  packaged = {m["name"] for m in models}
+  packaged = {m["name"] for m in models} | {m.get("config_name") for m in models}
   rest = [c for c in zoo.list_configs() if c not in packaged]
   if rest:
     print(f"Configs without pretrained weights (train them with train.py): {', '.join(rest)}")

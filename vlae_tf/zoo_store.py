@@ -190,7 +190,8 @@ def list_models(zoo=None) -> list[dict]:
     out.append({"name": card.get("name", d.name), "description": card.get("description", ""),
                 "headline": headline(card), "path": str(d), "iwae_nll": r.get("iwae_nll"),
                 "iwae_samples": r.get("iwae_samples"), "elbo": r.get("elbo"),
-                "num_examples": r.get("num_examples"), "paper": card.get("paper", {})})
+                "num_examples": r.get("num_examples"), "paper": card.get("paper", {}),
+                "config_name": card.get("config_name", "")})
   return out
 
 
