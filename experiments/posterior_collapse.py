@@ -8,11 +8,15 @@ down exactly as ``zoo/mnist_cpu.py`` scales ``mnist``):
 * ``factorized``      p(x|z) = prod_ij Bernoulli(x_ij | z): z must carry everything.
 * ``pixelcnn_full``   every earlier pixel is visible, no free bits: the decoder
                       can model p(x) alone, so the ELBO's optimum has
-                      KL(q(z|x) || p(z)) = 0 ("posterior collapse").
+                      KL(q(z|x) || p(z)) = 0 ("posterior collapse"). As deep
+                      as VLAE's decoder (``--full_decoder_layers``, default 6:
+                      a full-image window, then 5 mask-B 3x3 layers).
 * ``vlae``            a 6-layer 3x3 PixelCNN (local receptive field) + free bits.
 
 Reported on the test set: ELBO, IWAE NLL (k samples), total KL (rate) and KL
-per latent dimension (one bar plot per model), active units and I(x; z).
+per latent dimension (one bar plot per model), active units and I(x; z); and
+the training rate over steps (``kl_over_training.png``, from each model's
+``metrics.jsonl``), which shows whether a model is heading to collapse.
 
 Expected shape (each checked from the measured numbers, see ``CHECKS``):
 the full-PixelCNN VAE's KL is near 0 on every dimension; VLAE's total KL is
@@ -25,6 +29,7 @@ than twice the standard error of the paired difference.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -55,15 +60,38 @@ PAPER = {"source": "Chen et al., ICLR 2017: Table 1 (static MNIST) and the poste
 
 def define_flags(fv=flags.FLAGS):
   harness.define_common_flags(fv)
+  flags.DEFINE_integer("full_decoder_layers", None, "x-reading layers of the full-PixelCNN "
+                       "baseline: the full-image window then mask-B 3x3 layers (default: the "
+                       "zoo config's, 6 = VLAE's depth; 1 = a single full-context layer).",
+                       lower_bound=1, flag_values=fv)
 
 
-def run(workdir, size="cpu", **common):
+def training_rate(workdir):
+  """``(steps, rates)``: the training-batch rate (total KL, nats) logged by vlae_tf.training."""
+  steps, rates = [], []
+  path = os.path.join(workdir, "metrics.jsonl")
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        row = json.loads(line)
+        if "rate" in row and "step" in row:
+          steps.append(int(row["step"]))
+          rates.append(float(row["rate"]))
+  return steps, rates
+
+
+def run(workdir, size="cpu", full_decoder_layers=None, **common):
   """Trains the three models, evaluates them on the test set, writes the report."""
   exp = harness.Experiment(NAME, TITLE, workdir, size, BUDGETS, **common)
-  tests, per = {}, {}
+  tests, per, curves = {}, {}, {}
   for key, zoo_name in MODELS:
-    exp.train(key, exp.config(zoo_name))
+    cfg = exp.config(zoo_name)
+    if key == "pixelcnn_full" and full_decoder_layers is not None:
+      cfg.model.decoder_layers = int(full_decoder_layers)
+    exp.train(key, cfg)
+    exp.models[key]["decoder_layers"] = int(cfg.model.decoder_layers)
     tests[key], per[key] = exp.evaluate(key)
+    curves[key] = training_rate(exp.model_dir(key))
 
   full, vlae, fact = tests["pixelcnn_full"], tests["vlae"], tests["factorized"]
   exp.check("full-PixelCNN VAE: KL near 0 on every dimension",
@@ -96,6 +124,19 @@ def run(workdir, size="cpu", **common):
              "budget for all three models. Posterior collapse = every bar at 0.")
   harness.save_figure(fig, exp.figure("kl_per_dim.png", caption), caption)
 
+  fig, ax = plt.subplots(figsize=(5.5, 3.4))
+  for key, _ in MODELS:
+    ax.plot(*curves[key], label=LABELS[key], color={"vlae": "tab:blue", "factorized": "tab:gray",
+                                                     "pixelcnn_full": "tab:red"}[key])
+  ax.set_xlabel("training step")
+  ax.set_ylabel("rate = KL(q(z|x) || p(z)) [nats]")
+  ax.set_ylim(bottom=0)
+  ax.legend(fontsize=8)
+  caption = ("Rate (total KL) of the training batches over training, as logged every "
+             "log_every steps (training-mode values, not test-set numbers). Collapse = the "
+             "curve going to 0.")
+  harness.save_figure(fig, exp.figure("kl_over_training.png", caption), caption)
+
   columns = ["model", "zoo config", "steps", "test ELBO", "IWAE NLL", "± stderr", "KL (rate)",
              "distortion", "active units", "I(x;z)", "params"]
   rows = []
@@ -108,12 +149,14 @@ def run(workdir, size="cpu", **common):
   k = tests["vlae"]["iwae_samples"]
   table = (f"Test set, nats per image (IWAE with k = {k or '— (skipped)'}):\n\n"
            + harness.markdown_table(columns, rows))
-  return exp.finish({"metric_compared": metric, "vlae_minus_factorized": [diff, err]}, table,
-                    paper=PAPER)
+  return exp.finish({"metric_compared": metric, "vlae_minus_factorized": [diff, err],
+                     "training_rate": {k: {"step": c[0], "rate": c[1]} for k, c in curves.items()},
+                     "full_decoder_layers": exp.models["pixelcnn_full"]["decoder_layers"]},
+                    table, paper=PAPER)
 
 
 def options(fv=flags.FLAGS):
-  return harness.common_options(fv)
+  return dict(harness.common_options(fv), full_decoder_layers=fv.full_decoder_layers)
 
 
 if __name__ == "__main__":

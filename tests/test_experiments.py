@@ -182,13 +182,24 @@ def test_rate_distortion_plan_and_monotone():
 @pytest.fixture(scope="module")
 def collapse_dir(tmp_path_factory):
   wd = str(tmp_path_factory.mktemp("collapse"))
-  run_cli(posterior_collapse, [f"--workdir={wd}", "--smoke"])
+  run_cli(posterior_collapse, [f"--workdir={wd}", "--smoke", "--full_decoder_layers=3"])
   return wd
 
 
 def test_posterior_collapse_smoke(collapse_dir):
-  r, md = read_outputs(collapse_dir, ["kl_per_dim.png"])
+  r, md = read_outputs(collapse_dir, ["kl_per_dim.png", "kl_over_training.png"])
   assert set(r["models"]) == {"factorized", "pixelcnn_full", "vlae"}
+  # --full_decoder_layers reached the trained baseline (and only it).
+  assert r["full_decoder_layers"] == 3
+  with open(os.path.join(collapse_dir, "pixelcnn_full", "config.json")) as f:
+    assert json.load(f)["model"]["decoder_layers"] == 3
+  with open(os.path.join(collapse_dir, "vlae", "config.json")) as f:
+    assert r["models"]["vlae"]["decoder_layers"] == json.load(f)["model"]["decoder_layers"] != 3
+  for key in r["models"]:
+    rows = [json.loads(line) for line in open(os.path.join(collapse_dir, key, "metrics.jsonl"))]
+    assert r["training_rate"][key] == {"step": [row["step"] for row in rows],
+                                       "rate": [pytest.approx(row["rate"]) for row in rows]}
+    assert rows
   for key, model in r["models"].items():
     t = model["test"]
     assert model["steps"] == 2 and t["num_examples"] == 16 and t["latent_size"] == 4

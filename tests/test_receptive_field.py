@@ -215,12 +215,15 @@ def test_rgb_window_and_grayscale_subpixels(context):
 
 # ------------------------------------------------------------------ full / none
 
-def test_full_sees_every_earlier_pixel():
+@pytest.mark.parametrize("layers", [1, 2, 4])
+def test_full_sees_every_earlier_pixel(layers):
+  """The full-image window alone, or followed by mask-B 3x3 layers: still exactly the past."""
   h, w = 6, 7
-  model = _model("full", (h, w, 1))
+  model = _model("full", (h, w, 1), decoder_layers=layers)
+  assert len(model.decoder.geometry) == layers
   for i, j in _border_pixels(h, w) + [(3, 4), (5, 6)]:
     np.testing.assert_array_equal(vlae_tf.receptive_field(model, (i, j)), full_field(h, w, i, j),
-                                  err_msg=f"full, pixel {(i, j)}")
+                                  err_msg=f"full ({layers} layers), pixel {(i, j)}")
 
 
 def test_full_rgb():
@@ -253,6 +256,7 @@ def test_none_rgb_sees_only_earlier_subpixels_of_own_pixel():
     ("stack", (6, 6, 1), {"decoder_layers": 4}),
     ("window", (6, 6, 1), {"decoder_window": (4, 2)}),
     ("full", (5, 5, 1), {}),
+    ("full", (5, 5, 1), {"decoder_layers": 3}),
     ("none", (4, 4, 1), {}),
     ("stack", (4, 4, 3), {"decoder_layers": 2}),
     ("window", (5, 5, 3), {"decoder_window": (7, 4)}),

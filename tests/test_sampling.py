@@ -49,6 +49,8 @@ CASES = [
     ("window", "logistic_mixture", SHAPE_RGB, dict(decoder_window=(5, 2))),
     ("grayscale", "logistic_mixture", SHAPE_RGB, dict(decoder_window=(3, 2))),
     ("full", "bernoulli", SHAPE_BIN, {}),
+    ("full", "bernoulli", SHAPE_BIN, dict(decoder_layers=1)),
+    ("full", "bernoulli", SHAPE_BIN, dict(decoder_layers=3)),
     ("full", "logistic_mixture", SHAPE_RGB, {}),
     ("none", "bernoulli", SHAPE_BIN, {}),
     ("none", "logistic_mixture", SHAPE_RGB, {}),

@@ -15,9 +15,13 @@ that global structure can only come through z. The context kinds:
 ``grayscale`` (A x B, RGB only)
   The same window, but the network reads only the grayscale
   ``0.299 R + 0.587 G + 0.114 B`` of those pixels: colour must come through z.
-``full``
+``full`` (n layers, kernel k)
   Every earlier pixel, no blind spot: a window covering the whole image
-  (A = 2W - 1, B = H - 1) followed by 1x1 layers.
+  (A = 2W - 1, B = H - 1), then n - 1 mask-B k x k gated layers. Those only
+  mix features of pixels already visible, so the receptive field stays "every
+  earlier pixel" while the network gets as deep as the ``stack`` decoder with
+  the same n: the posterior-collapse baseline then differs from VLAE's decoder
+  in its receptive field alone. n = 1 is a single full-context layer.
 ``none``
   A factorized decoder: p(x|z) = prod_ij p(x_ij | z). The plain VAE baseline.
 
@@ -58,7 +62,10 @@ def context_layers(context, image_hw, num_layers=6, kernel_size=3, window=(3, 2)
   if context in ("window", "grayscale"):
     return [mc.window_mask(int(window[0]), int(window[1]))]
   if context == "full":
-    return [mc.window_mask(2 * w - 1, h - 1)]
+    if num_layers < 1:
+      raise ValueError(f"a full context needs num_layers >= 1, got {num_layers}")
+    return [mc.window_mask(2 * w - 1, h - 1)] + [mc.mask_b(kernel_size)
+                                                 for _ in range(num_layers - 1)]
   if context == "none":
     return []
   raise ValueError(f"unknown decoder context {context!r}; expected one of {CONTEXTS}")
