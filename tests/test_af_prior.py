@@ -149,6 +149,28 @@ def test_made_is_autoregressive(context_size, hidden):
     assert dep[1:].all()         # the context reaches every output that has hidden units
 
 
+def test_made_graph_masks_equal_the_numpy_masks():
+  made = MADE(7, (10, 9), params=2)
+  for got, want in zip(made.graph_masks(), made._masks):
+    np.testing.assert_array_equal(got.numpy(), want)
+  # Spelled out for D = 3, one hidden layer of 4: hidden degrees 1 2 1 2.
+  small = MADE(3, (4,))
+  np.testing.assert_array_equal(small.graph_masks()[0].numpy(),
+                                [[1, 1, 1, 1], [0, 1, 0, 1], [0, 0, 0, 0]])
+  np.testing.assert_array_equal(small.graph_masks()[1].numpy(),
+                                [[0, 1, 1], [0, 0, 1], [0, 1, 1], [0, 0, 1]])
+
+
+def test_traced_made_holds_no_mask_sized_constants():
+  """Masks as graph constants made a D = 1024 SavedModel 20 MB; they must be built in-graph."""
+  d, hidden = 256, (512,)
+  made = MADE(d, hidden)
+  fn = tf.function(lambda x: made(x)).get_concrete_function(tf.TensorSpec([None, d]))
+  consts = [n for n in fn.graph.as_graph_def().node if n.op == "Const"]
+  biggest = max(n.ByteSize() for n in consts)
+  assert biggest < 16 * 1024, f"a {biggest}-byte constant in the traced MADE"
+
+
 def test_made_requires_context_when_built_with_one():
   made = MADE(3, (8,), context_size=2)
   with pytest.raises(ValueError, match="context"):
