@@ -16,7 +16,7 @@ from vlae_tf.zoo import mnist
 def get_config():
   c = mnist.get_config()
   c.name = "mnist_vae_pixelcnn_full"
-  c.description = "Baseline VAE, full-context PixelCNN decoder (collapses), static MNIST"
+  c.description = "Baseline VAE, full-context PixelCNN decoder, no free bits, static MNIST"
   c.paper_nll = None
   c.model.decoder_context = "full"
   c.objective.free_bits = 0.0
