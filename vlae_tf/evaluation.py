@@ -112,7 +112,13 @@ def kl_per_dim(model, x, num_samples=16, seed=0):
 
 
 def mutual_information(mu, sigma, seed=0):
-  """Minibatch estimate of I(x; z) in nats from Gaussian posteriors ``[N, D]``."""
+  """Minibatch estimate of I(x; z) in nats from Gaussian posteriors ``[N, D]``.
+
+  ``mean_i [log q(z_i|x_i) - log (1/N) sum_j q(z_i|x_j)]`` with ``z_i ~ q(z|x_i)``.
+  Each term is at most log N (the sum contains j = i), so the estimate
+  saturates at log N once the posteriors of different images barely overlap:
+  compare models with it only below that ceiling (or with larger N).
+  """
   mu = np.asarray(mu, np.float64)
   sigma = np.asarray(sigma, np.float64)
   n, _ = mu.shape
