@@ -188,11 +188,24 @@ def collapse_dir(tmp_path_factory):
 
 def test_posterior_collapse_smoke(collapse_dir):
   r, md = read_outputs(collapse_dir, ["kl_per_dim.png", "kl_over_training.png"])
-  assert set(r["models"]) == {"factorized", "pixelcnn_full", "vlae"}
+  assert set(r["models"]) == {"factorized", "pixelcnn_full", "vlae", "decoder_alone"}
+  # The decoder-alone diagnostic: the full baseline at beta = 8, paired against it, not a check.
+  with open(os.path.join(collapse_dir, "decoder_alone", "config.json")) as f:
+    alone_cfg = json.load(f)
+  assert alone_cfg["objective"]["beta"] == posterior_collapse.DECODER_ALONE_BETA
+  assert alone_cfg["model"]["decoder_context"] == "full"
+  a = np.load(os.path.join(collapse_dir, "pixelcnn_full_per_example.npz"))["iwae_nll"]
+  b = np.load(os.path.join(collapse_dir, "decoder_alone_per_example.npz"))["iwae_nll"]
+  assert r["full_minus_decoder_alone"][0] == pytest.approx((a - b).mean())
+  assert r["decoder_alone_switched_off"] == (
+      r["models"]["decoder_alone"]["test"]["kl_total"] < posterior_collapse.COLLAPSED_MAX_KL_TOTAL)
+  assert "decoder_alone" not in " ".join(c["check"] for c in r["checks"])
+  assert "Diagnostic (not part of the expected shape)" in md
   # --full_decoder_layers reached the trained baseline (and only it).
   assert r["full_decoder_layers"] == 3
   with open(os.path.join(collapse_dir, "pixelcnn_full", "config.json")) as f:
     assert json.load(f)["model"]["decoder_layers"] == 3
+  assert alone_cfg["model"]["decoder_layers"] == 3
   with open(os.path.join(collapse_dir, "vlae", "config.json")) as f:
     assert r["models"]["vlae"]["decoder_layers"] == json.load(f)["model"]["decoder_layers"] != 3
   for key in r["models"]:
