@@ -282,6 +282,14 @@ def test_rate_distortion_smoke_points_satisfy_elbo_identity(tmp_path):
   sweep = sorted((p for p in pts if p["sweep"] == "beta"), key=lambda p: p["beta"])
   assert checks["rate falls as beta grows"] == (sweep[1]["rate"] <= sweep[0]["rate"])
   assert checks["beta = 1 has the best test ELBO"] == (sweep[1]["elbo"] >= sweep[0]["elbo"])
+  # Paired differences against beta = 1 come from the per-example files of the same images.
+  one = np.load(os.path.join(wd, f"{sweep[1]['key']}_per_example.npz"))["elbo"]
+  half = np.load(os.path.join(wd, f"{sweep[0]['key']}_per_example.npz"))["elbo"]
+  assert sweep[1]["elbo_minus_beta1"] == 0.0 and sweep[1]["elbo_minus_beta1_stderr"] == 0.0
+  assert sweep[0]["elbo_minus_beta1"] == pytest.approx((half - one).mean())
+  assert sweep[0]["elbo_minus_beta1"] == pytest.approx(sweep[0]["elbo"] - sweep[1]["elbo"],
+                                                       rel=1e-4, abs=1e-3)
+  assert "squares" not in md                       # no free-bits points, none in the caption
 
 
 def test_grayscale_context_smoke(tmp_path):
