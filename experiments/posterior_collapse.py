@@ -45,6 +45,7 @@ if __package__ in (None, ""):
 from absl import app, flags  # noqa: E402
 
 from experiments import harness  # noqa: E402
+from vlae_tf import training  # noqa: E402
 
 NAME = "posterior_collapse"
 TITLE = "Posterior collapse: factorized VAE vs full-PixelCNN VAE vs VLAE (static MNIST)"
@@ -80,7 +81,7 @@ def define_flags(fv=flags.FLAGS):
 def training_rate(workdir):
   """``(steps, rates)``: the training-batch rate (total KL, nats) logged by vlae_tf.training."""
   steps, rates = [], []
-  path = os.path.join(workdir, "metrics.jsonl")
+  path = os.path.join(workdir, training.METRICS_FILE)
   if os.path.exists(path):
     with open(path) as f:
       for line in f:
@@ -119,11 +120,12 @@ def run(workdir, size="cpu", full_decoder_layers=None, decoder_alone=True, **com
             f"{vlae['active_units']}/{vlae['latent_size']} active units")
   metric = "iwae_nll" if "iwae_nll" in per["vlae"] else "elbo"
   sign = 1.0 if metric == "iwae_nll" else -1.0          # NLL = -ELBO
+  metric_name = "IWAE NLL" if metric == "iwae_nll" else "-ELBO"
   diff, err = harness.paired_difference(sign * per["vlae"][metric],
                                         sign * per["factorized"][metric])
   exp.check("VLAE NLL better than the factorized VAE's", diff < -2 * err,
             f"paired difference VLAE - factorized = {diff:.3f} +- {err:.3f} nats "
-            f"({'IWAE NLL' if metric == 'iwae_nll' else '-ELBO'}; needs < -2 stderr)")
+            f"({metric_name}; needs < -2 stderr)")
 
   extra, notes = {}, []
   if decoder_alone:
@@ -139,7 +141,7 @@ def run(workdir, size="cpu", full_decoder_layers=None, decoder_alone=True, **com
         f"{DECODER_ALONE_BETA:g} has rate {alone['kl_total']:.4f} nats, so z is "
         f"{'switched off' if switched_off else 'NOT switched off (the comparison below is void)'}"
         f". NLL(full VAE, beta = 1) - NLL(its decoder alone) = {d_alone:.3f} +- {e_alone:.3f} "
-        f"nats ({'IWAE NLL' if metric == 'iwae_nll' else '-ELBO'}, paired). Negative means z is "
+        f"nats ({metric_name}, paired). Negative means z is "
         "worth more than its KL to this decoder at this budget, so collapse is not the ELBO's "
         "optimum here: collapse needs a decoder that models x alone as well as with z.")
 
