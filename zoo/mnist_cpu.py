@@ -3,7 +3,9 @@
 Same decoder geometry as the paper's (6 masked 3x3 layers: mask A, then 5 x
 mask B) and the same AF prior / free bits; 32 filters instead of 64 and one
 ResNet block per scale, so one Adam step on a batch of 64 takes about 0.4 s
-on 2 CPU cores instead of about 3 s.
+on 2 CPU cores instead of about 3 s. Trained with Adamax (the paper's
+optimizer) at 2e-3 on batches of 32: the best of three recipes at equal CPU
+time (bench/README.md, "Recipe study").
 """
 
 from vlae_tf.zoo import mnist
@@ -31,4 +33,8 @@ def get_config():
   c.description = "VLAE, static binarized MNIST, 6-layer 3x3 local PixelCNN + AF prior (CPU-sized)"
   c.model.decoder_blocks = 1
   c.model.prior_hidden = (256, 256)
+  c.train.optimizer = "adamax"
+  c.train.learning_rate = 2e-3
+  c.train.batch_size = 32
+  c.train.steps = 100_000
   return c
