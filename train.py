@@ -45,7 +45,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   import tensorflow as tf
-  from vlae_tf import distribute, training
+  from vlae_tf import distribute, export, training, workdir
 
   logging.set_verbosity(logging.WARNING)  # TF's absl INFO chatter (checkpoint sharding, ...)
   config = FLAGS.config
@@ -54,19 +54,18 @@ def main(argv):
   if FLAGS.mode == "train":
     if config is None:
       raise app.UsageError("--config is required to train (e.g. --config=zoo/mnist.py)")
-    training.validate_config(config)
-    training.prepare_workdir(config, FLAGS.workdir, write=False)  # fail before building anything
+    workdir.check_config(config, FLAGS.workdir)  # validates once; fails before building anything
     strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices, FLAGS.tpu)
-    training.train(config, FLAGS.workdir, strategy)
+    training.train(config, FLAGS.workdir, strategy, checked=True)
   elif FLAGS.mode == "eval":
-    result = training.evaluate_workdir(FLAGS.workdir, config, FLAGS.eval_iwae_samples,
-                                       FLAGS.eval_num_examples,
-                                       iwae_examples=FLAGS.eval_iwae_examples)
+    result = workdir.evaluate_workdir(FLAGS.workdir, config, FLAGS.eval_iwae_samples,
+                                      FLAGS.eval_num_examples,
+                                      iwae_examples=FLAGS.eval_iwae_examples)
     print(json.dumps(result, indent=2, sort_keys=True))
   else:
     if not FLAGS.export_dir:
       raise app.UsageError("--export_dir is required with --mode=export")
-    print(training.export_workdir(FLAGS.workdir, FLAGS.export_dir, config))
+    print(export.export_workdir(FLAGS.workdir, FLAGS.export_dir, config))
 
 
 _STARTED = []

@@ -48,7 +48,7 @@ def measure_chunk(args, chunk):
   x = np.random.default_rng(0).integers(0, model.num_levels, (args.examples, h, w, c))
   x = x.astype(np.uint8)
   x_f = model.check_inputs(x)
-  fn = evaluation._log_weights_fn(model)
+  fn = evaluation.log_weights_fn(model)
   gc.collect()
   reset_gpu_peak()
   with PeakRSS() as mem:
@@ -81,7 +81,7 @@ def main(argv=None):
   print(header("VLAE IWAE evaluation: throughput and peak memory vs chunk size"))
   print(f"config {args.config} (random weights), {args.examples} example(s), k = {args.k}, "
         f"library default chunk for this batch: "
-        f"{evaluation._default_chunk(args.examples, args.k)}; each chunk size in a fresh process "
+        f"{evaluation.default_chunk(args.examples, args.k)}; each chunk size in a fresh process "
         "(TF's allocator keeps freed memory, so one process would hide later peaks)", flush=True)
   for chunk in [min(int(v), args.k) for v in args.chunks.split(",")]:
     subprocess.run([sys.executable, os.path.abspath(__file__), "--config", args.config,

@@ -90,20 +90,20 @@ def run():
 def score():
   import numpy as np
   from vlae_tf import data as vdata
-  from vlae_tf import evaluation, training
+  from vlae_tf import evaluation, objective
+  from vlae_tf import workdir as vwork
 
   print("| variant | overrides | steps | examples seen | held-out ELBO (nats) | bits/dim |")
   print("| --- | --- | --- | --- | --- | --- |")
   for name, (cfg, extra) in VARIANTS[FLAGS.group].items():
     workdir = os.path.join(FLAGS.root, name)
-    model, config, step = training.load_model_from_workdir(workdir)
+    model, config, step = vwork.load_model_from_workdir(workdir)
     split = vdata.eval_split_name(config, "valid")
     x = vdata.load_split(config, split)
     x = x[evaluation.iwae_subset(len(x), FLAGS.examples)]
-    elbo = np.concatenate([model.elbo_terms(x[i:i + 100], seed=np.array([0, i]))["elbo"].numpy()
-                           for i in range(0, len(x), 100)])
+    elbo = evaluation.elbo_per_example(model, x, batch_size=100, seed=0)["elbo"]
     se = elbo.std(ddof=1) / math.sqrt(len(elbo))
-    bpd = -elbo.mean() / (model.num_dims * math.log(2.0))
+    bpd = objective.nats_to_bits_per_dim(-elbo.mean(), model.num_dims)
     print(f"| {name} | {' '.join(extra) or '(none)'} | {step} | {step * config.train.batch_size} "
           f"| {elbo.mean():.2f} ± {se:.2f} ({split}, {len(x)}) | {bpd:.3f} |", flush=True)
 

@@ -15,8 +15,8 @@ What is measured, all in one process (random weights; speed does not depend on t
    number of pixels drawn); the naive whole-image time is EXTRAPOLATED as
    ``t(k pixels) * H W / k`` and printed as such. The first k pixels of both
    samplers are checked to be identical.
-2. The AF prior: ``model.prior.sample_from_noise`` (tfb MAF forward: D whole
-   MADE passes per flow step) vs ``sampling.prior_from_noise`` (incremental MADE),
+2. The AF prior: ``model.prior.bijector().forward`` (tfb MAF forward: D whole
+   MADE passes per flow step) vs ``model.prior.sample_from_noise`` (incremental MADE),
    checked equal, with the share of a full ``sample()`` each would take.
 3. ``tfd.PixelCNN.sample`` vs the VLAE's ``sample()`` (prior + conditioning +
    cached decoder) at a matched budget: the TFP network (``num_hierarchies=1``,
@@ -119,12 +119,12 @@ def bench_config(name, args):
   result = {"cached": t_cached, "naive": t_naive, "same": same}
 
   eps = tf.random.stateless_normal([args.prior_batch, model.latent_size], [4, 5])
-  fast_fn = tf.function(lambda e: sampling.prior_from_noise(model.prior, e))
+  fast_fn = tf.function(lambda e: model.prior.sample_from_noise(e))
   t_fast = time_call(lambda: fast_fn(eps), repeats=args.repeats, warmup=1)
   line = (f"   AF prior (D={model.latent_size}, {model.prior.num_steps} MAF steps, hidden "
           f"{model.prior.hidden_units}), batch {args.prior_batch}: fast {fmt_seconds(t_fast)}")
   if not args.skip_tfb_prior:
-    tfb_fn = tf.function(lambda e: model.prior.sample_from_noise(e))
+    tfb_fn = tf.function(lambda e: model.prior.bijector().forward(e))
     tfb_fn.get_concrete_function(eps)
     t0 = time.perf_counter()
     z_tfb = tfb_fn(eps).numpy()

@@ -22,9 +22,9 @@ Run sizes
              the whole test set and the config's IWAE sample count
              (accelerator-sized).
 
-Test-set metrics (:func:`test_set_metrics`) are those of
-:func:`vlae_tf.evaluation.evaluate` with the same seeds (the ELBO terms, IWAE
-bound and active units agree exactly), plus what a comparison needs: standard errors of the means, the
+Test-set metrics (:func:`test_set_metrics`) summarise the per-example values
+of :func:`vlae_tf.evaluation.elbo_per_example` / :func:`~vlae_tf.evaluation.iwae_per_example`
+(what :func:`vlae_tf.evaluation.evaluate` summarises too), plus what a comparison needs: standard errors of the means, the
 per-example values (for paired differences between models evaluated on the
 same images) and the KL per latent dimension (:func:`vlae_tf.kl_per_dim`).
 """
@@ -42,15 +42,16 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import flags  # noqa: E402
 
 import vlae_tf  # noqa: E402
 from vlae_tf import data as vdata  # noqa: E402
+from vlae_tf import config as vconfig  # noqa: E402
 from vlae_tf import evaluation, training  # noqa: E402
-from vlae_tf.model import config_to_dict  # noqa: E402
+from vlae_tf import workdir as vwork  # noqa: E402
+from vlae_tf.objective import nats_to_bits_per_dim  # noqa: E402
 
 SIZES = ("smoke", "cpu", "full")
 # Zoo reference config -> its CPU-sized variant (the pair whose difference scale_like applies).
@@ -146,27 +147,6 @@ def parse_floats(values, name):
 
 
 # ==================================================================== configs
-def _flat(cfg):
-  out = {}
-
-  def walk(d, prefix):
-    for k, v in d.items():
-      if isinstance(v, dict):
-        walk(v, prefix + k + ".")
-      else:
-        out[prefix + k] = tuple(v) if isinstance(v, list) else v
-  walk(config_to_dict(cfg), "")
-  return out
-
-
-def _set(cfg, key, value):
-  *path, last = key.split(".")
-  node = cfg
-  for p in path:
-    node = node[p]
-  node[last] = value
-
-
 def _latent_size(cfg):
   m = cfg.model
   if m.latent_kind == "vector":
@@ -184,16 +164,11 @@ def scale_like(cfg, reference, small, skip=("name", "description")):
   grayscale context) is kept. Returns ``(cfg, applied)``, ``applied`` the list
   of ``(key, old, new)``.
   """
-  ref = _flat(vlae_tf.zoo.get_config(reference))
-  sml = _flat(vlae_tf.zoo.get_config(small))
-  mine = _flat(cfg)
-  applied = []
-  for key in sorted(set(ref) & set(sml)):
-    if key in skip or ref[key] == sml[key] or mine.get(key) != ref[key]:
-      continue
-    _set(cfg, key, sml[key])
-    applied.append((key, ref[key], sml[key]))
-  return cfg, applied
+  ref_cfg = vlae_tf.zoo.get_config(reference)
+  ref, sml = vconfig.flatten(ref_cfg), vconfig.flatten(vlae_tf.zoo.get_config(small))
+  sizes = {key: sml[key] for key in sorted(set(ref) & set(sml))
+           if key not in skip and ref[key] != sml[key]}
+  return cfg, vconfig.shrink(cfg, sizes, unless_changed_from=ref_cfg)
 
 
 def _reference_of(cfg):
@@ -204,33 +179,26 @@ def make_tiny(cfg, real_data=False):
   """Shrinks ``cfg`` to a smoke-test model: same kinds of parts, 8 filters, 4 latent units on 8x8."""
   rgb = tuple(cfg.data.image_shape)[-1] == 3
   per_dim = int(cfg.objective.free_bits_groups) == _latent_size(cfg)
+  vector = cfg.model.latent_kind == "vector"
   if not real_data:
-    cfg.data.dataset = "synthetic"
-    cfg.data.image_shape = (8, 8, 3 if rgb else 1)
-    cfg.data.binarization = "none" if rgb else "static"
-    cfg.data.synthetic_size = 64
-  m = cfg.model
-  m.num_mixtures = min(int(m.num_mixtures), 2)
-  m.num_resolution_changes = 0 if m.latent_kind == "vector" else 2
-  m.latent_dim = 4 if m.latent_kind == "vector" else 0
-  m.latent_channels = 0 if m.latent_kind == "vector" else 1
-  for key in ("encoder_filters", "cond_filters", "decoder_filters"):
-    m[key] = 8
-  # As few layers as the model allows: smoke runs are dominated by graph tracing.
-  m.encoder_blocks = m.cond_blocks = m.decoder_blocks = 0
-  m.decoder_layers = min(int(m.decoder_layers), 2)
-  m.decoder_window = (3, 2)
-  m.prior_steps = m.posterior_steps = 1
-  m.prior_hidden = (64,)          # wide enough for af_vs_iaf to find an equal-count IAF width
-  m.posterior_hidden = (64,)
-  m.posterior_context = 1
+    vconfig.shrink(cfg, {"data.dataset": "synthetic", "data.image_shape": (8, 8, 3 if rgb else 1),
+                         "data.binarization": "none" if rgb else "static",
+                         "data.synthetic_size": 64})
+  vconfig.shrink(cfg, {
+      "model.num_mixtures": min(int(cfg.model.num_mixtures), 2),
+      "model.num_resolution_changes": 0 if vector else 2,
+      "model.latent_dim": 4 if vector else 0, "model.latent_channels": 0 if vector else 1,
+      "model.encoder_filters": 8, "model.cond_filters": 8, "model.decoder_filters": 8,
+      # As few layers as the model allows: smoke runs are dominated by graph tracing.
+      "model.encoder_blocks": 0, "model.cond_blocks": 0, "model.decoder_blocks": 0,
+      "model.decoder_layers": min(int(cfg.model.decoder_layers), 2),
+      "model.decoder_window": (3, 2), "model.prior_steps": 1, "model.posterior_steps": 1,
+      # wide enough for af_vs_iaf to find an equal-count IAF width
+      "model.prior_hidden": (64,), "model.posterior_hidden": (64,), "model.posterior_context": 1,
+      "train.batch_size": 8, "train.warmup_steps": 0, "train.log_every": 1,
+      "train.eval_every": 0, "train.checkpoint_every": 1000, "eval.periodic_examples": 0,
+      "eval.num_images": 0, "eval.batch_size": SMOKE_BUDGET.eval_batch_size})
   cfg.objective.free_bits_groups = _latent_size(cfg) if per_dim else 1
-  t = cfg.train
-  t.batch_size, t.warmup_steps, t.log_every, t.eval_every = 8, 0, 1, 0
-  t.checkpoint_every = 1000
-  cfg.eval.periodic_examples = 0
-  cfg.eval.num_images = 0
-  cfg.eval.batch_size = SMOKE_BUDGET.eval_batch_size
   return cfg
 
 
@@ -280,20 +248,11 @@ def test_set_metrics(model, x, iwae_samples, batch_size=100, seed=0, kl_examples
   x = np.asarray(x)
   if not len(x):
     raise ValueError("no test images to evaluate")
-  per = {"elbo": [], "rate": [], "distortion": [], "iwae_nll": []}
-  mus, sigmas = [], []
-  for i in range(0, len(x), batch_size):
-    xb = x[i:i + batch_size]
-    t = model.elbo_terms(xb, seed=tf.constant([seed, i], tf.int64))
-    for k in ("elbo", "rate", "distortion"):
-      per[k].append(t[k].numpy())
-    if iwae_samples:
-      per["iwae_nll"].append(vlae_tf.iwae_nll(model, xb, int(iwae_samples), seed=seed + i))
-    mu, sigma = evaluation.posterior_stats(model, xb)
-    mus.append(mu)
-    sigmas.append(sigma)
-  per = {k: np.concatenate(v).astype(np.float64) for k, v in per.items() if v}
-  mu, sigma = np.concatenate(mus), np.concatenate(sigmas)
+  per = evaluation.elbo_per_example(model, x, batch_size, seed)
+  mu, sigma = per.pop("mu"), per.pop("sigma")
+  if iwae_samples:
+    per["iwae_nll"] = evaluation.iwae_per_example(model, x, int(iwae_samples), batch_size, seed)
+  per = {k: v.astype(np.float64) for k, v in per.items()}
   xk = x[evaluation.iwae_subset(len(x), int(kl_examples))]
   nk = len(xk)
   kl = np.zeros(model.latent_size)
@@ -306,11 +265,11 @@ def test_set_metrics(model, x, iwae_samples, batch_size=100, seed=0, kl_examples
   s = {"num_examples": int(len(x)), "num_params": num_params(model)}
   for k in ("elbo", "rate", "distortion"):
     s[k], s[k + "_stderr"] = float(per[k].mean()), _stderr(per[k])
-  s["elbo_bits_per_dim"] = -s["elbo"] / (dims * math.log(2.0))
+  s["elbo_bits_per_dim"] = nats_to_bits_per_dim(-s["elbo"], dims)
   s["iwae_samples"] = int(iwae_samples or 0)
   if iwae_samples:
     s["iwae_nll"], s["iwae_nll_stderr"] = float(per["iwae_nll"].mean()), _stderr(per["iwae_nll"])
-    s["bits_per_dim"] = s["iwae_nll"] / (dims * math.log(2.0))
+    s["bits_per_dim"] = nats_to_bits_per_dim(s["iwae_nll"], dims)
   s.update(active_units=au, latent_size=int(mu.shape[1]),
            mutual_information=evaluation.mutual_information(mu[mi_idx], sigma[mi_idx], seed),
            kl_examples=nk, kl_samples=int(kl_samples), kl_per_dim=[float(v) for v in kl],
@@ -376,7 +335,7 @@ def servable(model, config, name):
 
 def zoo_config(zmodel):
   """The training config stored in a loaded zoo model, as a ConfigDict."""
-  return ml_collections.ConfigDict(training._tuplify(zmodel.info["config"]))
+  return vconfig.from_json(zmodel.info["config"])
 
 
 def test_images(cfg, num):
@@ -422,18 +381,6 @@ def markdown_table(columns, rows):
   lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
   lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
   return "\n".join(lines)
-
-
-def _jsonable(v):
-  if isinstance(v, dict):
-    return {str(k): _jsonable(x) for k, x in v.items()}
-  if isinstance(v, (list, tuple)):
-    return [_jsonable(x) for x in v]
-  if isinstance(v, np.generic):
-    return v.item()
-  if isinstance(v, np.ndarray):
-    return v.tolist()
-  return v
 
 
 class Experiment:
@@ -484,7 +431,7 @@ class Experiment:
 
   def load(self, key):
     """``(model, config, step)``: the EMA weights of a trained model."""
-    return training.load_model_from_workdir(self.model_dir(key), use_ema=True)
+    return vwork.load_model_from_workdir(self.model_dir(key), use_ema=True)
 
   def evaluate(self, key, model=None, cfg=None):
     """Test-set metrics of model ``key`` (:func:`test_set_metrics`); saves per-example values."""
@@ -527,7 +474,7 @@ class Experiment:
            "checks": self.checks, "expected_shape_observed": observed,
            "figures": self.figures, "paper": paper or {}}
     out.update(results)
-    out = _jsonable(out)
+    out = vconfig.jsonable(out)
     with open(os.path.join(self.workdir, RESULTS_JSON) + ".tmp", "w") as f:
       json.dump(out, f, indent=2, sort_keys=True, allow_nan=True)
     os.replace(os.path.join(self.workdir, RESULTS_JSON) + ".tmp",

@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from experiments import harness  # noqa: E402
-from vlae_tf import training  # noqa: E402
+from vlae_tf import workdir as vwork  # noqa: E402
 
 NAME = "lossy_reconstructions"
 TITLE = "Lossy codes: decodes of one z, latent interpolations and prior samples"
@@ -75,7 +75,7 @@ def load_source(exp, model_workdir="", zoo_model="", zoo_dir=""):
     cfg = exp.config("mnist")
     exp.train("vlae", cfg)
     model_workdir = exp.model_dir("vlae")
-  model, cfg, step = training.load_model_from_workdir(model_workdir, use_ema=True)
+  model, cfg, step = vwork.load_model_from_workdir(model_workdir, use_ema=True)
   if exp.data_dir:
     cfg.data.data_dir = exp.data_dir
   exp.models.setdefault("source", {}).update(workdir=model_workdir, steps=step,

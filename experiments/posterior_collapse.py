@@ -45,7 +45,7 @@ if __package__ in (None, ""):
 from absl import app, flags  # noqa: E402
 
 from experiments import harness  # noqa: E402
-from vlae_tf import training  # noqa: E402
+from vlae_tf import workdir as vwork  # noqa: E402
 
 NAME = "posterior_collapse"
 TITLE = "Posterior collapse: factorized VAE vs full-PixelCNN VAE vs VLAE (static MNIST)"
@@ -79,9 +79,9 @@ def define_flags(fv=flags.FLAGS):
 
 
 def training_rate(workdir):
-  """``(steps, rates)``: the training-batch rate (total KL, nats) logged by vlae_tf.training."""
+  """``(steps, rates)``: the training-batch rate (total KL, nats) logged by vlae_tf.training (metrics.jsonl)."""
   steps, rates = [], []
-  path = os.path.join(workdir, training.METRICS_FILE)
+  path = os.path.join(workdir, vwork.METRICS_FILE)
   if os.path.exists(path):
     with open(path) as f:
       for line in f:

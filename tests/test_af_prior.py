@@ -151,7 +151,7 @@ def test_made_is_autoregressive(context_size, hidden):
 
 def test_made_graph_masks_equal_the_numpy_masks():
   made = MADE(7, (10, 9), params=2)
-  for got, want in zip(made.graph_masks(), made._masks):
+  for got, want in zip(made.graph_masks(), made.masks):
     np.testing.assert_array_equal(got.numpy(), want)
   # Spelled out for D = 3, one hidden layer of 4: hidden degrees 1 2 1 2.
   small = MADE(3, (4,))

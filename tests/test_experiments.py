@@ -25,6 +25,8 @@ from conftest import tiny_config  # noqa: E402
 from experiments import (af_vs_iaf, grayscale_context, harness, lossy_reconstructions,  # noqa: E402
                          posterior_collapse, rate_distortion)
 from vlae_tf import evaluation, training  # noqa: E402
+from vlae_tf import config as vconfig  # noqa: E402
+from vlae_tf import workdir as vwork  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -57,23 +59,23 @@ def read_outputs(workdir, pngs):
 
 # ==================================================================== maths (no training)
 def test_scale_like_reproduces_the_zoo_cpu_variants():
-  cpu = harness._flat(vlae_tf.zoo.get_config("mnist_cpu"))
+  cpu = vconfig.flatten(vlae_tf.zoo.get_config("mnist_cpu"))
   scaled, applied = harness.scale_like(vlae_tf.zoo.get_config("mnist"), "mnist", "mnist_cpu")
-  got = harness._flat(scaled)
+  got = vconfig.flatten(scaled)
   assert {k: v for k, v in got.items() if k not in ("name", "description")} == \
       {k: v for k, v in cpu.items() if k not in ("name", "description")}
   assert ("model.encoder_filters", 64, 32) in applied
   # A baseline keeps what it chose itself (decoder_blocks = 4, no pixel context) and gets the
   # same encoder / budget as mnist_cpu.
-  fact = harness._flat(harness.scale_like(vlae_tf.zoo.get_config("mnist_vae_factorized"),
+  fact = vconfig.flatten(harness.scale_like(vlae_tf.zoo.get_config("mnist_vae_factorized"),
                                           "mnist", "mnist_cpu")[0])
   assert fact["model.decoder_blocks"] == 4 and fact["model.decoder_context"] == "none"
   for key in ("model.encoder_filters", "model.encoder_blocks", "model.prior_hidden",
               "train.optimizer", "train.learning_rate", "train.steps"):
     assert fact[key] == cpu[key], key
   # CIFAR-10: the grayscale model differs from cifar10_cpu only in its decoder context.
-  gray = harness._flat(harness.sized_config("cifar10_grayscale", "cpu"))
-  ccpu = harness._flat(harness.sized_config("cifar10", "cpu"))
+  gray = vconfig.flatten(harness.sized_config("cifar10_grayscale", "cpu"))
+  ccpu = vconfig.flatten(harness.sized_config("cifar10", "cpu"))
   diff = {k for k in gray if gray[k] != ccpu[k]}
   assert diff <= {"name", "description", "model.decoder_context", "paper_bits_per_dim"}
   assert gray["model.decoder_context"] == "grayscale" and gray["model.decoder_window"] == (4, 2)
@@ -91,7 +93,7 @@ def test_sized_config_steps_and_errors():
   with pytest.raises(ValueError, match="--steps must be >= 1"):
     harness.sized_config("mnist", "cpu", steps=0)
   for name in ("mnist", "mnist_vae_pixelcnn_full", "cifar10_grayscale"):
-    training.validate_config(harness.sized_config(name, "smoke"))
+    vconfig.validate_config(harness.sized_config(name, "smoke"))
 
 
 def test_test_set_metrics_agree_with_evaluate():
@@ -303,9 +305,9 @@ def test_grayscale_context_smoke(tmp_path):
     assert s["colour_to_detail"] == pytest.approx(s["colour_spread"] / s["detail_spread"])
   g, w = r["decode_stats"]["grayscale"], r["decode_stats"]["window"]
   assert r["checks"][0]["passed"] == (g["colour_to_detail"] < w["colour_to_detail"])
-  cfg = training.read_workdir_config(os.path.join(wd, "grayscale"))
+  cfg = vwork.read_workdir_config(os.path.join(wd, "grayscale"))
   assert cfg.model.decoder_context == "grayscale"
-  assert training.read_workdir_config(os.path.join(wd, "window")).model.decoder_context == "window"
+  assert vwork.read_workdir_config(os.path.join(wd, "window")).model.decoder_context == "window"
 
 
 def test_flags_errors(tmp_path):

@@ -10,6 +10,9 @@ import tensorflow as tf
 
 from conftest import tiny_config
 from vlae_tf import training
+from vlae_tf import config as vconfig
+from vlae_tf import optimizer as voptim
+from vlae_tf import workdir as vwork
 
 
 def train_config(steps=6, **train):
@@ -29,7 +32,7 @@ def train_config(steps=6, **train):
 
 
 def _metrics(workdir):
-  with open(os.path.join(workdir, training.METRICS_FILE)) as f:
+  with open(os.path.join(workdir, vwork.METRICS_FILE)) as f:
     return [json.loads(line) for line in f]
 
 
@@ -42,7 +45,7 @@ def _all_variables(state):
 def test_learning_rate_schedule():
   t = train_config().train
   t.steps, t.warmup_steps, t.learning_rate, t.min_learning_rate = 110, 10, 1e-2, 1e-4
-  lr = lambda s: float(training.learning_rate(s, t))  # noqa: E731
+  lr = lambda s: float(voptim.learning_rate(s, t))  # noqa: E731
   assert lr(0) == pytest.approx(1e-3) and lr(4) == pytest.approx(5e-3)   # (t + 1) / W
   t.decay = "cosine"
   assert lr(10) == pytest.approx(1e-2) and lr(110) == pytest.approx(1e-4)
@@ -56,7 +59,7 @@ def test_learning_rate_schedule():
 
 def test_ema_update_and_swap():
   v = tf.Variable([2.0, 4.0])
-  ema = training.EMA([v], decay=0.5)
+  ema = voptim.EMA([v], decay=0.5)
   v.assign([4.0, 8.0])
   ema.update(num_updates=1000)                       # d = min(0.5, 1001/1010) = 0.5
   np.testing.assert_allclose(ema.shadow[0].numpy(), [3.0, 6.0])
@@ -115,7 +118,7 @@ def test_train_resume_eval_end_to_end(tmp_path):
   out = training.train(cfg, wd)
   assert out["step"] == 6 and out["skipped_steps"] == 0
   assert sorted(os.listdir(os.path.join(wd, "checkpoints")))[:2] == ["checkpoint", "ckpt-3.data-00000-of-00001"]
-  assert training.latest_checkpoint(wd).endswith("ckpt-6")
+  assert vwork.latest_checkpoint(wd).endswith("ckpt-6")
   assert [r["step"] for r in _metrics(wd)] == list(range(1, 7))
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(wd, "tensorboard")))
   # Extend the run: resumes at 6, only train.steps changed.
@@ -123,14 +126,14 @@ def test_train_resume_eval_end_to_end(tmp_path):
   out = training.train(cfg, wd)
   assert out["trained_steps"] == 2 and out["step"] == 8
   assert [r["step"] for r in _metrics(wd)][-2:] == [7, 8]
-  model, stored, step = training.load_model_from_workdir(wd)
+  model, stored, step = vwork.load_model_from_workdir(wd)
   assert step == 8 and stored.train.steps == 8 and tuple(stored.data.image_shape) == (4, 4, 1)
   # The loaded model holds the EMA weights.
   state = training.TrainState(cfg)
-  state.checkpoint.restore(training.latest_checkpoint(wd))
+  state.checkpoint.restore(vwork.latest_checkpoint(wd))
   for w, s in zip(model.trainable_variables, state.ema.shadow):
     np.testing.assert_array_equal(w.numpy(), s.numpy())
-  result = training.evaluate_workdir(wd, iwae_samples=3, num_examples=10)
+  result = vwork.evaluate_workdir(wd, iwae_samples=3, num_examples=10)
   with open(os.path.join(wd, "eval.json")) as f:
     on_disk = json.load(f)
   assert on_disk["step"] == 8 and on_disk["iwae_samples"] == 3 and on_disk["num_examples"] == 10
@@ -147,7 +150,7 @@ def test_consecutive_non_finite_steps_stop_the_run(tmp_path):
   # fault_hook(t) poisons the update from step t to t + 1: steps 2, 5, 6, 7 are non-finite.
   with pytest.raises(training.TrainingError, match="3 consecutive non-finite.*step 7.*ckpt-6"):
     training.train(cfg, wd, fault_hook=lambda step: step >= 4 or step == 1)
-  assert training.latest_checkpoint(wd).endswith("ckpt-6")   # nothing written after the error
+  assert vwork.latest_checkpoint(wd).endswith("ckpt-6")   # nothing written after the error
   assert [r["skipped_steps"] for r in _metrics(wd)] == [0, 1, 1, 1, 2, 3]
   # Skipped steps 5 and 6 changed no weight: checkpoint 6 holds checkpoint 4's weights.
   r4 = tf.train.load_checkpoint(os.path.join(wd, "checkpoints", "ckpt-4"))
@@ -163,20 +166,20 @@ def test_bad_configs_fail_with_a_message(tmp_path):
   cfg.train.optimizer = "sgd"
   cfg.train.learning_rate = -1.0
   with pytest.raises(ValueError, match=r"(?s)train.optimizer.*train.learning_rate must be > 0"):
-    training.validate_config(cfg)
+    vconfig.validate_config(cfg)
   cfg = train_config()
   cfg.data.binarization = "none"
   with pytest.raises(ValueError, match="bernoulli likelihood needs binary data"):
-    training.validate_config(cfg)
+    vconfig.validate_config(cfg)
   cfg = train_config()
   cfg.data.dataset = "mnist"
   with pytest.raises(ValueError, match=r"image_shape \(4, 4, 1\) does not match"):
-    training.validate_config(cfg)
+    vconfig.validate_config(cfg)
   cfg = train_config()
   with cfg.unlocked():
     cfg.train.stpes = 3
   with pytest.raises(ValueError, match="unknown key train.stpes"):
-    training.validate_config(cfg)
+    vconfig.validate_config(cfg)
   cfg = train_config()
   cfg.train.batch_size = 0
   with pytest.raises(ValueError, match="train.batch_size must be an int >= 1"):
@@ -187,19 +190,19 @@ def test_bad_configs_fail_with_a_message(tmp_path):
 def test_workdir_of_another_config_is_refused(tmp_path):
   wd = str(tmp_path / "run")
   cfg = train_config()
-  training.prepare_workdir(cfg, wd)
+  vwork.prepare_workdir(cfg, wd)
   cfg.train.steps = 1000              # allowed: extends the run
   cfg.eval.iwae_samples = 7
-  training.prepare_workdir(cfg, wd)
+  vwork.prepare_workdir(cfg, wd)
   cfg.model.latent_dim = 5
   cfg.train.learning_rate = 0.5
   with pytest.raises(ValueError, match=r"(?s)different config.*model.latent_dim: stored 3, now 5"
                                        r".*train.learning_rate"):
-    training.prepare_workdir(cfg, wd)
+    vwork.prepare_workdir(cfg, wd)
   with pytest.raises(ValueError, match="different config"):
     training.train(cfg, wd)
   with pytest.raises(FileNotFoundError, match="not a training work directory"):
-    training.load_model_from_workdir(str(tmp_path / "nothing"))
+    vwork.load_model_from_workdir(str(tmp_path / "nothing"))
 
 
 def test_train_and_eval_on_tfds_mock_data(tmp_path):
@@ -215,7 +218,7 @@ def test_train_and_eval_on_tfds_mock_data(tmp_path):
   cfg.eval.periodic_examples = 8
   with tfds.testing.mock_data(num_examples=16):
     out = training.train(cfg, wd)
-    result = training.evaluate_workdir(wd, iwae_samples=2, num_examples=8)
+    result = vwork.evaluate_workdir(wd, iwae_samples=2, num_examples=8)
   assert out["step"] == 2 and np.isfinite(_metrics(wd)[-1]["elbo"])
   assert result["num_examples"] == 8 and result["step"] == 2 and result["dataset"] == "mnist"
   assert np.isfinite(result["iwae_nll"]) and result["iwae_nll"] > 0
@@ -224,4 +227,4 @@ def test_train_and_eval_on_tfds_mock_data(tmp_path):
 def test_every_zoo_config_is_a_valid_run_config():
   import vlae_tf
   for name in vlae_tf.zoo.list_configs():
-    training.validate_config(vlae_tf.zoo.get_config(name))   # raises naming the bad key
+    vconfig.validate_config(vlae_tf.zoo.get_config(name))   # raises naming the bad key

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 import vlae_tf
 from vlae_tf import training
+from vlae_tf import workdir as vwork
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A tiny synthetic run (the same model as conftest.tiny_config), free bits off so that the
@@ -51,7 +52,7 @@ def _popen(args, env=None, **kw):
 
 
 def _metrics(workdir):
-  with open(os.path.join(workdir, training.METRICS_FILE)) as f:
+  with open(os.path.join(workdir, vwork.METRICS_FILE)) as f:
     return [json.loads(line) for line in f]
 
 
@@ -115,13 +116,13 @@ def test_multi_worker_two_processes_write_one_consistent_checkpoint(tmp_path):
   assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
   assert "over 2 replica(s)" in outs[0]
   assert sorted(os.listdir(wd)) == ["checkpoints", "config.json", "metrics.jsonl", "tensorboard"]
-  assert training.latest_checkpoint(wd).endswith("ckpt-4")
+  assert vwork.latest_checkpoint(wd).endswith("ckpt-4")
   got = _metrics(wd)
   want = _metrics(ref)
   for key in ("loss", "grad_norm"):
     np.testing.assert_allclose([r[key] for r in got], [r[key] for r in want], rtol=2e-5)
-  a, b = _checkpoint_values(training.latest_checkpoint(wd)), _checkpoint_values(
-      training.latest_checkpoint(ref))
+  a, b = _checkpoint_values(vwork.latest_checkpoint(wd)), _checkpoint_values(
+      vwork.latest_checkpoint(ref))
   assert set(a) == set(b)
   for k in a:
     np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-6, err_msg=k)
@@ -159,17 +160,17 @@ def test_sigterm_and_sigkill_resume_to_identical_weights(tmp_path):
   assert rc == 143, out
   saved = int(out.split("SIGTERM: saved checkpoint at step ")[1].split(";")[0])
   assert 5 <= saved < 60
-  assert training.latest_checkpoint(str(tmp_path / "run")).endswith(f"ckpt-{saved}")
+  assert vwork.latest_checkpoint(str(tmp_path / "run")).endswith(f"ckpt-{saved}")
   rc, out = _run_until(run, f"step {saved + 5}/60", signal.SIGKILL)
   assert rc == -signal.SIGKILL and f"at step {saved}\n" in out
-  killed_at = training.latest_checkpoint(str(tmp_path / "run"))
+  killed_at = vwork.latest_checkpoint(str(tmp_path / "run"))
   assert int(killed_at.rsplit("-", 1)[1]) < 60                  # it really was interrupted
   p = _popen(run, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
   out = p.communicate(timeout=240)[0]
   assert p.returncode == 0 and "done: step 60" in out, out
   assert ref.communicate(timeout=240)[0] and ref.returncode == 0
-  a = _checkpoint_values(training.latest_checkpoint(str(tmp_path / "run")))
-  b = _checkpoint_values(training.latest_checkpoint(str(tmp_path / "ref")))
+  a = _checkpoint_values(vwork.latest_checkpoint(str(tmp_path / "run")))
+  b = _checkpoint_values(vwork.latest_checkpoint(str(tmp_path / "ref")))
   assert set(a) == set(b) and int(a["step/.ATTRIBUTES/VARIABLE_VALUE"]) == 60
   for k in a:                                                   # bitwise identical
     np.testing.assert_array_equal(a[k], b[k], err_msg=k)

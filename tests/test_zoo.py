@@ -3,7 +3,6 @@
 import json
 import shutil
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -172,15 +171,13 @@ def test_wrapper_rejects_wrong_python_types_with_named_errors(m):
 
 # -------------------------------------------------------------- packaging
 def test_package_run_exports_a_checkpointed_run_atomically(zoo, tmp_path, monkeypatch):
-  """``python -m vlae_tf.export`` with the training module stubbed to return the tiny model."""
+  """``python -m vlae_tf.export`` with the work-directory loader stubbed to return the tiny model."""
   workdir = tmp_path / "run"
   workdir.mkdir()
   ev = dict(zoo.eval_results, step=123)
   (workdir / "eval.json").write_text(json.dumps(ev))
-  fake = types.SimpleNamespace(load_model_from_workdir=lambda w, use_ema=True: (
-      zoo.model, zoo.config, 123))
-  monkeypatch.setitem(sys.modules, "vlae_tf.training", fake)
-  monkeypatch.setattr(vlae_tf, "training", fake, raising=False)
+  monkeypatch.setattr(export.vwork, "load_model_from_workdir",
+                      lambda w, use_ema=True: (zoo.model, zoo.config, 123))
   out = tmp_path / "zoo"
   assert export.main([f"--workdir={workdir}", "--name=tinyrun", f"--out={out}",
                       "--command=python train.py --config=zoo/mnist.py", "--hardware=2 CPU cores",
@@ -202,7 +199,7 @@ def test_package_run_exports_a_checkpointed_run_atomically(zoo, tmp_path, monkey
 
 
 def test_train_py_export_call_writes_version_folder_and_card(zoo, tmp_path, capsys):
-  """``training.export_workdir`` calls ``export_saved_model(model, cfg, "saved_models/<name>",
+  """``export.export_workdir`` calls ``export_saved_model(model, cfg, "saved_models/<name>",
   step=, workdir=, weights=)``: the card comes from the workdir's eval.json."""
   workdir = tmp_path / "run"
   workdir.mkdir()

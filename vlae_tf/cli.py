@@ -22,6 +22,11 @@ import os
 import sys
 
 import numpy as np
+import tensorflow as tf
+
+from vlae_tf import config as vconfig
+from vlae_tf import zoo, zoo_store
+from vlae_tf.export import example_images
 
 
 # -------------------------------------------------------------------- PNGs
@@ -76,9 +81,7 @@ def load_images(model, data, data_key=None, num=8):
   if data is None:
     x = model.examples()
   elif data == "test":
-    from ml_collections import ConfigDict
-    from vlae_tf.export import example_images
-    x = example_images(ConfigDict(model.info["config"]), num)
+    x = example_images(vconfig.from_json(model.info["config"]), num)
   else:
     if not os.path.isfile(data):
       raise FileNotFoundError(f"--data {data!r}: no such file (give an .npz, 'test', or omit "
@@ -96,12 +99,10 @@ def load_images(model, data, data_key=None, num=8):
 
 # ---------------------------------------------------------------- commands
 def _load(args):
-  from vlae_tf import zoo_store
-  return zoo_store.load(args.model, args.zoo_dir, verify_checksums=not args.no_verify)
+  return zoo.load(args.model, args.zoo_dir, verify_checksums=not args.no_verify)
 
 
 def cmd_list(args):
-  from vlae_tf import zoo, zoo_store
   models = zoo_store.list_models(args.zoo_dir)
   root = zoo_store.zoo_dir(args.zoo_dir)
   if not models:
@@ -212,11 +213,9 @@ COMMANDS = {"list": cmd_list, "info": cmd_info, "sample": cmd_sample,
 
 def main(argv=None):
   args = build_parser().parse_args(argv)
-  import tensorflow as tf
-  from vlae_tf.zoo_store import ZooError
   try:
     return COMMANDS[args.command](args)
-  except (ZooError, ValueError, TypeError, KeyError, FileNotFoundError,
+  except (zoo_store.ZooError, ValueError, TypeError, KeyError, FileNotFoundError,
           tf.errors.InvalidArgumentError) as e:
     msg = graph_error_text(e.message) if isinstance(e, tf.errors.InvalidArgumentError) else str(e)
     print(f"vlae {args.command}: error: {msg.strip()}", file=sys.stderr)

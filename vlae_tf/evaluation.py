@@ -1,11 +1,21 @@
-"""Honest evaluation: IWAE bound, KL per dimension, active units, I(x; z).
+"""Honest evaluation: per-example ELBO terms and IWAE bound, KL per dimension, active units, I(x; z).
+
+The one evaluation path: :func:`elbo_per_example` and :func:`iwae_per_example`
+give per-example values (batch ``i`` of the posterior noise from the stateless
+seed ``[seed, i]``, IWAE of the batch starting at example ``i`` from seed
+``seed + i``); :func:`evaluate` (``eval.json``), training's periodic eval, the
+experiments and the benchmarks all summarise them. :func:`iwae_nll_graph` is
+the one IWAE implementation, used eagerly by :func:`iwae_nll` and in-graph by
+the SavedModel's ``iwae`` signature.
 
 IWAE (Burda et al. 2016)
   ``log p(x) >= L_k = E[log (1/k) sum_s p(x, z_s) / q(z_s|x)]``, ``z_s ~ q(z|x)``;
   ``L_1`` is the ELBO, ``L_k`` is non-decreasing in k and tends to ``log p(x)``.
   We report ``-L_k`` as the NLL (an upper bound on the true NLL). The k
-  samples are processed ``chunk_size`` at a time and combined with a running
-  log-sum-exp, so memory is bounded by the chunk, not by k.
+  samples are processed ``chunk`` at a time (default ``N * chunk <=
+  IWAE_BUDGET``) and combined with a running log-sum-exp, so memory is
+  bounded by the chunk, not by k. ``k <= MAX_IWAE_SAMPLES``
+  (:data:`vlae_tf.config.MAX_IWAE_SAMPLES`) everywhere.
 
 Active units (Burda et al. 2016)
   ``A_u = Cov_x(E_{q(z|x)}[z_u]) > 0.01``. With an IAF posterior the mean
@@ -26,12 +36,44 @@ import numpy as np
 import tensorflow as tf
 
 from vlae_tf.af_prior import std_normal_log_prob
+from vlae_tf.config import MAX_IWAE_SAMPLES
+from vlae_tf.objective import nats_to_bits_per_dim
 
-MAX_IWAE_SAMPLES = 65536
+# Importance samples per decoder pass, N * chunk (bench/iwae.py: no faster on CPU than 2048,
+# at a seventh of the memory).
+IWAE_BUDGET = 512
 
 
-def _default_chunk(batch, num_samples, budget=512):
-  return int(max(1, min(num_samples, budget // max(1, batch))))
+def default_chunk(batch, num_samples):
+  """Samples per decoder pass for ``batch`` examples: ``max(1, min(k, IWAE_BUDGET // N))``."""
+  return int(max(1, min(num_samples, IWAE_BUDGET // max(1, batch))))
+
+
+def iwae_nll_graph(model, x_f, num_samples, seed, chunk=None):
+  """``-L_k`` per example, ``[N]`` nats, traceable (the k draws in a ``tf.while_loop``).
+
+  ``L_k = logsumexp_s(log w_s) - log k`` accumulated chunk by chunk; chunk
+  ``i`` draws its posterior noise from the stateless seed ``seed + [0, i]``.
+  ``chunk``: samples per chunk (default ``max(1, min(k, IWAE_BUDGET // N))``).
+  """
+  b = tf.shape(x_f)[0]
+  k = tf.cast(num_samples, tf.int32)
+  seed = tf.cast(seed, tf.int64)
+  if chunk is None:
+    chunk = tf.maximum(1, tf.minimum(k, IWAE_BUDGET // b))
+  chunk = tf.cast(chunk, tf.int32)
+  num_chunks = (k + chunk - 1) // chunk
+
+  def body(i, total):
+    s = tf.minimum(chunk, k - i * chunk)
+    lw = model.log_weights(x_f, s, seed + tf.stack([tf.constant(0, tf.int64),
+                                                    tf.cast(i, tf.int64)]))
+    return i + 1, tf.reduce_logsumexp(tf.concat([total[None], lw], 0), axis=0)
+
+  _, total = tf.while_loop(lambda i, _: i < num_chunks, body,
+                           [tf.constant(0), tf.fill([b], tf.constant(-np.inf, tf.float32))])
+  log_k = tf.cast(tf.math.log(tf.cast(k, tf.float64)), tf.float32)
+  return -(total - log_k)
 
 
 def iwae_nll(model, x, num_samples=1000, chunk_size=None, seed=None):
@@ -40,9 +82,8 @@ def iwae_nll(model, x, num_samples=1000, chunk_size=None, seed=None):
   Args:
     model: a :class:`vlae_tf.model.VLAE`.
     x: ``[B, H, W, C]`` pixels in data scale.
-    num_samples: k, 1 .. 65536 (``k = 1`` gives ``-ELBO``).
-    chunk_size: samples per forward pass; default keeps ``B * chunk <= 512`` (bench/iwae.py:
-      no faster on CPU than 2048, at a seventh of the memory).
+    num_samples: k, 1 .. MAX_IWAE_SAMPLES (``k = 1`` gives ``-ELBO``).
+    chunk_size: samples per forward pass; default keeps ``B * chunk <= IWAE_BUDGET``.
     seed: optional int for a reproducible estimate (None: a fresh random one per call).
   """
   if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
@@ -55,31 +96,32 @@ def iwae_nll(model, x, num_samples=1000, chunk_size=None, seed=None):
   if chunk_size is not None and chunk_size < 1:
     raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
   x_f = model.check_inputs(x)
-  b = int(x_f.shape[0])
-  chunk = int(chunk_size) if chunk_size is not None else _default_chunk(b, num_samples)
-  fn = _log_weights_fn(model)
-  total = tf.fill([b], -np.inf)
-  done, i = 0, 0
+  chunk = int(chunk_size) if chunk_size is not None else default_chunk(int(x_f.shape[0]),
+                                                                         num_samples)
   # No seed: a fresh random stream per call; a seed: a reproducible estimate.
   first = int(np.random.randint(0, 2**31 - 1)) if seed is None else int(seed)
-  base = tf.constant([first, 0], tf.int64)
-  while done < num_samples:
-    s = min(chunk, num_samples - done)
-    lw = fn(x_f, s, base + tf.constant([0, i], tf.int64))
-    total = tf.reduce_logsumexp(tf.concat([total[None], lw], 0), axis=0)
-    done += s
-    i += 1
-  return (-(total - math.log(num_samples))).numpy()
+  return _iwae_fn(model)(x_f, tf.constant(num_samples, tf.int32), tf.constant(chunk, tf.int32),
+                         tf.constant([first, 0], tf.int64)).numpy()
 
 
-def _log_weights_fn(model):
+def _iwae_fn(model):
+  """:func:`iwae_nll_graph` as a ``tf.function``, one per model (traced once per batch shape)."""
   fn = getattr(model, "_iwae_fn", None)
   if fn is None:
     @tf.function(reduce_retracing=True)
-    def fn(x_f, s, seed):
-      return model.log_weights(x_f, s, seed)
+    def fn(x_f, k, chunk, seed):
+      return iwae_nll_graph(model, x_f, k, seed, chunk)
     model._iwae_fn = fn
-  return lambda x_f, s, seed: fn(x_f, s, seed)
+  return fn
+
+
+def log_weights_fn(model):
+  """``model.log_weights`` as a ``tf.function`` ``(x_f, num_samples, seed) -> [S, B]``."""
+  fn = getattr(model, "_log_weights_fn", None)
+  if fn is None:
+    fn = tf.function(model.log_weights, reduce_retracing=True)
+    model._log_weights_fn = fn
+  return fn
 
 
 def posterior_stats(model, x):
@@ -151,6 +193,33 @@ def iwae_subset(num_examples, iwae_examples):
   return np.unique(np.round(np.linspace(0, num_examples - 1, int(iwae_examples))).astype(int))
 
 
+def elbo_per_example(model, x, batch_size=100, seed=0):
+  """Per-example one-sample ELBO terms and the posterior q0(z|x) of every example of ``x``.
+
+  Returns a dict of NumPy arrays: ``elbo``, ``rate``, ``distortion`` ``[N]``
+  (nats) and ``mu``, ``sigma`` ``[N, D]``. The batch starting at example ``i``
+  draws its posterior noise from the stateless seed ``[seed, i]``.
+  """
+  x = np.asarray(x)
+  out = {k: [] for k in ("elbo", "rate", "distortion", "mu", "sigma")}
+  for i in range(0, len(x), batch_size):
+    xb = x[i:i + batch_size]
+    t = model.elbo_terms(xb, seed=tf.constant([seed, i], tf.int64))
+    for k in ("elbo", "rate", "distortion"):
+      out[k].append(t[k].numpy())
+    mu, sigma = posterior_stats(model, xb)
+    out["mu"].append(mu)
+    out["sigma"].append(sigma)
+  return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def iwae_per_example(model, x, num_samples, batch_size=100, seed=0):
+  """``[N]`` IWAE NLL bounds (:func:`iwae_nll`); the batch starting at example ``i`` uses seed ``seed + i``."""
+  x = np.asarray(x)
+  return np.concatenate([iwae_nll(model, x[i:i + batch_size], num_samples, seed=seed + i)
+                         for i in range(0, len(x), batch_size)])
+
+
 def evaluate(model, x, num_samples=1000, batch_size=100, seed=0, iwae_examples=None):
   """Test-set summary: mean ELBO terms, IWAE NLL, bits/dim, active units, I(x; z).
 
@@ -161,42 +230,31 @@ def evaluate(model, x, num_samples=1000, batch_size=100, seed=0, iwae_examples=N
   IWAE NLL, so the two can be compared honestly.
   """
   x = np.asarray(x)
-  elbo, rate, dist, mus, sigmas = [], [], [], [], []
-  for i in range(0, len(x), batch_size):
-    xb = x[i:i + batch_size]
-    t = model.elbo_terms(xb, seed=tf.constant([seed, i], tf.int64))
-    elbo.append(t["elbo"].numpy())
-    rate.append(t["rate"].numpy())
-    dist.append(t["distortion"].numpy())
-    mu, sigma = posterior_stats(model, xb)
-    mus.append(mu)
-    sigmas.append(sigma)
+  per = elbo_per_example(model, x, batch_size, seed)
   idx = iwae_subset(len(x), iwae_examples)
-  nll = np.concatenate([iwae_nll(model, x[idx[i:i + batch_size]], num_samples, seed=seed + i)
-                        for i in range(0, len(idx), batch_size)])
-  mu, sigma = np.concatenate(mus), np.concatenate(sigmas)
+  nll = iwae_per_example(model, x[idx], num_samples, batch_size, seed)
+  mu, sigma, elbo = per["mu"], per["sigma"], per["elbo"]
   au, _ = active_units(mu)
-  elbo = np.concatenate(elbo)
   dims = model.num_dims
-  to_bpd = 1.0 / (dims * math.log(2.0))
   return {
       "num_examples": int(len(x)),
       "elbo": float(elbo.mean()),
-      "rate": float(np.concatenate(rate).mean()),
-      "distortion": float(np.concatenate(dist).mean()),
+      "rate": float(per["rate"].mean()),
+      "distortion": float(per["distortion"].mean()),
       "iwae_nll": float(nll.mean()),
       "iwae_nll_stderr": float(nll.std(ddof=1) / math.sqrt(len(nll))) if len(nll) > 1 else 0.0,
       "iwae_samples": int(num_samples),
       "iwae_num_examples": int(len(idx)),
       "iwae_subset": "all" if len(idx) == len(x) else "evenly spaced",
       "elbo_on_iwae_subset": float(elbo[idx].mean()),
-      "bits_per_dim": float(nll.mean() * to_bpd),
-      "elbo_bits_per_dim": float(-elbo.mean() * to_bpd),
+      "bits_per_dim": float(nats_to_bits_per_dim(nll.mean(), dims)),
+      "elbo_bits_per_dim": float(nats_to_bits_per_dim(-elbo.mean(), dims)),
       "active_units": au,
       "latent_size": int(mu.shape[1]),
       "mutual_information": mutual_information(mu[:1000], sigma[:1000], seed),
   }
 
 
-__all__ = ["iwae_nll", "active_units", "kl_per_dim", "mutual_information", "evaluate",
-           "posterior_stats", "gaussian_kl_to_standard_normal", "std_normal_log_prob"]
+__all__ = ["iwae_nll", "iwae_nll_graph", "elbo_per_example", "iwae_per_example", "active_units",
+           "kl_per_dim", "mutual_information", "evaluate", "posterior_stats",
+           "gaussian_kl_to_standard_normal", "std_normal_log_prob", "MAX_IWAE_SAMPLES"]

@@ -25,8 +25,9 @@ Maths (per example, nats): ``elbo = log p(x|z) - [log q(z|x) - log p(z)]``
 with one ``z ~ q(z|x)`` (``distortion = -log p(x|z)``, ``rate = log q - log p``);
 ``bits_per_dim = -elbo / (H W C log 2)``. ``iwae`` returns
 ``nll = -log (1/k) sum_s p(x, z_s) / q(z_s|x)`` (Burda et al. 2016), an upper
-bound on ``-log p(x)`` that tightens as k grows; the k samples are drawn in
-chunks of at most ``IWAE_BUDGET // N`` and combined by a running log-sum-exp.
+bound on ``-log p(x)`` that tightens as k grows, computed by
+:func:`vlae_tf.evaluation.iwae_nll_graph` (the library's implementation:
+chunks of at most ``IWAE_BUDGET // N`` samples, a running log-sum-exp).
 
 Every input is validated inside the graph, so a bad request fails with an
 ``InvalidArgumentError`` naming the input and what was expected, in Python
@@ -42,6 +43,11 @@ given once per instance of a TF Serving row-format request (shape ``[N]``)
 as long as every instance carries the same value. ``seed`` is either one
 integer ``s`` (the stateless seed ``[s, s]``) or a stateless pair ``[2]``.
 
+Longer than 400 lines because the serving contract, the in-graph checks of
+every input and the packaging of a run into the zoo layout are one job (what
+a SavedModel promises and how it gets written); the maths lives elsewhere
+(:mod:`vlae_tf.evaluation`, :mod:`vlae_tf.sampling`).
+
 Command line (package a trained run into the zoo layout, see :mod:`vlae_tf.zoo_store`)::
 
   python -m vlae_tf.export --workdir=runs/mnist --name=mnist --out=saved_models \\
@@ -50,18 +56,23 @@ Command line (package a trained run into the zoo layout, see :mod:`vlae_tf.zoo_s
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import pathlib
+import shutil
+import tempfile
 
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import objective
-from vlae_tf import sampling
+from vlae_tf import config as vconfig
+from vlae_tf import data as vdata
+from vlae_tf import evaluation, objective, sampling, zoo_store
+from vlae_tf import workdir as vwork
 
 FORMAT_VERSION = 1
-MAX_IWAE_SAMPLES = 4096        # per call of the ``iwae`` signature
-IWAE_BUDGET = 2048             # N * chunk: importance samples per decoder pass
+MAX_IWAE_SAMPLES = vconfig.MAX_IWAE_SAMPLES   # per call of the ``iwae`` signature
 MAX_SAMPLE_NUM = 1024          # images per call of the ``sample`` signature
 MAX_TEMPERATURE = 10.0
 SIGNATURES = ("serving_default", "log_prob", "iwae", "encode", "decode", "reconstruct", "sample")
@@ -127,7 +138,7 @@ class ServingModule(tf.Module):
         latent_size=int(model.latent_size), latent_shape=list(model.latent_shape),
         max_iwae_samples=MAX_IWAE_SAMPLES, max_sample_num=MAX_SAMPLE_NUM,
         max_temperature=MAX_TEMPERATURE, signatures=list(SIGNATURES),
-        config=_jsonable(config if config is not None else model.vlae_config))
+        config=vconfig.jsonable(config if config is not None else model.vlae_config))
     self.info_json = tf.Variable(json.dumps(info, sort_keys=True), trainable=False,
                                  name="info_json")
     self._build_functions(model)
@@ -194,7 +205,7 @@ class ServingModule(tf.Module):
     def iwae(images, num_samples, seed):
       x = self._images(images, model)
       k = self._bounded_int(num_samples, "num_samples", 1, MAX_IWAE_SAMPLES)
-      nll = iwae_nll_graph(model, x, k, stateless_seed(seed))
+      nll = evaluation.iwae_nll_graph(model, x, k, stateless_seed(seed))
       return {"nll": nll, "bits_per_dim": objective.nats_to_bits_per_dim(nll, model.num_dims)}
 
     @tf.function(input_signature=[img, seed])
@@ -231,35 +242,9 @@ class ServingModule(tf.Module):
             "sample": self.sample}
 
 
-# ----------------------------------------------------------------- the maths
-def iwae_nll_graph(model, x_f, num_samples, seed):
-  """``-L_k`` per example, ``[N]`` nats, in-graph; chunks of ``<= IWAE_BUDGET // N`` samples.
-
-  ``L_k = logsumexp_s(log w_s) - log k`` accumulated chunk by chunk (chunk i
-  uses the stateless seed ``fold_in(seed, i)``).
-  """
-  b = tf.shape(x_f)[0]
-  k = tf.cast(num_samples, tf.int32)
-  chunk = tf.maximum(1, tf.minimum(k, IWAE_BUDGET // b))
-  num_chunks = (k + chunk - 1) // chunk
-
-  def body(i, total):
-    s = tf.minimum(chunk, k - i * chunk)
-    lw = model.log_weights(x_f, s, tf.random.experimental.stateless_fold_in(seed, i))
-    return i + 1, tf.reduce_logsumexp(tf.concat([total[None], lw], 0), axis=0)
-
-  _, total = tf.while_loop(lambda i, _: i < num_chunks, body,
-                           [tf.constant(0), tf.fill([b], tf.constant(-np.inf, tf.float32))])
-  return -(total - tf.math.log(tf.cast(k, tf.float32)))
-
-
+# ----------------------------------------------------------------- helpers
 def _to_uint8(x):
   return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
-
-
-def _jsonable(config):
-  from vlae_tf.model import config_to_dict
-  return json.loads(json.dumps(config_to_dict(config), default=list))
 
 
 # ---------------------------------------------------------------- the export
@@ -310,7 +295,6 @@ def export_saved_model(model, config, export_dir, version=None, **card_info):
       print(f"export: wrote the SavedModel {saved_model_dir} but no model card: no evaluation "
             "results (run `train.py --mode=eval` first, or pass eval_results)")
     return saved_model_dir
-  from vlae_tf import zoo_store
   eval_results = zoo_store.check_eval_results(eval_results)
   step = card_info.pop("step", None)
   steps = card_info.pop("steps", step)
@@ -321,7 +305,8 @@ def export_saved_model(model, config, export_dir, version=None, **card_info):
   if "examples" not in card_info:
     card_info["examples"] = _examples_or_none(config)
   zoo_store.write_card(model_dir, config=config, eval_results=eval_results, steps=steps,
-                       version=os.path.basename(saved_model_dir), **card_info)
+                       version=os.path.basename(saved_model_dir), signatures=SIGNATURES,
+                       **card_info)
   return saved_model_dir
 
 
@@ -331,8 +316,7 @@ def example_images(config, num=8):
   Evenly spaced rather than the first ones: some test sets are sorted by
   class (binarized MNIST's begins with a thousand zeros).
   """
-  from vlae_tf import data
-  x = data.load_split(config, data.eval_split_name(config, "test"))
+  x = vdata.load_split(config, vdata.eval_split_name(config, "test"))
   return x[np.linspace(0, len(x) - 1, min(num, len(x))).round().astype(int)]
 
 
@@ -348,15 +332,11 @@ def package_run(workdir, name, out="saved_models", eval_json=None, version=1, nu
                 overwrite=False, use_ema=True, **card_info):
   """Exports a trained run as the zoo model ``out/name`` (SavedModel + card + checksums).
 
-  Loads the (EMA) weights with ``vlae_tf.training.load_model_from_workdir``;
+  Loads the (EMA) weights with :func:`vlae_tf.workdir.load_model_from_workdir`;
   the card's numbers come from ``eval_json`` (default ``workdir/eval.json``),
   which must be of the same checkpoint step. Writes into a temporary folder,
   verifies it, then moves it into place. Returns the model folder.
   """
-  import pathlib
-  import shutil
-  import tempfile
-  from vlae_tf import training, zoo_store
   eval_json = eval_json or os.path.join(workdir, "eval.json")
   if not os.path.isfile(eval_json):
     raise FileNotFoundError(f"no evaluation at {eval_json}: run `python train.py "
@@ -366,7 +346,7 @@ def package_run(workdir, name, out="saved_models", eval_json=None, version=1, nu
   target = pathlib.Path(out) / name
   if target.exists() and not overwrite:
     raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
-  model, config, step = training.load_model_from_workdir(workdir, use_ema=use_ema)
+  model, config, step = vwork.load_model_from_workdir(workdir, use_ema=use_ema)
   if results.get("step") is not None and int(results["step"]) != int(step):
     raise ValueError(f"{eval_json} evaluates step {results['step']} but the checkpoint in "
                      f"{workdir} is at step {step}; re-run `train.py --mode=eval`")
@@ -388,8 +368,19 @@ def package_run(workdir, name, out="saved_models", eval_json=None, version=1, nu
   return target
 
 
+def export_workdir(workdir, export_dir, config=None):
+  """Exports the EMA model of a work directory with :func:`export_saved_model` (``train.py --mode=export``).
+
+  ``config``: optional; must agree with the stored one (see :func:`vlae_tf.workdir.check_config`).
+  """
+  if config is not None:
+    vwork.check_config(config, workdir)
+  model, cfg, step = vwork.load_model_from_workdir(workdir, use_ema=True)
+  return export_saved_model(model, cfg, export_dir, step=step, workdir=os.path.abspath(workdir),
+                            weights="ema")
+
+
 def main(argv=None):
-  import argparse
   p = argparse.ArgumentParser(
       prog="python -m vlae_tf.export",
       description="Package a trained run as a zoo model: SavedModel (EMA weights), model card, "
@@ -414,7 +405,6 @@ def main(argv=None):
                        hardware=a.hardware, wall_time_hours=a.wall_time_hours, version=a.version,
                        num_examples=a.num_examples, overwrite=a.overwrite, use_ema=not a.no_ema,
                        **extra)
-  from vlae_tf import zoo_store
   print(f"wrote {target}\n  {zoo_store.headline(zoo_store.read_card(target))}")
   return 0
 

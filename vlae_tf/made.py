@@ -49,11 +49,6 @@ def masks_from_degrees(degrees, xp=np):
   return masks
 
 
-def made_masks(event_size: int, hidden_units: tuple[int, ...]):
-  """Returns the list of binary masks ``[D, H1], [H1, H2], ..., [Hn, D]``."""
-  return masks_from_degrees(made_degrees(event_size, hidden_units))
-
-
 @keras.saving.register_keras_serializable(package="vlae_tf")
 class MADE(keras.layers.Layer):
   """Masked autoregressive dense network with ``params`` outputs per dimension."""
@@ -67,7 +62,8 @@ class MADE(keras.layers.Layer):
     self.context_size = int(context_size)
     self.output_scale = float(output_scale)
     self._degrees = made_degrees(self.event_size, self.hidden_units)
-    self._masks = masks_from_degrees(self._degrees)   # numpy, for the fast sampler
+    self._masks = masks_from_degrees(self._degrees)   # numpy (the attribute name is kept:
+    # it is part of the layer's tracked state in existing checkpoints)
 
   def build(self, input_shape):
     sizes = (self.event_size,) + self.hidden_units
@@ -86,10 +82,33 @@ class MADE(keras.layers.Layer):
     self.out_bias = self.add_weight(name="b_out", shape=(self.event_size * self.params,),
                                     initializer="zeros")
 
+  @property
+  def masks(self):
+    """The binary masks ``[D, H1], ..., [Hn, D]`` as NumPy arrays (see :func:`masks_from_degrees`)."""
+    return self._masks
+
+  def effective_degrees(self):
+    """For each hidden layer, 1 + the largest input index each unit depends on (0: none).
+
+    Through the chain of masks, not just the unit's own degree: a unit of
+    layer l depends on input e when some path of mask entries leads from e to it.
+    A unit is *final* during sequential sampling once inputs ``0 .. e - 1`` are known.
+    """
+    masks = self._masks
+    reach = masks[0].astype(bool)                                   # [D, H1]: input -> unit
+    d = reach.shape[0]
+    out = []
+    for i, m in enumerate(masks[:-1]):
+      if i > 0:
+        reach = (reach.astype(np.float32) @ m) > 0
+      idx = np.where(reach, np.arange(1, d + 1)[:, None], 0)
+      out.append(idx.max(axis=0))
+    return out
+
   def graph_masks(self):
     """The masks built in the graph from the degree vectors.
 
-    Equal to ``_masks``; but a traced function (and so an exported SavedModel)
+    Equal to :attr:`masks`; but a traced function (and so an exported SavedModel)
     then holds O(D + H) integers per MADE instead of O(D H) floats per mask and
     per call site (a D = 1024 prior made one SavedModel 20 MB of constants).
     """

@@ -16,19 +16,12 @@ import numpy as np
 import tensorflow as tf
 
 from vlae_tf import objective
+from vlae_tf.config import with_defaults
 from vlae_tf.af_prior import AFPrior, IAFPosterior, StandardNormalPrior, std_normal_log_prob
 from vlae_tf.encoder import Conditioning, Encoder
 from vlae_tf.likelihoods import make_likelihood
 from vlae_tf.local_decoder import LocalDecoder
 from vlae_tf.validation import check_images
-
-
-def config_to_dict(config):
-  """ConfigDict / FrozenConfigDict / dict -> nested plain dict."""
-  if hasattr(config, "to_dict"):
-    config = config.to_dict()
-  return {k: config_to_dict(v) if isinstance(v, dict) or hasattr(v, "to_dict") else v
-          for k, v in dict(config).items()}
 
 
 def _normal_sample(shape, seed):
@@ -43,24 +36,24 @@ class VLAE(keras.Model):
 
   def __init__(self, config, **kwargs):
     super().__init__(**kwargs)
-    cfg = config_to_dict(config)
+    cfg = with_defaults(config)   # keys the config lacks: vlae_tf.config.default_config()
     self._config_dict = cfg
     m, d = cfg["model"], cfg["data"]
     self.image_shape = tuple(int(v) for v in d["image_shape"])
     h, w, c = self.image_shape
     self.num_dims = h * w * c
-    self.likelihood = make_likelihood(m["likelihood"], c, m.get("num_mixtures", 10),
-                                      m.get("num_bits", 8))
+    self.likelihood = make_likelihood(m["likelihood"], c, m["num_mixtures"],
+                                      m["num_bits"])
     self.num_levels = self.likelihood.num_levels
-    n = int(m.get("num_resolution_changes", 2))
+    n = int(m["num_resolution_changes"])
     if m["latent_kind"] == "vector":
       self.latent_shape = (int(m["latent_dim"]),)
     else:
       self.latent_shape = (h // 2 ** n, w // 2 ** n, int(m["latent_channels"]))
     self.latent_size = int(np.prod(self.latent_shape))
-    posterior = m.get("posterior", "gaussian")
-    context_size = int(m.get("posterior_context", 0)) if posterior == "iaf" else 0
-    self.encoder = Encoder(m["latent_kind"], m.get("latent_dim", 0), m.get("latent_channels", 0),
+    posterior = m["posterior"]
+    context_size = int(m["posterior_context"]) if posterior == "iaf" else 0
+    self.encoder = Encoder(m["latent_kind"], m["latent_dim"], m["latent_channels"],
                            filters=m["encoder_filters"], num_blocks=m["encoder_blocks"],
                            num_downsamples=n, context_size=context_size, name="encoder")
     self.conditioning = Conditioning(m["latent_kind"], (h, w), filters=m["cond_filters"],
@@ -68,10 +61,10 @@ class VLAE(keras.Model):
                                      name="conditioning")
     self.decoder = LocalDecoder(m["decoder_context"], self.image_shape,
                                 self.likelihood.num_params(), filters=m["decoder_filters"],
-                                num_layers=m.get("decoder_layers", 6),
-                                kernel_size=m.get("decoder_kernel", 3),
-                                window=m.get("decoder_window", (3, 2)),
-                                num_blocks=m.get("decoder_blocks", 2), name="decoder")
+                                num_layers=m["decoder_layers"],
+                                kernel_size=m["decoder_kernel"],
+                                window=m["decoder_window"],
+                                num_blocks=m["decoder_blocks"], name="decoder")
     if m["prior"] == "af":
       self.prior = AFPrior(self.latent_size, m["prior_steps"], m["prior_hidden"], name="prior")
     elif m["prior"] == "normal":
@@ -85,11 +78,11 @@ class VLAE(keras.Model):
       self.posterior_flow = None
     else:
       raise ValueError(f"model.posterior must be 'gaussian' or 'iaf', got {posterior!r}")
-    obj = cfg.get("objective", {})
-    self.free_bits = float(obj.get("free_bits", 0.0))
-    self.free_bits_groups = int(obj.get("free_bits_groups", 1))
-    self.beta = float(obj.get("beta", 1.0))
-    self.kl_warmup_steps = int(obj.get("kl_warmup_steps", 0))
+    obj = cfg["objective"]
+    self.free_bits = float(obj["free_bits"])
+    self.free_bits_groups = int(obj["free_bits_groups"])
+    self.beta = float(obj["beta"])
+    self.kl_warmup_steps = int(obj["kl_warmup_steps"])
 
   # ---------------------------------------------------------------- config
   @property
@@ -204,7 +197,7 @@ class VLAE(keras.Model):
 
   # ---------------------------------------------------------------- prior
   def sample_prior(self, num, seed=None, temperature=1.0):
-    """``num`` latents from p(z), flat ``[num, D]`` (sequential for the AF prior)."""
+    """``num`` latents from p(z), flat ``[num, D]`` (the AF prior: its exact incremental sampler)."""
     eps = _normal_sample([num, self.latent_size], seed) * temperature
     return self.prior.sample_from_noise(eps)
 

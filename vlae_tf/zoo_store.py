@@ -32,6 +32,10 @@ import os
 import pathlib
 
 import numpy as np
+import tensorflow as tf
+
+from vlae_tf import config as vconfig
+from vlae_tf.zoo_model import ZooModel
 
 ZOO_ENV = "VLAE_ZOO_DIR"
 CARD = "card.json"
@@ -65,8 +69,12 @@ def zoo_dir(path=None) -> pathlib.Path:
       f"`pip install -e .`, or set {ZOO_ENV} to a folder holding <name>/card.json model folders.")
 
 
-def model_dir(name_or_path, zoo=None) -> pathlib.Path:
-  """The folder of a zoo model given its name, or a path to a model folder."""
+def model_dir(name_or_path, zoo=None, known_configs=()) -> pathlib.Path:
+  """The folder of a zoo model given its name, or a path to a model folder.
+
+  ``known_configs``: the zoo's config names (``vlae_tf.zoo.list_configs()``), for a
+  hint when ``name_or_path`` is a config that has not been trained and packaged.
+  """
   p = pathlib.Path(os.fspath(name_or_path)).expanduser()
   if (p / CARD).is_file():
     return p
@@ -76,10 +84,9 @@ def model_dir(name_or_path, zoo=None) -> pathlib.Path:
   d = root / str(name_or_path)
   if not (d / CARD).is_file():
     names = [m["name"] for m in list_models(root)]
-    from vlae_tf import zoo as zoo_configs
     hint = (f" `{name_or_path}` is a config: train it (train.py --config=zoo/{name_or_path}.py) "
             "and package it with `python -m vlae_tf.export`."
-            if name_or_path in zoo_configs.list_configs() else "")
+            if name_or_path in known_configs else "")
     raise ZooError(f"no pretrained model {name_or_path!r} in {root}; available: "
                    f"{', '.join(names) or 'none yet'}.{hint}")
   return d
@@ -230,19 +237,19 @@ def _get(config, key, default=None):
 def write_card(model_dir, *, config, eval_results, name=None, command=None, hardware=None,
                wall_time_hours=None, steps=None, version="1", examples=None, paper_nll=None,
                paper_bits_per_dim=None, paper_source=None, eval_split=None, notes=None,
-               weights=None, workdir=None):
+               weights=None, workdir=None, signatures=()):
   """Writes ``card.json``, ``README.md``, ``eval.json`` and ``examples.npz`` into ``model_dir``.
 
   Numbers in the card come only from ``eval_results`` (a dict or the path of
   an ``eval.json``). The SavedModel must already be in ``model_dir/version``.
+  ``signatures``: the SavedModel's signature names, listed in the card.
   Checksums of every file are computed last. Returns the card dict.
   """
   d = pathlib.Path(model_dir)
   if not (d / str(version) / "saved_model.pb").is_file():
     raise ZooError(f"no SavedModel at {d / str(version)}; export it first")
   eval_results = check_eval_results(eval_results)
-  from vlae_tf.export import _jsonable, SIGNATURES
-  cfg = _jsonable(config)
+  cfg = vconfig.jsonable(config)
   name = name or d.name
   data = cfg.get("data", {})
   results = {k: eval_results[k] for k in (
@@ -266,7 +273,7 @@ def write_card(model_dir, *, config, eval_results, name=None, command=None, hard
       "results": results,
       "paper": _paper(cfg, paper_nll, paper_bits_per_dim, paper_source),
       "version": str(version),
-      "signatures": list(SIGNATURES),
+      "signatures": list(signatures),
       "examples": EXAMPLES if examples is not None else None,
       "notes": notes,
       "packaged": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -335,7 +342,7 @@ def card_markdown(card) -> str:
 
 
 # -------------------------------------------------------------------- load
-def load(name_or_path, zoo=None, verify_checksums=True):
+def load(name_or_path, zoo=None, verify_checksums=True, known_configs=()):
   """Loads a pretrained model; returns a :class:`ZooModel`.
 
   Args:
@@ -343,9 +350,8 @@ def load(name_or_path, zoo=None, verify_checksums=True):
       path of a model folder holding ``card.json``.
     zoo: the zoo folder (default ``$VLAE_ZOO_DIR`` or the repo's ``saved_models/``).
     verify_checksums: recompute and check every file's sha256 (default True).
+    known_configs: the zoo's config names, for the hint of an unknown name (see :func:`model_dir`).
   """
-  d = model_dir(name_or_path, zoo)
+  d = model_dir(name_or_path, zoo, known_configs)
   card = verify(d) if verify_checksums else read_card(d)
-  import tensorflow as tf
-  from vlae_tf.zoo_model import ZooModel
   return ZooModel(tf.saved_model.load(str(d / str(card["version"]))), card=card, path=d)

@@ -1,9 +1,11 @@
-"""The vlae_tf zoo: named configs (one file per model) and, later, pretrained weights.
+"""The vlae_tf zoo: named configs (one file per model) and the pretrained models built from them.
 
 Installed as the subpackage ``vlae_tf.zoo`` (``setup.py`` maps it to the
 top-level ``zoo/`` folder). Each ``zoo/<name>.py`` defines ``get_config()``
-returning an ``ml_collections.ConfigDict``; it is also a valid absl
-``--config=zoo/<name>.py`` file.
+returning an ``ml_collections.ConfigDict`` (it starts from
+:func:`vlae_tf.config.default_config`); it is also a valid absl
+``--config=zoo/<name>.py`` file. The packaged (trained) models are read by
+:mod:`vlae_tf.zoo_store`: :func:`list_models`, :func:`load`.
 """
 
 from __future__ import annotations
@@ -11,15 +13,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-CONFIG_NAMES = (
-    "mnist",
-    "mnist_dynamic",
-    "omniglot",
-    "cifar10",
-    "cifar10_grayscale",
-    "mnist_vae_factorized",
-    "mnist_vae_pixelcnn_full",
-)
+from vlae_tf import zoo_store
 
 
 def list_configs() -> list[str]:
@@ -38,7 +32,6 @@ def get_config(name: str):
 
 def list_models(zoo_dir=None) -> list[dict]:
   """Pretrained (packaged) models: name, description, headline numbers; see :mod:`vlae_tf.zoo_store`."""
-  from vlae_tf import zoo_store
   return zoo_store.list_models(zoo_dir)
 
 
@@ -49,5 +42,5 @@ def load(name, zoo_dir=None, verify_checksums=True):
   are looked up in ``zoo_dir``, else ``$VLAE_ZOO_DIR``, else the repository's
   ``saved_models/``; ``name`` may also be the path of a model folder.
   """
-  from vlae_tf import zoo_store
-  return zoo_store.load(name, zoo_dir, verify_checksums=verify_checksums)
+  return zoo_store.load(name, zoo_dir, verify_checksums=verify_checksums,
+                        known_configs=list_configs())

@@ -5,8 +5,6 @@ with an exact 7x4 window, and PixelCNN++'s discretized logistic mixture with
 channel-wise linear dependence (R -> G -> B).
 """
 
-import ml_collections
-
 from vlae_tf.zoo import mnist
 
 

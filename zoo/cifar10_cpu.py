@@ -8,11 +8,13 @@ and a batch of 16. The recipe won a side-by-side study at equal CPU time
 with batch 32 after a third of the examples, so it learns more per example.
 """
 
-from vlae_tf.zoo import cifar10, mnist_cpu
+from vlae_tf import config
+from vlae_tf.zoo import cifar10
 
 
 def get_config():
-  c = mnist_cpu.shrink_for_cpu(cifar10.get_config())
+  c = cifar10.get_config()
+  config.shrink(c, config.CPU_SIZES)
   c.name = "cifar10_cpu"
   c.description = "VLAE, CIFAR-10, 7x4-window local PixelCNN + logistic mixture + AF prior (CPU-sized)"
   c.model.num_mixtures = 5

@@ -8,27 +8,13 @@ optimizer) at 2e-3 on batches of 32: the best of three recipes at equal CPU
 time (bench/README.md, "Recipe study").
 """
 
+from vlae_tf import config
 from vlae_tf.zoo import mnist
 
 
-def shrink_for_cpu(c):
-  """The changes every ``*_cpu`` config makes to its paper-size parent (in place)."""
-  c.model.encoder_filters = 32
-  c.model.encoder_blocks = 1
-  c.model.cond_filters = 32
-  c.model.decoder_filters = 32
-  c.train.optimizer = "adam"
-  c.train.learning_rate = 1e-3
-  c.train.warmup_steps = 200
-  c.train.steps = 20_000
-  c.train.checkpoint_every = 500
-  c.train.log_every = 50
-  c.train.eval_every = 2_000
-  return c
-
-
 def get_config():
-  c = shrink_for_cpu(mnist.get_config())
+  c = mnist.get_config()
+  config.shrink(c, config.CPU_SIZES)
   c.name = "mnist_cpu"
   c.description = "VLAE, static binarized MNIST, 6-layer 3x3 local PixelCNN + AF prior (CPU-sized)"
   c.model.decoder_blocks = 1

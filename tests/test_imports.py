@@ -1,0 +1,93 @@
+"""The package's module-level imports form no cycle, and its modules stay short.
+
+Walks the ``import`` / ``from ... import`` statements at the top level of every
+module of ``vlae_tf`` (and of the zoo configs installed as ``vlae_tf.zoo``),
+keeps the edges between modules of the package, and looks for a cycle.
+Function-level imports are not edges here, and the test below makes sure
+there are none that point back into the package to dodge one.
+"""
+
+import ast
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PKG = os.path.join(ROOT, "vlae_tf")
+ZOO = os.path.join(ROOT, "zoo")
+MAX_LINES = 400
+
+
+def _modules():
+  mods = {}
+  for folder, prefix in ((PKG, "vlae_tf"), (ZOO, "vlae_tf.zoo")):
+    for f in sorted(os.listdir(folder)):
+      if f.endswith(".py"):
+        name = prefix if f == "__init__.py" else f"{prefix}.{f[:-3]}"
+        mods[name] = os.path.join(folder, f)
+  return mods
+
+
+def _imports(path, top_level):
+  tree = ast.parse(open(path).read())
+  nodes = tree.body if top_level else [n for n in ast.walk(tree) if n not in tree.body]
+  out = set()
+  for node in nodes:
+    if isinstance(node, ast.Import):
+      out |= {a.name for a in node.names}
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      out.add(node.module)
+      out |= {f"{node.module}.{a.name}" for a in node.names}
+  return out
+
+
+def _graph():
+  mods = _modules()
+  return {m: sorted(i for i in _imports(p, True) if i in mods and i != m) for m, p in mods.items()}
+
+
+def _cycle(graph):
+  state, stack = {}, []
+
+  def visit(m):
+    state[m] = 1
+    stack.append(m)
+    for n in graph[m]:
+      if n == "vlae_tf" or (m == "vlae_tf" and n.startswith("vlae_tf.")):
+        continue                     # the package __init__ re-exports; submodules use submodules
+      if state.get(n) == 1:
+        return stack[stack.index(n):] + [n]
+      if n not in state and (c := visit(n)):
+        return c
+    stack.pop()
+    state[m] = 2
+    return None
+
+  for m in graph:
+    if m not in state and (c := visit(m)):
+      return c
+  return None
+
+
+def test_cycle_finder_finds_a_cycle():
+  assert _cycle({"a": ["b"], "b": ["c"], "c": ["a"]}) == ["a", "b", "c", "a"]
+  assert _cycle({"a": ["b"], "b": [], "c": ["a"]}) is None
+
+
+def test_no_import_cycle_between_package_modules():
+  assert _cycle(_graph()) is None
+
+
+@pytest.mark.parametrize("name", sorted(_modules()))
+def test_no_function_level_import_of_the_package(name):
+  """Imports inside functions may defer a heavy optional dependency, never a package module."""
+  inner = {i for i in _imports(_modules()[name], False) if i.startswith("vlae_tf")}
+  assert not inner, f"{name} imports {sorted(inner)} inside a function"
+
+
+@pytest.mark.parametrize("name", sorted(_modules()))
+def test_modules_are_short_or_say_why(name):
+  path = _modules()[name]
+  lines = open(path).read().count("\n")
+  doc = ast.get_docstring(ast.parse(open(path).read())) or ""
+  assert lines <= MAX_LINES or "Longer than" in doc, f"{name}: {lines} lines, no reason given"

@@ -1,0 +1,294 @@
+"""The run config: its schema (one default config), validation, JSON form, and shrinking.
+
+:func:`default_config` is the schema: every key a run config may hold, each
+with its default and meaning. Every zoo config (``zoo/<name>.py``) starts
+from it and changes what differs; the model (:mod:`vlae_tf.model`) reads a
+config completed by :func:`with_defaults`, so no default is written twice.
+:func:`validate_config` names every unknown key and bad value;
+:func:`shrink` is the one way to make a smaller variant of a config (the
+``*_cpu`` zoo configs, the experiments' run sizes, the tests' tiny models).
+
+A config is an ``ml_collections.ConfigDict`` of five sections (``data``,
+``model``, ``objective``, ``train``, ``eval``) plus ``name``,
+``description``, ``paper_nll``, ``paper_bits_per_dim`` and ``seed``. Its JSON
+form (:func:`jsonable`) is what ``config.json`` of a work directory and the
+``info_json`` of a SavedModel hold; :func:`from_json` reads it back (lists
+become tuples again).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import ml_collections
+import numpy as np
+
+from vlae_tf import data as vdata
+
+OPTIMIZERS = ("adamax", "adam")
+DECAYS = ("cosine", "exponential", "constant")
+SECTIONS = ("data", "model", "objective", "train", "eval")
+# The one bound on k of the IWAE bound, for the library, config.eval and the SavedModel's ``iwae``.
+MAX_IWAE_SAMPLES = 4096
+
+
+def default_config():
+  """Every key of a run config with its default (the schema; zoo configs change what differs)."""
+  c = ml_collections.ConfigDict()
+  c.name = ""
+  c.description = ""
+  c.paper_nll = None             # nats, the paper's test NLL for this setting (None: not in the paper)
+  c.paper_bits_per_dim = None
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.dataset = "binarized_mnist"   # binarized_mnist | mnist | omniglot | cifar10 | synthetic
+  c.data.source = "auto"               # auto (npz if VLAE_DATA_DIR/data_dir set, else tfds) | tfds | npz
+  c.data.data_dir = ""                 # folder with the documented .npz files; default $VLAE_DATA_DIR
+  c.data.binarization = "static"       # static (data already {0,1}) | dynamic | threshold | none
+  c.data.image_shape = (28, 28, 1)
+  c.data.train_split = "train"
+  c.data.valid_split = "valid"
+  c.data.test_split = "test"
+  c.data.binarization_seed = 0         # the fixed test-set binarization for dynamic MNIST
+  c.data.tfds_data_dir = ""            # TFDS data_dir ("" = the TFDS default)
+  c.data.synthetic_size = 0            # synthetic dataset: training examples (0 = 256)
+
+  c.model = ml_collections.ConfigDict()
+  c.model.likelihood = "bernoulli"     # bernoulli | logistic_mixture
+  c.model.num_mixtures = 10
+  c.model.num_bits = 8
+  c.model.latent_kind = "vector"       # vector | spatial
+  c.model.latent_dim = 0               # vector latent: its size D
+  c.model.latent_channels = 0          # spatial latent: channels (D = h w c after the downsamplings)
+  c.model.num_resolution_changes = 2   # encoder downsamples / conditioning upsamples by 2 this often
+  c.model.encoder_filters = 64
+  c.model.encoder_blocks = 2
+  c.model.cond_filters = 64
+  c.model.cond_blocks = 1
+  c.model.decoder_context = "stack"    # stack | window | grayscale | full | none
+  c.model.decoder_layers = 6
+  c.model.decoder_kernel = 3
+  c.model.decoder_window = (3, 2)      # (A, B) for window / grayscale
+  c.model.decoder_filters = 64
+  c.model.decoder_blocks = 2           # extra 1x1 gated blocks after the context layers
+  c.model.prior = "af"                 # af | normal
+  c.model.prior_steps = 2
+  c.model.prior_hidden = (640, 640)
+  c.model.posterior = "gaussian"       # gaussian | iaf
+  c.model.posterior_steps = 2
+  c.model.posterior_hidden = (640, 640)
+  c.model.posterior_context = 0        # iaf: size of the encoder context fed to every IAF step
+
+  c.objective = ml_collections.ConfigDict()
+  c.objective.beta = 1.0
+  c.objective.free_bits = 0.0          # nats per group (openai/iaf kl_min); 0: off
+  c.objective.free_bits_groups = 1     # groups of latent dimensions sharing the free-bits floor
+  c.objective.kl_warmup_steps = 0
+
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 200_000
+  c.train.batch_size = 64              # global batch
+  c.train.optimizer = "adamax"         # adamax | adam
+  c.train.learning_rate = 2e-3
+  c.train.warmup_steps = 1000
+  c.train.decay = "cosine"             # cosine | exponential | constant
+  c.train.min_learning_rate = 1e-5
+  c.train.grad_clip_norm = 100.0
+  c.train.ema_decay = 0.999
+  c.train.checkpoint_every = 1000
+  c.train.keep_checkpoints = 3
+  c.train.log_every = 100
+  c.train.eval_every = 5000
+  c.train.max_consecutive_skips = 20
+  c.train.shuffle_buffer = 10_000
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.iwae_samples = 4096           # k of the IWAE bound, 1 .. MAX_IWAE_SAMPLES
+  c.eval.batch_size = 100
+  c.eval.num_examples = -1             # -1: the whole test split
+  c.eval.iwae_examples = -1            # IWAE on an evenly spaced subset of this many (-1: all)
+  c.eval.periodic_examples = 256       # held-out examples for the cheap in-training eval (EMA)
+  c.eval.num_images = 8                # samples / reconstructions per TensorBoard image grid
+  return c
+
+
+# ==================================================================== plain forms
+def to_dict(config):
+  """ConfigDict / FrozenConfigDict / dict -> nested plain dict."""
+  if hasattr(config, "to_dict"):
+    config = config.to_dict()
+  return {k: to_dict(v) if isinstance(v, dict) or hasattr(v, "to_dict") else v
+          for k, v in dict(config).items()}
+
+
+def with_defaults(config):
+  """``config`` as a plain dict, every key it lacks taken from :func:`default_config`."""
+  def merge(default, given):
+    out = dict(default)
+    for k, v in given.items():
+      out[k] = merge(default[k], v) if isinstance(v, dict) and isinstance(
+          default.get(k), dict) else v
+    return out
+  return merge(to_dict(default_config()), to_dict(config))
+
+
+def jsonable(v):
+  """``v`` (a config, or dicts / lists / tuples / NumPy values) as plain JSON-ready Python."""
+  if hasattr(v, "to_dict"):
+    v = to_dict(v)
+  if isinstance(v, dict):
+    return {str(k): jsonable(x) for k, x in v.items()}
+  if isinstance(v, (list, tuple)):
+    return [jsonable(x) for x in v]
+  if isinstance(v, np.generic):
+    return v.item()
+  if isinstance(v, np.ndarray):
+    return v.tolist()
+  return v
+
+
+def _tuplify(v):
+  if isinstance(v, dict):
+    return {k: _tuplify(x) for k, x in v.items()}
+  if isinstance(v, list):
+    return tuple(_tuplify(x) for x in v)
+  return v
+
+
+def from_json(d):
+  """A ``ConfigDict`` from the JSON form of a config (lists back to tuples)."""
+  if isinstance(d, str):
+    d = json.loads(d)
+  return ml_collections.ConfigDict(_tuplify(d))
+
+
+def flatten(config):
+  """``{"section.key": value}`` of a config; lists become tuples, so values compare and hash."""
+  out = {}
+
+  def walk(d, prefix):
+    for k, v in d.items():
+      if isinstance(v, dict):
+        walk(v, f"{prefix}{k}.")
+      else:
+        out[prefix + k] = _tuplify(list(v)) if isinstance(v, (list, tuple)) else v
+  walk(to_dict(config), "")
+  return out
+
+
+# ==================================================================== shrinking
+def shrink(config, sizes, unless_changed_from=None):
+  """Sets every ``"section.key": value`` of ``sizes`` in ``config`` (in place).
+
+  The one way to make a smaller variant of a config. With
+  ``unless_changed_from`` (another config, e.g. the paper-size parent), a key
+  is set only where ``config`` still holds that config's value, so what
+  ``config`` chose for itself is kept. Returns the ``(key, old, new)`` applied.
+  """
+  flat = flatten(config)
+  ref = flatten(unless_changed_from) if unless_changed_from is not None else None
+  applied = []
+  for key, value in sizes.items():
+    if key not in flat:
+      raise KeyError(f"shrink: {key!r} is not a config key")
+    if ref is not None and flat[key] != ref.get(key):
+      continue
+    *path, last = key.split(".")
+    node = config
+    for p in path:
+      node = node[p]
+    node[last] = value
+    applied.append((key, flat[key], value))
+  return applied
+
+
+# The CPU size of every ``*_cpu`` zoo config (2 CPU cores): narrower networks, Adam and a
+# shorter schedule. The paper-size parent keeps its structure.
+CPU_SIZES = {
+    "model.encoder_filters": 32, "model.encoder_blocks": 1, "model.cond_filters": 32,
+    "model.decoder_filters": 32, "train.optimizer": "adam", "train.learning_rate": 1e-3,
+    "train.warmup_steps": 200, "train.steps": 20_000, "train.checkpoint_every": 500,
+    "train.log_every": 50, "train.eval_every": 2_000,
+}
+
+
+# ==================================================================== validation
+def validate_config(config):
+  """Raises ``ValueError`` naming every unknown key and bad value of a run config."""
+  ref = to_dict(default_config())
+  cfg = to_dict(config)
+  errors = []
+  for key in sorted(set(cfg) - set(ref)):
+    errors.append(f"unknown top-level key {key!r}")
+  for section in SECTIONS:
+    if not isinstance(cfg.get(section), dict):
+      errors.append(f"missing section {section!r}")
+      continue
+    for key in sorted(set(cfg[section]) - set(ref[section])):
+      errors.append(f"unknown key {section}.{key} (known: {', '.join(sorted(ref[section]))})")
+  if errors:
+    raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+  d, t, e, m = cfg["data"], cfg["train"], cfg["eval"], cfg["model"]
+
+  def need(cond, msg):
+    if not cond:
+      errors.append(msg)
+
+  def is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+  need(is_int(cfg.get("seed")), f"seed must be an int, got {cfg.get('seed')!r}")
+  need(d["dataset"] in vdata.DATASETS, f"data.dataset must be one of {vdata.DATASETS}, "
+       f"got {d['dataset']!r}")
+  need(d["source"] in vdata.SOURCES, f"data.source must be one of {vdata.SOURCES}, "
+       f"got {d['source']!r}")
+  need(d["binarization"] in vdata.BINARIZATIONS, f"data.binarization must be one of "
+       f"{vdata.BINARIZATIONS}, got {d['binarization']!r}")
+  shape = tuple(d["image_shape"]) if isinstance(d["image_shape"], (list, tuple)) else ()
+  need(len(shape) == 3 and all(is_int(v) and v > 0 for v in shape),
+       f"data.image_shape must be 3 positive ints (H, W, C), got {d['image_shape']!r}")
+  native = vdata._NATIVE_SHAPE.get(d["dataset"])
+  need(native is None or shape == native, f"data.image_shape {shape} does not match "
+       f"dataset {d['dataset']!r} ({native})")
+  need(bool(d["train_split"]) and bool(d["test_split"]),
+       "data.train_split and data.test_split must be non-empty")
+  binary = m["likelihood"] == "bernoulli"
+  need(not binary or d["binarization"] != "none", "a bernoulli likelihood needs binary data: "
+       "data.binarization must be static, dynamic or threshold, not 'none'")
+  need(binary or d["binarization"] == "none", f"likelihood {m['likelihood']!r} models 8-bit "
+       f"pixels: data.binarization must be 'none', got {d['binarization']!r}")
+  for key in ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every",
+              "max_consecutive_skips"):
+    need(is_int(t[key]) and t[key] >= 1, f"train.{key} must be an int >= 1, got {t[key]!r}")
+  for key in ("warmup_steps", "eval_every"):
+    need(is_int(t[key]) and t[key] >= 0, f"train.{key} must be an int >= 0, got {t[key]!r}")
+  need(t["optimizer"] in OPTIMIZERS, f"train.optimizer must be one of {OPTIMIZERS}, "
+       f"got {t['optimizer']!r}")
+  need(t["decay"] in DECAYS, f"train.decay must be one of {DECAYS}, got {t['decay']!r}")
+  lr, min_lr = t["learning_rate"], t["min_learning_rate"]
+  need(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0,
+       f"train.learning_rate must be > 0, got {lr!r}")
+  need(isinstance(min_lr, (int, float)) and 0 <= min_lr <= (lr if lr > 0 else 0),
+       f"train.min_learning_rate must be in [0, learning_rate], got {min_lr!r}")
+  need(t["decay"] != "exponential" or (isinstance(min_lr, (int, float)) and min_lr > 0),
+       "train.decay='exponential' needs train.min_learning_rate > 0")
+  need(isinstance(t["grad_clip_norm"], (int, float)) and t["grad_clip_norm"] >= 0,
+       f"train.grad_clip_norm must be >= 0 (0: no clipping), got {t['grad_clip_norm']!r}")
+  need(isinstance(t["ema_decay"], (int, float)) and 0 <= t["ema_decay"] < 1,
+       f"train.ema_decay must be in [0, 1), got {t['ema_decay']!r}")
+  need(is_int(e["iwae_samples"]) and 1 <= e["iwae_samples"] <= MAX_IWAE_SAMPLES,
+       f"eval.iwae_samples must be in [1, {MAX_IWAE_SAMPLES}], got {e['iwae_samples']!r}")
+  need(is_int(e["batch_size"]) and e["batch_size"] >= 1,
+       f"eval.batch_size must be >= 1, got {e['batch_size']!r}")
+  need(is_int(e["num_examples"]) and (e["num_examples"] == -1 or e["num_examples"] >= 1),
+       f"eval.num_examples must be -1 (all) or >= 1, got {e['num_examples']!r}")
+  for key in ("periodic_examples", "num_images"):
+    need(is_int(e[key]) and e[key] >= 0, f"eval.{key} must be an int >= 0, got {e[key]!r}")
+  if errors:
+    raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+
+
+__all__ = ["default_config", "validate_config", "to_dict", "with_defaults", "jsonable",
+           "from_json", "flatten", "shrink", "CPU_SIZES", "MAX_IWAE_SAMPLES"]
