@@ -66,21 +66,22 @@ def test_log_prob_is_the_models_elbo(zoo, sigs):
 
 
 def test_iwae_with_one_sample_is_minus_the_elbo(zoo, sigs):
-  """L_1 = log w with the chunk-0 seed fold_in(seed, 0): exactly the one-sample ELBO."""
+  """L_1 = log w with the chunk-0 seed ``seed + [0, 0]``: exactly the one-sample ELBO."""
   x = binary_images(4, seed=4)
   nll = sigs["iwae"](images=_f32(x), num_samples=tf.constant(1), seed=_i64(7))["nll"].numpy()
-  chunk_seed = tf.random.experimental.stateless_fold_in(_pair(7), 0)
+  chunk_seed = _pair(7)
   elbo = zoo.model.elbo_terms(x, seed=chunk_seed)["elbo"].numpy()
   np.testing.assert_allclose(nll, -elbo, rtol=1e-5, atol=1e-4)
 
 
 def test_iwae_combines_chunks_by_logsumexp(zoo, sigs):
-  """16 images x k=400: 2048 // 16 = 128 samples per chunk, chunks 128, 128, 128, 16."""
+  """16 images x k=400: IWAE_BUDGET // 16 = 32 samples per chunk, 12 chunks of 32 and one of 16;
+  chunk i draws with the stateless seed ``seed + [0, i]`` (as the library's iwae_nll)."""
   x = binary_images(16, seed=5)
   out = sigs["iwae"](images=_f32(x), num_samples=tf.constant(400), seed=_i64(1))
   lw = np.concatenate([zoo.model.log_weights(
-      tf.constant(x, tf.float32), s, tf.random.experimental.stateless_fold_in(_pair(1), i)).numpy()
-      for i, s in enumerate([128, 128, 128, 16])], 0).astype(np.float64)        # [400, 16]
+      tf.constant(x, tf.float32), s, _pair(1) + tf.constant([0, i], tf.int64)).numpy()
+      for i, s in enumerate([32] * 12 + [16])], 0).astype(np.float64)        # [400, 16]
   m = lw.max(0)
   ref = -(m + np.log(np.exp(lw - m).sum(0)) - np.log(400))
   np.testing.assert_allclose(out["nll"].numpy(), ref, rtol=1e-5, atol=1e-4)
