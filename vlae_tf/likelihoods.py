@@ -40,11 +40,6 @@ _MIN_LOG_SCALE = -7.0
 _UNIFORM_EPS = 1e-6
 
 
-def bits_per_dim(nats, num_dims):
-  """Converts a per-example negative log-likelihood in nats to bits/dim."""
-  return nats / (num_dims * math.log(2.0))
-
-
 def uniform_noise(shape, seed=None, stateless_seed=None, dtype=tf.float32):
   """Uniform variates in ``(eps, 1 - eps)`` for inverse-CDF / Gumbel sampling."""
   if stateless_seed is not None:
@@ -85,9 +80,6 @@ class Bernoulli:
   def sample(self, raw, noise):
     """``x = 1[u < sigmoid(l)]`` for uniform ``u``; returns float {0, 1}."""
     return tf.cast(noise < tf.sigmoid(raw), tf.float32)
-
-  def mean(self, raw):
-    return tf.sigmoid(raw)
 
 
 class DiscretizedLogisticMixture:
@@ -205,13 +197,6 @@ class DiscretizedLogisticMixture:
       values.append(v)
       scaled.append(2.0 * v / n1 - 1.0)
     return tf.stack(values, axis=-1)
-
-  def mean(self, raw):
-    """Mean of the mixture ignoring discretization (for visualisation)."""
-    logits, means, _, _ = self._unpack(raw)
-    probs = tf.nn.softmax(logits)[..., None, :]
-    s = tf.reduce_sum(probs * means, -1)
-    return tf.clip_by_value((s + 1.0) * 0.5 * (self.num_levels - 1), 0.0, self.num_levels - 1)
 
 
 def make_likelihood(kind: str, channels: int, num_mixtures: int = 10, num_bits: int = 8):

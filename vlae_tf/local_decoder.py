@@ -85,11 +85,6 @@ class GatedBlock(keras.layers.Layer):
     a, b = tf.split(self.conv(tf.nn.elu(h)) + self.proj(cond), 2, axis=-1)
     return h + a * tf.sigmoid(b)
 
-  def step_from_conv(self, h, conv_out, cond):
-    """The block's output given its masked-conv output (used by cached samplers)."""
-    a, b = tf.split(conv_out + self.proj(cond), 2, axis=-1)
-    return h + a * tf.sigmoid(b)
-
 
 @keras.saving.register_keras_serializable(package="vlae_tf")
 class LocalDecoder(keras.layers.Layer):
