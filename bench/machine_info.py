@@ -20,24 +20,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-
-def cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
+from vlae_tf.machine import cpu_model, usable_cores  # noqa: E402,F401  (cpu_model: for scripts)
 
 
 def header(title: str) -> str:
   """Multi-line description of the run: command, CPU, cores, TF version, devices."""
-  try:
-    usable = len(os.sched_getaffinity(0))
-  except AttributeError:
-    usable = os.cpu_count()
+  usable = usable_cores()
   gpus = tf.config.list_physical_devices("GPU")
   gpu_names = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
                for g in gpus]
