@@ -88,7 +88,6 @@ def run():
 
 
 def score():
-  import numpy as np
   from vlae_tf import data as vdata
   from vlae_tf import evaluation, objective
   from vlae_tf import workdir as vwork

@@ -101,7 +101,7 @@ def run(workdir, size="cpu", **common):
   tests, per = {}, {}
   for key, cfg in (("af_prior", af_cfg), ("iaf_posterior", iaf_cfg)):
     exp.train(key, cfg)
-    tests[key], per[key] = exp.evaluate(key)
+    tests[key], per[key] = exp.test_metrics(key)
   af, iaf = tests["af_prior"], tests["iaf_posterior"]
   gap = abs(af["num_params"] - iaf["num_params"]) / af["num_params"]
   exp.check("equal parameter counts", gap <= MAX_RELATIVE_PARAM_GAP,

@@ -93,7 +93,7 @@ def run(workdir, size="cpu", num_images=6, num_decodes=6, **common):
   for key, zoo_name in MODELS:
     exp.train(key, exp.config(zoo_name))
     model, cfg, _ = exp.load(key)
-    tests[key], _ = exp.evaluate(key, model, cfg)
+    tests[key], _ = exp.test_metrics(key, model, cfg)
     zm = harness.servable(model, cfg, key)
     x = harness.test_images(cfg, num_images)
     z = zm.encode(x, seed=exp.seed)["z"]

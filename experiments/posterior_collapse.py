@@ -105,7 +105,7 @@ def run(workdir, size="cpu", full_decoder_layers=None, decoder_alone=True, **com
       cfg.objective.beta = DECODER_ALONE_BETA
     exp.train(key, cfg)
     exp.models[key]["decoder_layers"] = int(cfg.model.decoder_layers)
-    tests[key], per[key] = exp.evaluate(key)
+    tests[key], per[key] = exp.test_metrics(key)
     curves[key] = training_rate(exp.model_dir(key))
 
   full, vlae, fact = tests["pixelcnn_full"], tests["vlae"], tests["factorized"]

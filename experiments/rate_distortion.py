@@ -139,7 +139,7 @@ def run(workdir, size="cpu", betas=None, free_bits=0.0, free_bits_floors=(), **c
     cfg.objective.free_bits = floor
     cfg.name = f"{cfg.get('name', 'mnist')}_{key}"
     exp.train(key, cfg)
-    t, per_point[key] = exp.evaluate(key)
+    t, per_point[key] = exp.test_metrics(key)
     points.append({"key": key, "beta": beta, "free_bits": floor, "sweep": sweep,
                    "rate": t["rate"], "distortion": t["distortion"], "elbo": t["elbo"],
                    "elbo_stderr": t["elbo_stderr"], "iwae_nll": t.get("iwae_nll"),
