@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import glob
 import json
-import math
 import os
 
 from absl import app, flags
@@ -32,6 +31,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+
+from vlae_tf import workdir as vwork  # noqa: E402
+from vlae_tf.objective import nats_to_bits_per_dim  # noqa: E402
 
 flags.DEFINE_string("workdir", None, "Training work directory.", required=True)
 flags.DEFINE_string("out", None, "PNG to write (and <out>.json).", required=True)
@@ -55,7 +57,7 @@ def training_hours(workdir, batch_size):
   """``(steps, hours)``: cumulative training hours at every logged step (see module doc)."""
   steps, hours, prev, total = [0], [0.0], 0, 0.0
   seen = set()
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+  with open(os.path.join(workdir, vwork.METRICS_FILE)) as f:
     for line in f:
       r = json.loads(line)
       step = int(r["step"])
@@ -70,8 +72,7 @@ def training_hours(workdir, batch_size):
 
 
 def curve(workdir):
-  with open(os.path.join(workdir, "config.json")) as f:
-    config = json.load(f)
+  config = vwork.read_workdir_config(workdir)
   evals = eval_points(workdir)
   log_steps, log_hours = training_hours(workdir, int(config["train"]["batch_size"]))
   steps = np.array(sorted(evals))
@@ -86,7 +87,7 @@ def curve(workdir):
   return {"config_name": config.get("name", ""), "dataset": config["data"]["dataset"],
           "examples": int(config["eval"]["periodic_examples"]), "steps": steps.tolist(),
           "hours": hours.tolist(), "elbo": elbo.tolist(), "last_doubling_gain_nats": gain,
-          "bits_per_dim": (-elbo / (dims * math.log(2.0))).tolist(),
+          "bits_per_dim": nats_to_bits_per_dim(-elbo, dims).tolist(),
           "unit": "nats" if config["model"]["likelihood"] == "bernoulli" else "bits/dim"}
 
 
@@ -117,7 +118,7 @@ def plot(c, out, title):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not os.path.exists(os.path.join(FLAGS.workdir, "metrics.jsonl")):
+  if not os.path.exists(os.path.join(FLAGS.workdir, vwork.METRICS_FILE)):
     raise app.UsageError(f"{FLAGS.workdir!r} has no metrics.jsonl: not a training work directory")
   c = curve(FLAGS.workdir)
   if not c["steps"]:
