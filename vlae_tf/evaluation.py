@@ -153,6 +153,15 @@ def kl_per_dim(model, x, num_samples=16, seed=0):
   return (total / num_samples).numpy()
 
 
+def _stderr(v):
+  """Standard error of the mean of per-example values (0 for fewer than two)."""
+  return float(np.std(v, ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
+
+
+# I(x; z) compares every pair of images: O(N^2) memory, so it uses this many evenly spaced ones.
+MUTUAL_INFORMATION_EXAMPLES = 1000
+
+
 def mutual_information(mu, sigma, seed=0):
   """Minibatch estimate of I(x; z) in nats from Gaussian posteriors ``[N, D]``.
 
@@ -234,6 +243,7 @@ def evaluate(model, x, num_samples=1000, batch_size=100, seed=0, iwae_examples=N
   idx = iwae_subset(len(x), iwae_examples)
   nll = iwae_per_example(model, x[idx], num_samples, batch_size, seed)
   mu, sigma, elbo = per["mu"], per["sigma"], per["elbo"]
+  mi = iwae_subset(len(x), MUTUAL_INFORMATION_EXAMPLES)
   au, _ = active_units(mu)
   dims = model.num_dims
   return {
@@ -242,16 +252,19 @@ def evaluate(model, x, num_samples=1000, batch_size=100, seed=0, iwae_examples=N
       "rate": float(per["rate"].mean()),
       "distortion": float(per["distortion"].mean()),
       "iwae_nll": float(nll.mean()),
-      "iwae_nll_stderr": float(nll.std(ddof=1) / math.sqrt(len(nll))) if len(nll) > 1 else 0.0,
+      "iwae_nll_stderr": _stderr(nll),
+      "elbo_stderr": _stderr(elbo),
       "iwae_samples": int(num_samples),
       "iwae_num_examples": int(len(idx)),
       "iwae_subset": "all" if len(idx) == len(x) else "evenly spaced",
       "elbo_on_iwae_subset": float(elbo[idx].mean()),
+      "elbo_on_iwae_subset_stderr": _stderr(elbo[idx]),
       "bits_per_dim": float(nats_to_bits_per_dim(nll.mean(), dims)),
       "elbo_bits_per_dim": float(nats_to_bits_per_dim(-elbo.mean(), dims)),
       "active_units": au,
       "latent_size": int(mu.shape[1]),
-      "mutual_information": mutual_information(mu[:1000], sigma[:1000], seed),
+      "mutual_information": mutual_information(mu[mi], sigma[mi], seed),
+      "mutual_information_examples": int(len(mi)),
   }
 
 
