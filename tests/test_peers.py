@@ -1,0 +1,113 @@
+"""bench/peers.py: tfd.PixelCNN's likelihood is a real one, and the comparison runs end to end.
+
+tfd.PixelCNN is causal only through Keras kernel constraints that an optimizer
+applies after an update; the bench projects the masks itself. The check with
+teeth: the probabilities of all 2^4 binary 2x2 images must sum to 1, which an
+unprojected network does not do.
+"""
+
+import importlib.util
+import itertools
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location("peers", os.path.join(ROOT, "bench", "peers.py"))
+peers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(peers)
+
+# The bench's architecture at a size a 2x2 image allows (2 resolutions: 2x2 and 1x1).
+TOY_ARCH = dict(peers.PIXELCNN, num_hierarchies=2, num_filters=8)
+ALL_2X2 = np.array(list(itertools.product([0, 1], repeat=4)), np.float32).reshape(16, 2, 2, 1)
+
+
+def total_probability(dist):
+  return float(np.exp(dist.log_prob(ALL_2X2).numpy().astype(np.float64)).sum())
+
+
+def test_unprojected_pixelcnn_is_not_a_likelihood():
+  """Why the bench projects the masks: a fresh tfd.PixelCNN sees the pixels it predicts."""
+  tf.keras.utils.set_random_seed(0)
+  raw = tfp.distributions.PixelCNN(image_shape=(2, 2, 1), low=0, high=1, **TOY_ARCH)
+  assert abs(total_probability(raw) - 1.0) > 1e-3
+
+
+def test_pixelcnn_likelihood_sums_to_one_before_and_after_training():
+  tf.keras.utils.set_random_seed(0)
+  dist = peers.pixelcnn((2, 2, 1), TOY_ARCH)
+  assert total_probability(dist) == pytest.approx(1.0, abs=1e-5)
+  trainer = peers.PixelCNNTrainer(dist, learning_rate=3e-2)
+  # Every weight of the tf_keras network is tracked by the distribution and trained.
+  assert len(trainer.variables) == len(dist.network.trainable_weights) > 0
+  assert trainer.constrained
+  before = [v.numpy().copy() for v in trainer.variables]
+  x = ALL_2X2[[0, 5, 15]]
+  nll0 = -dist.log_prob(x).numpy().mean()
+  for _ in range(10):
+    trainer.train_step(x)
+  assert all(not np.array_equal(b, v.numpy()) for b, v in zip(before, trainer.variables))
+  assert -dist.log_prob(x).numpy().mean() < nll0 - 0.1
+  assert total_probability(dist) == pytest.approx(1.0, abs=1e-5)
+  trainer.use_ema()
+  assert total_probability(dist) == pytest.approx(1.0, abs=1e-5)
+  # On {0, 1} the quantized logistic is a Bernoulli: p(x) and p(1 - x) of a 1x1 image sum to 1.
+  one = peers.pixelcnn((1, 1, 1), dict(TOY_ARCH, num_hierarchies=1))
+  p = np.exp(one.log_prob(np.array([[[[0.0]]], [[[1.0]]]], np.float32)).numpy())
+  assert p.sum() == pytest.approx(1.0, abs=1e-6) and (p > 0).all()
+
+
+def test_half_trained_contender_is_an_error(tmp_path):
+  os.makedirs(tmp_path / "vlae")
+  args = peers.parse(["--smoke", "--workdir", str(tmp_path)])
+  with pytest.raises(SystemExit, match="unfinished training run"):
+    peers.run_contender("vlae", args)
+
+
+def test_bad_flags_are_usage_errors(capsys):
+  with pytest.raises(SystemExit):
+    peers.parse(["--smoke"])
+  assert "--workdir is required" in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    peers.parse(["--workdir", "x", "--cpu_minutes", "0"])
+
+
+def test_smoke_run_end_to_end(tmp_path, capsys):
+  """Three fresh processes, one step each, evaluated on the same 8 synthetic test images."""
+  wd = str(tmp_path / "peers")
+  out = peers.main(["--smoke", f"--workdir={wd}"])
+  printed = capsys.readouterr().out
+  assert "command:" in printed and "| contender |" in printed and "SMOKE RUN" in printed
+  with open(os.path.join(wd, "peers.json")) as f:
+    saved = json.load(f)
+  assert saved["contenders"].keys() == set(peers.CONTENDERS) == out["contenders"].keys()
+  assert saved["smoke"] and saved["order"] == "sequential"
+  assert saved["header"].splitlines()[1].startswith("command:")
+  vlae_nll = np.load(os.path.join(wd, "vlae", peers.PER_EXAMPLE))["nll"]
+  for name in peers.CONTENDERS:
+    r = saved["contenders"][name]
+    t, e = r["train"], r["test"]
+    assert t["steps"] >= 1 and t["examples_seen"] == t["steps"] * t["batch_size"]
+    assert t["cpu_seconds"] >= t["budget_cpu_seconds"] == pytest.approx(3.0)
+    assert t["num_params"] > 0
+    assert e["num_examples"] == 8 and math.isfinite(e["nll"]) and e["nll"] > 0
+    assert math.isfinite(e["nll_stderr"]) and e["nll_stderr"] > 0
+    per = np.load(os.path.join(wd, name, peers.PER_EXAMPLE))
+    assert per["nll"].shape == (8,) and np.all(np.isfinite(per["nll"])) and np.all(per["nll"] > 0)
+    assert e["nll"] == pytest.approx(per["nll"].mean())
+    if name == "vlae":
+      assert e["nll_minus_vlae"] == [None, None]
+    else:
+      diff = per["nll"] - vlae_nll
+      assert e["nll_minus_vlae"][0] == pytest.approx(diff.mean())
+      assert e["nll_minus_vlae"][1] == pytest.approx(diff.std(ddof=1) / math.sqrt(8))
+    if name == "pixelcnn":
+      assert e["bound"] == "exact" and "elbo" not in e
+    else:
+      assert e["bound"] == "IWAE k=4" and e["elbo"] < 0
+  assert saved["table_md"].count("\n| ") == 4                    # header row, 3 contenders
