@@ -28,8 +28,8 @@ config: same batches of 32 in the same order):
 
   tfd.PixelCNN makes its convolutions causal only through Keras *kernel
   constraints*, which a Keras optimizer applies after an update; a freshly
-  built network is NOT causal (its "likelihood" of the 16 binary 2x2 images
-  sums to about 1.14). So the loop projects every constrained kernel onto its
+  built network is NOT causal (the "probabilities" of the 16 binary 2x2 images
+  summed to 1.14 for one randomly initialised network). So the loop projects every constrained kernel onto its
   mask once before training and again after every update
   (:func:`project_masks`), whatever the optimizer does; ``tests/test_peers.py``
   checks that the probabilities of all 2^4 binary 2x2 images sum to 1 before
@@ -104,9 +104,10 @@ LABELS = {"vlae": "VLAE (`mnist_cpu`)",
           "pixelcnn": "tfd.PixelCNN (PixelCNN++)"}
 # tfd.PixelCNN at CPU size: 3 resolutions (28, 14, 7), one gated ResNet layer per stack and
 # resolution, no dropout (a CPU-hour sees ~5 epochs), no weight norm (its data-dependent init
-# is a Keras-2 fit-time feature). num_filters: matched CPU seconds per step to the VLAE's at the
-# same batch (``--calibrate``; bench/README.md, section 8).
-PIXELCNN = dict(num_resnet=1, num_hierarchies=3, num_filters=48, num_logistic_mix=1,
+# is a Keras-2 fit-time feature). num_filters: matched CPU seconds per training step to the
+# VLAE's at the same batch, so both see about as many examples (``--calibrate``: 32 / 48 / 64
+# filters cost 2.3x / 4.4x / 7.1x the VLAE's step; bench/README.md, section 8).
+PIXELCNN = dict(num_resnet=1, num_hierarchies=3, num_filters=16, num_logistic_mix=1,
                 receptive_field_dims=(3, 3), resnet_activation="concat_elu", dropout_p=0.0,
                 use_weight_norm=False)
 PIXELCNN_SMOKE = dict(PIXELCNN, num_filters=8, num_hierarchies=2)
@@ -311,7 +312,7 @@ def run_contender(name, args):
       model, _, _ = training.load_model_from_workdir(os.path.join(d, "run"), use_ema=True)
 
   x = harness.test_images(data_cfg, args.eval_examples)
-  t0 = time.time()
+  t0, c0 = time.time(), time.process_time()
   if name == "pixelcnn":
     nll = nll_per_example(model, x)
     ev = {"nll": float(nll.mean()), "nll_stderr": float(nll.std(ddof=1) / math.sqrt(len(nll))),
@@ -326,7 +327,7 @@ def run_contender(name, args):
           "active_units": s["active_units"], "latent_size": s["latent_size"]}
     per = {"nll": p["iwae_nll"], "elbo": p["elbo"]}
   ev.update(num_examples=int(len(x)), test_split=data_cfg.data.test_split,
-            eval_wall_seconds=time.time() - t0)
+            eval_wall_seconds=time.time() - t0, eval_cpu_seconds=time.process_time() - c0)
   np.savez(os.path.join(d, PER_EXAMPLE), **per)
   with open(os.path.join(d, RESULT) + ".tmp", "w") as f:
     json.dump({"name": name, "label": LABELS[name], "train": rec, "test": ev}, f, indent=2)
