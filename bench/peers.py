@@ -29,11 +29,11 @@ config: same batches of 32 in the same order):
   tfd.PixelCNN makes its convolutions causal only through Keras *kernel
   constraints*, which a Keras optimizer applies after an update; a freshly
   built network is NOT causal (the "probabilities" of the 16 binary 2x2 images
-  summed to 1.14 for one randomly initialised network). So the loop projects every constrained kernel onto its
-  mask once before training and again after every update
-  (:func:`project_masks`), whatever the optimizer does; ``tests/test_peers.py``
-  checks that the probabilities of all 2^4 binary 2x2 images sum to 1 before
-  and after training steps.
+  summed to 1.14 for one randomly initialised network). So the loop projects
+  every constrained kernel onto its mask once before training and again after
+  every update (:func:`project_masks`), whatever the optimizer does;
+  ``tests/test_peers.py`` checks that the probabilities of all 2^4 binary 2x2
+  images sum to 1 before and after training steps.
 
 Fairness. Each contender trains in its own fresh process, one after the other
 (not concurrently: three TensorFlow processes on 2 cores would mostly measure
