@@ -95,6 +95,7 @@ import tf_keras  # noqa: E402
 import vlae_tf  # noqa: E402
 from vlae_tf import data as vdata  # noqa: E402
 from vlae_tf import training  # noqa: E402
+from vlae_tf import workdir as vwork  # noqa: E402
 from experiments import harness  # noqa: E402
 
 TITLE = "Equal-compute peers on static binarized MNIST: VLAE vs factorized VAE vs tfd.PixelCNN"
@@ -153,10 +154,6 @@ def project_masks(dist):
   for v in dist.network.trainable_weights:
     if getattr(v, "constraint", None) is not None:
       v.assign(v.constraint(v))
-
-
-def num_params(variables):
-  return int(sum(int(np.prod(v.shape)) for v in variables))
 
 
 # ==================================================================== PixelCNN training
@@ -247,9 +244,9 @@ def train_vae(name, cfg, rundir, budget_s):
     except training.Preempted:
       step = None
   cpu = time.process_time()
-  model, _, ckpt_step = training.load_model_from_workdir(rundir, use_ema=True)
+  model, _, ckpt_step = vwork.load_model_from_workdir(rundir, use_ema=True)
   return model, {"steps": step if step is not None else ckpt_step, "cpu_seconds": cpu,
-                 "num_params": num_params(model.trainable_variables)}
+                 "num_params": harness.num_params(model)}
 
 
 def train_pixelcnn(cfg, budget_s, arch):
@@ -267,7 +264,7 @@ def train_pixelcnn(cfg, budget_s, arch):
       break
   cpu = time.process_time()
   trainer.use_ema()
-  return dist, {"steps": steps, "cpu_seconds": cpu, "num_params": num_params(trainer.variables),
+  return dist, {"steps": steps, "cpu_seconds": cpu, "num_params": harness.num_params(dist),
                 "optimizer": f"Adam {PIXELCNN_LR}, clip {PIXELCNN_CLIP}, EMA {EMA_DECAY}",
                 "architecture": arch}
 
@@ -309,7 +306,7 @@ def run_contender(name, args):
       tf.train.Checkpoint(network=model.network).read(
           os.path.join(d, "ema_weights")).assert_existing_objects_matched()
     else:
-      model, _, _ = training.load_model_from_workdir(os.path.join(d, "run"), use_ema=True)
+      model, _, _ = vwork.load_model_from_workdir(os.path.join(d, "run"), use_ema=True)
 
   x = harness.test_images(data_cfg, args.eval_examples)
   t0, c0 = time.time(), time.process_time()
@@ -410,10 +407,10 @@ def calibrate(args):
       step()
     return (time.process_time() - t) / n
 
-  rows = [("vlae (mnist_cpu)", num_params(model.trainable_variables), cpu_per_step(vlae_step))]
+  rows = [("vlae (mnist_cpu)", harness.num_params(model), cpu_per_step(vlae_step))]
   for f in [int(v) for v in args.calibrate_filters.split(",")]:
     trainer = PixelCNNTrainer(pixelcnn(cfg.data.image_shape, dict(PIXELCNN, num_filters=f)))
-    rows.append((f"pixelcnn num_filters={f}", num_params(trainer.variables),
+    rows.append((f"pixelcnn num_filters={f}", harness.num_params(trainer.dist),
                  cpu_per_step(lambda: trainer.train_step(x))))
   print(f"batch {cfg.train.batch_size}; CPU seconds per training step (mean of "
         f"{args.calibrate_steps} after one traced step), side by side in this process")

@@ -110,4 +110,6 @@ def test_smoke_run_end_to_end(tmp_path, capsys):
       assert e["bound"] == "exact" and "elbo" not in e
     else:
       assert e["bound"] == "IWAE k=4" and e["elbo"] < 0
-  assert saved["table_md"].count("\n| ") == 4                    # header row, 3 contenders
+  rows = [ln for ln in saved["table_md"].splitlines() if ln.startswith("| ")]
+  assert len(rows) == 2 + len(peers.CONTENDERS)                 # header, separator, contenders
+  assert all(peers.LABELS[n] in r for n, r in zip(peers.CONTENDERS, rows[2:]))
