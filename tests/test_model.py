@@ -19,6 +19,7 @@ import pytest
 import tensorflow as tf
 
 import vlae_tf
+from vlae_tf import config as vconfig
 from vlae_tf import masked_conv as mc
 from vlae_tf.af_prior import AFPrior, StandardNormalPrior
 from vlae_tf.likelihoods import Bernoulli, DiscretizedLogisticMixture
@@ -29,14 +30,11 @@ from test_iwae import adam_step_fn, exact_log_px
 def _shrunk(name):
   """A zoo config with every width cut down; structure (shapes, contexts, likelihood) untouched."""
   cfg = vlae_tf.zoo.get_config(name)
-  m = cfg.model
-  m.encoder_filters = m.cond_filters = m.decoder_filters = 4
-  m.encoder_blocks = m.cond_blocks = 1
-  m.decoder_blocks = min(m.decoder_blocks, 1)
-  m.prior_hidden = (8,)
-  m.posterior_hidden = (8,)
-  m.posterior_context = 4
-  m.num_mixtures = 2
+  vconfig.shrink(cfg, {
+      "model.encoder_filters": 4, "model.cond_filters": 4, "model.decoder_filters": 4,
+      "model.encoder_blocks": 1, "model.cond_blocks": 1,
+      "model.decoder_blocks": min(cfg.model.decoder_blocks, 1), "model.prior_hidden": (8,),
+      "model.posterior_hidden": (8,), "model.posterior_context": 4, "model.num_mixtures": 2})
   return cfg
 
 
