@@ -212,13 +212,20 @@ def _to_nhwc(x, config, name, split):
   if x.ndim == 3:
     x = x[..., None]
   want = tuple(int(v) for v in config.data.image_shape)
+  if x.ndim >= 1 and len(x) == 0:
+    raise ValueError(f"{name} split {split!r} is empty (0 images of shape {x.shape[1:]}): "
+                     "check the data files")
   if x.ndim != 4 or x.shape[1:] != want:
     raise ValueError(f"{name} split {split!r} has images of shape {x.shape[1:]}, but "
                      f"data.image_shape is {want}")
+  if x.dtype == bool:
+    x = x.astype(np.uint8)
   if x.dtype != np.uint8:
-    if np.any(x < 0) or np.any(x > 255) or np.any(x != np.round(x)):
+    if x.dtype.kind not in "iuf" or not np.all((x >= 0) & (x <= 255) & (x == np.round(x))):
+      bad = x.dtype.kind not in "iuf" or np.isnan(x).any()
       raise ValueError(f"{name} split {split!r} must hold integer pixels in 0..255, got dtype "
-                       f"{x.dtype} with values in [{x.min()}, {x.max()}]")
+                       f"{x.dtype} with " + ("NaN or non-numeric values" if bad else
+                                             f"values in [{x.min()}, {x.max()}]"))
     x = x.astype(np.uint8)
   return x
 

@@ -39,6 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf import checkpoints
 from vlae_tf import data as vdata
 from vlae_tf import distribute as vdist
 from vlae_tf import evaluation, objective, sampling, summaries
@@ -312,12 +313,25 @@ def _checkpoint_manager(state, workdir, chief):
   if not chief:
     _, task_id = vdist.task_info(state.strategy)
     ckpt_dir = os.path.join(workdir, f".worker_{task_id}_tmp", "checkpoints")
-  restore_from = vwork.latest_checkpoint(workdir)
+  restore_from = checkpoints.restore(state.checkpoint, vwork.checkpoint_dir(workdir), log=_log,
+                                     repair=chief)
   if restore_from:
-    state.checkpoint.restore(restore_from).assert_existing_objects_matched()
-    _log(f"resumed from {restore_from} at step {int(state.step.numpy())}")
+    step = int(state.step.numpy())
+    _log(f"resumed from {restore_from} at step {step}")
+    if chief:
+      checkpoints.rewind_jsonl(os.path.join(workdir, vwork.METRICS_FILE), step)
   return tf.train.CheckpointManager(state.checkpoint, ckpt_dir,
                                     max_to_keep=int(state.config.train.keep_checkpoints))
+
+
+def _save(manager, step):
+  """Saves checkpoint ``step``; a failure (a full disk, ...) is a :class:`TrainingError`."""
+  try:
+    manager.save(checkpoint_number=step)
+  except (OSError, tf.errors.OpError) as e:
+    raise TrainingError(f"could not write the checkpoint of step {step} ("
+                        f"{str(e).strip().splitlines()[0]}); the last good checkpoint "
+                        f"{manager.latest_checkpoint} is intact") from e
 
 
 def train(config, workdir, strategy=None, fault_hook=None, checked=False):
@@ -367,11 +381,11 @@ def train(config, workdir, strategy=None, fault_hook=None, checked=False):
       if step % log_every == 0 or step == total:
         progress.log(m, step)
       if preempted.flag:
-        manager.save(checkpoint_number=step)
+        _save(manager, step)
         _log(f"SIGTERM: saved checkpoint at step {step}; exiting")
         raise Preempted()
       if step % ckpt_every == 0 or step == total:
-        manager.save(checkpoint_number=step)
+        _save(manager, step)
       if chief and ((eval_every and step % eval_every == 0) or step == total):
         ev = periodic_eval(state, x_eval, step, writer, seed=int(config.seed))
         if ev:

@@ -1,0 +1,180 @@
+"""Fault injection: damaged work directories, full disks, hostile inputs, bad command lines.
+
+Every test here reproduces a defect of issue 11 (a lost run, a traceback, a
+partial file, an unbounded request, an untrusted card) and checks the fix on
+the real code path: real checkpoints damaged on disk, a real file-size limit
+(``RLIMIT_FSIZE``: writes past it fail with EFBIG, as on a full disk), the
+real ``train.py`` / ``vlae`` processes where the exit status matters.
+"""
+
+import contextlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from test_train import _metrics, train_config
+from vlae_tf import checkpoints, training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@contextlib.contextmanager
+def file_size_limit(nbytes):
+  """Writes that would grow any file past ``nbytes`` fail with OSError(EFBIG), like a full disk.
+
+  (Python ignores SIGXFSZ, so the write returns the error instead of killing us.)
+  """
+  soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+  resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+  try:
+    yield
+  finally:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def _files(d):
+  return {f: open(os.path.join(d, f), "rb").read() for f in sorted(os.listdir(d))
+          if os.path.isfile(os.path.join(d, f))}
+
+
+def _steps(wd):
+  return [r["step"] for r in _metrics(wd)]
+
+
+def _run_train_py(*args, env=None):
+  p = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True,
+                     text=True, timeout=300, env=dict(os.environ, **(env or {})))
+  return p.returncode, p.stdout, p.stderr
+
+
+def _config_file_of(workdir, tmp_path):
+  """A config file for train.py that returns the config stored in ``workdir``."""
+  path = tmp_path / "stored_config.py"
+  path.write_text("from vlae_tf import training\n\n\ndef get_config():\n"
+                  f"  return training.read_workdir_config({str(workdir)!r})\n")
+  return path
+
+
+# =================================================================== 2. checkpoint recovery
+@pytest.fixture(scope="module")
+def six_steps(tmp_path_factory):
+  """A finished 6-step run (checkpoints 3 and 6) to copy and damage."""
+  wd = str(tmp_path_factory.mktemp("base") / "run")
+  training.train(train_config(steps=6), wd)
+  return wd
+
+
+def _copy(six_steps, tmp_path):
+  wd = str(tmp_path / "run")
+  shutil.copytree(six_steps, wd)
+  return wd
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty", "garbage"])
+def test_resume_finds_checkpoints_without_a_usable_index_file(six_steps, tmp_path, damage, capsys):
+  # Defect: with the index file missing or unparseable, the run restarted at step 0, overwrote
+  # ckpt-3 / ckpt-6 and appended steps 1.. again to metrics.jsonl (or died with a traceback).
+  wd = _copy(six_steps, tmp_path)
+  ckpt_dir = os.path.join(wd, "checkpoints")
+  index = os.path.join(ckpt_dir, "checkpoint")
+  if damage == "missing":
+    os.remove(index)
+  else:
+    with open(index, "w") as f:
+      f.write("" if damage == "empty" else "model_checkpoint_path: \x00{{{ not a proto")
+  before = {k: v for k, v in _files(ckpt_dir).items() if k.startswith("ckpt-")}
+  out = training.train(train_config(steps=8), wd)
+  assert out["trained_steps"] == 2 and out["step"] == 8
+  log = capsys.readouterr().out
+  assert "resumed from" in log and "ckpt-6 at step 6" in log
+  assert _steps(wd) == list(range(1, 9))                       # no step twice
+  after = _files(ckpt_dir)
+  for name, content in before.items():                          # nothing overwritten
+    assert after[name] == content, name
+  assert training.latest_checkpoint(wd).endswith("ckpt-8")
+  assert tf.train.latest_checkpoint(ckpt_dir).endswith("ckpt-8")  # the index is whole again
+
+
+def _corrupt(prefix):
+  data = prefix + ".data-00000-of-00001"
+  blob = bytearray(open(data, "rb").read())
+  for i in range(0, len(blob), 7):
+    blob[i] ^= 0xFF
+  with open(data, "wb") as f:
+    f.write(bytes(blob))
+
+
+def test_corrupted_latest_checkpoint_falls_back_to_the_previous_one(six_steps, tmp_path, capsys):
+  # Defect: a corrupted latest checkpoint ended in a DataLossError traceback although ckpt-3 was
+  # intact. Now: ckpt-6 is reported and set aside (kept, not overwritten), the run resumes at 3
+  # and the metrics of steps 4..6 are recomputed, not duplicated.
+  wd = _copy(six_steps, tmp_path)
+  ckpt_dir = os.path.join(wd, "checkpoints")
+  _corrupt(os.path.join(ckpt_dir, "ckpt-6"))
+  damaged = open(os.path.join(ckpt_dir, "ckpt-6.data-00000-of-00001"), "rb").read()
+  out = training.train(train_config(steps=7), wd)
+  log = capsys.readouterr().out
+  assert "skipping checkpoint" in log and "ckpt-6: it cannot be restored" in log
+  assert "checksum does not match" in log
+  assert "resumed from" in log and "ckpt-3 at step 3" in log
+  assert out["trained_steps"] == 4 and _steps(wd) == list(range(1, 8))
+  kept = os.path.join(ckpt_dir, checkpoints.UNREADABLE_DIR, "ckpt-6.data-00000-of-00001")
+  assert open(kept, "rb").read() == damaged
+  assert training.latest_checkpoint(wd).endswith("ckpt-7")
+
+
+def test_unreadable_checkpoints_are_refused_not_restarted_from_zero(six_steps, tmp_path):
+  wd = _copy(six_steps, tmp_path)
+  ckpt_dir = os.path.join(wd, "checkpoints")
+  for n in (3, 6):
+    _corrupt(os.path.join(ckpt_dir, f"ckpt-{n}"))
+  os.remove(os.path.join(ckpt_dir, "checkpoint"))
+  before = _files(ckpt_dir)
+  metrics_before = _steps(wd)
+  with pytest.raises(checkpoints.CheckpointError, match=r"(?s)2 checkpoint\(s\) and none can be "
+                     r"restored.*ckpt-6.*ckpt-3.*Refusing to start again from step 0"):
+    training.train(train_config(steps=8), wd)
+  assert _files(ckpt_dir) == before and _steps(wd) == metrics_before   # nothing touched
+  # train.py: one line naming the problem, exit 2.
+  rc, _, err = _run_train_py(f"--config={_config_file_of(wd, tmp_path)}", f"--workdir={wd}")
+  assert rc == 2 and "none can be restored" in err and "Traceback" not in err, err
+
+
+def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path, capsys):
+  # A checkpoint save that fails half way (here: the data file hits the file-size limit, as
+  # on a full disk) stops the run with a clear error; the previous checkpoint stays usable and
+  # the next start removes the *_temp debris and resumes from it.
+  wd = str(tmp_path / "run")
+  training.train(train_config(steps=3), wd)
+  ckpt_dir = os.path.join(wd, "checkpoints")
+  size = os.path.getsize(os.path.join(ckpt_dir, "ckpt-3.data-00000-of-00001"))
+  with file_size_limit(size // 2):
+    with pytest.raises(training.TrainingError, match=r"checkpoint of step 6.*ckpt-3 is intact"):
+      training.train(train_config(steps=6), wd)
+  assert any(n.endswith("_temp") for n in os.listdir(ckpt_dir))     # what the failed save left
+  assert training.latest_checkpoint(wd).endswith("ckpt-3")
+  capsys.readouterr()
+  out = training.train(train_config(steps=6), wd)
+  assert "interrupted checkpoint save" in capsys.readouterr().out
+  assert out["trained_steps"] == 3 and _steps(wd) == list(range(1, 7))
+  assert not any("_temp" in n for n in os.listdir(ckpt_dir))
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "not valid JSON"), ("{\"seed\": 0,", "not valid JSON"), ("[1, 2]", "does not hold a config"),
+    ("null", "does not hold a config")])
+def test_invalid_config_json_is_a_clear_error(tmp_path, content, message):
+  wd = tmp_path / "run"
+  wd.mkdir()
+  (wd / "config.json").write_text(content)
+  with pytest.raises(ValueError, match=f"work directory .*{message}"):
+    training.train(train_config(), str(wd))
+  with pytest.raises(ValueError, match=message):
+    training.load_model_from_workdir(str(wd))
