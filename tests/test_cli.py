@@ -107,8 +107,9 @@ def test_errors_are_one_line_messages_not_tracebacks(zoo, tmp_path, capsys, load
   err = capsys.readouterr().err
   assert "images: expected" in err and "got a pixel value of] [255]" in err
   assert "Detected at node" not in err
-  assert _run(zoo, "sample", f"--model={NAME}", "--num=0", f"--out={tmp_path / 'c.png'}") == 1
-  assert "num must be in [1, 1024]" in capsys.readouterr().err
+  with pytest.raises(SystemExit) as e:                         # argparse: usage + one line, exit 2
+    _run(zoo, "sample", f"--model={NAME}", "--num=0", f"--out={tmp_path / 'c.png'}")
+  assert e.value.code == 2 and "--num: expected an integer >= 1, got 0" in capsys.readouterr().err
   assert not any(tmp_path.glob("*.png"))
 
 

@@ -267,3 +267,189 @@ def test_decoding_a_huge_latent_is_refused_not_an_all_zero_image(m):
     _sig(m, "decode", z=z, seed=np.int64(0))
   with pytest.raises(ValueError, match=r"\|z\| <= 10000"):
     m.decode(z)
+
+
+# =================================================================== 4. a trusted zoo
+import vlae_tf  # noqa: E402
+from vlae_tf import cli, zoo_store  # noqa: E402
+from vlae_tf.zoo_store import ZooError  # noqa: E402
+
+
+@pytest.fixture
+def zoo_copy(zoo, tmp_path):
+  """A private zoo folder holding a copy of the tiny model, free to damage."""
+  root = tmp_path / "zoo"
+  shutil.copytree(zoo.dir, root / "tiny")
+  return root
+
+
+def _edit_card(d, fn):
+  card = json.loads((d / "card.json").read_text())
+  card = fn(card)
+  (d / "card.json").write_text(json.dumps(card))
+
+
+def test_the_card_is_covered_by_its_checksum(zoo_copy):
+  d = zoo_copy / "tiny"
+  assert zoo_store.verify(d)["name"] == "tiny"
+  _edit_card(d, lambda c: dict(c, results=dict(c["results"], iwae_nll=1.0)))
+  with pytest.raises(ZooError, match=r"card.json was modified.*card.sha256"):
+    vlae_tf.zoo.load(str(d))
+  (d / "card.sha256").unlink()
+  with pytest.raises(ZooError, match=r"card.sha256 is missing: the card is not covered"):
+    vlae_tf.zoo.load(str(d))
+
+
+def test_card_paths_cannot_leave_the_model_folder(zoo_copy, tmp_path):
+  # Defect: an edited card ('version': '../omniglot/1') made zoo.load("mnist") load omniglot.
+  shutil.copytree(zoo_copy / "tiny", zoo_copy / "other")
+  d = zoo_copy / "tiny"
+  _edit_card(d, lambda c: dict(c, version="../other/1"))
+  zoo_store.write_card_checksum(d)                    # even with a matching checksum
+  for verify in (True, False):
+    with pytest.raises(ZooError, match=r"'version' must name a numeric SavedModel folder"):
+      vlae_tf.zoo.load("tiny", zoo_copy, verify_checksums=verify)
+  _edit_card(d, lambda c: dict(c, version="1", files=dict(
+      c["files"], **{"../other/1/saved_model.pb": "0" * 64, "/etc/passwd": "0" * 64})))
+  with pytest.raises(ZooError, match=r"(?s)'../other/1/saved_model.pb' is not a relative path "
+                     r"inside.*'/etc/passwd' is not"):
+    vlae_tf.zoo.load("tiny", zoo_copy, verify_checksums=False)
+  outside = tmp_path / "outside.bin"
+  outside.write_bytes(b"x")
+  (d / "link.bin").symlink_to(outside)
+  _edit_card(d, lambda c: dict(c, files={k: v for k, v in c["files"].items() if "/" not in k
+                                         or k.startswith("1/")} | {"link.bin": "0" * 64}))
+  with pytest.raises(ZooError, match=r"'link.bin' is not a relative path inside"):
+    vlae_tf.zoo.load("tiny", zoo_copy, verify_checksums=False)
+
+
+def test_a_bare_name_is_looked_up_only_in_the_zoo(zoo_copy, tmp_path, monkeypatch):
+  # Defect: a stray ./tiny folder in the working directory won over the zoo silently.
+  cwd = tmp_path / "cwd"
+  shutil.copytree(zoo_copy / "tiny", cwd / "tiny")
+  monkeypatch.chdir(cwd)
+  assert zoo_store.model_dir("tiny", zoo_copy) == zoo_copy / "tiny"
+  assert zoo_store.model_dir("./tiny", zoo_copy).resolve() == (cwd / "tiny").resolve()
+  assert zoo_store.model_dir(str(cwd / "tiny")) == cwd / "tiny"
+  with pytest.raises(ZooError, match="no pretrained model 'tiny'"):
+    zoo_store.model_dir("tiny", zoo_copy / "tiny" / "1")      # a zoo folder without it
+
+
+@pytest.mark.parametrize("card", ['[1, 2]', '{"name": "x"}', 'CHANGE_NLL'])
+def test_list_skips_a_malformed_card_with_a_warning_naming_it(zoo_copy, card, capsys):
+  # Defect: a card that was a JSON list, or held a non-numeric NLL, broke `vlae list` for all.
+  bad = zoo_copy / "bad"
+  shutil.copytree(zoo_copy / "tiny", bad)
+  if card == "CHANGE_NLL":
+    _edit_card(bad, lambda c: dict(c, results=dict(c["results"], iwae_nll="80.1")))
+  else:
+    (bad / "card.json").write_text(card)
+  zoo_store.write_card_checksum(bad)
+  with pytest.warns(zoo_store.ZooWarning, match=rf"skipping {bad / 'card.json'}"):
+    models = zoo_store.list_models(zoo_copy)
+  assert [m["name"] for m in models] == ["tiny"]
+  assert cli.main(["list", f"--zoo_dir={zoo_copy}"]) == 0
+  out, err = capsys.readouterr()
+  assert out.startswith("tiny ") and f"vlae list: warning: skipping {bad / 'card.json'}" in err
+  assert len(err.strip().splitlines()) == 1
+
+
+# =================================================================== 5. one-line errors, atomic files
+def _cli(zoo_root, *args):
+  return cli.main([args[0], f"--zoo_dir={zoo_root}", "--model=tiny", *args[1:]])
+
+
+def _one_line_error(capsys, *fragments):
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+  for f in fragments:
+    assert f in err, err
+  return err
+
+
+def test_sample_into_a_directory_or_a_read_only_place_is_one_line(zoo, tmp_path, capsys):
+  assert _cli(zoo.root, "sample", "--num=2", f"--out={tmp_path}") == 1
+  _one_line_error(capsys, "vlae sample: error: --out", "is a directory")
+  if os.access("/sys", os.W_OK) and not os.path.ismount("/sys"):
+    pytest.skip("no read-only place to write to")
+  assert _cli(zoo.root, "sample", "--num=2", "--out=/sys/vlae_samples.png") == 1
+  _one_line_error(capsys, "cannot write /sys/vlae_samples.png")
+
+
+def test_a_full_disk_keeps_the_previous_png_and_leaves_no_partial_file(zoo, tmp_path, capsys):
+  out = tmp_path / "samples.png"
+  assert _cli(zoo.root, "sample", "--num=1", "--scale=1", f"--out={out}") == 0
+  before = out.read_bytes()
+  with file_size_limit(len(before) + 64):
+    rc = _cli(zoo.root, "sample", "--num=64", "--scale=8", "--seed=1", f"--out={out}")
+  assert rc == 1
+  _one_line_error(capsys, f"cannot write {out}", "the previous file is unchanged")
+  assert out.read_bytes() == before and os.listdir(tmp_path) == ["samples.png"]
+
+
+@pytest.mark.parametrize("flag", ["--num=-3", "--num=0", "--scale=-1", "--temperature=nan",
+                                  "--temperature=-1", "--ncol=0"])
+def test_negative_or_nan_sample_arguments_are_refused(zoo, tmp_path, flag, capsys):
+  with pytest.raises(SystemExit) as e:
+    _cli(zoo.root, "sample", flag, f"--out={tmp_path / 'x.png'}")
+  assert e.value.code == 2 and flag.split("=")[0] in capsys.readouterr().err
+  assert not os.listdir(tmp_path)
+
+
+def test_negative_reconstruct_arguments_are_refused(zoo, tmp_path, capsys):
+  for flag in ("--samples=-1", "--num=-2"):
+    with pytest.raises(SystemExit) as e:
+      _cli(zoo.root, "reconstruct", flag, f"--out={tmp_path / 'x.png'}")
+    assert e.value.code == 2 and "expected an integer >= 1" in capsys.readouterr().err
+
+
+def test_data_test_without_data_is_one_line(zoo, tmp_path, monkeypatch, capsys):
+  # The tiny model's config reads real data when its dataset is a real one.
+  from ml_collections import ConfigDict
+  m = vlae_tf.zoo.load("tiny", zoo.root)
+  cfg = ConfigDict(m.info["config"])
+  cfg.data.dataset, cfg.data.source = "binarized_mnist", "npz"
+  monkeypatch.setitem(m.info, "config", cfg.to_dict())
+  monkeypatch.setattr(cli, "_load", lambda args: m)
+  monkeypatch.setenv("VLAE_DATA_DIR", str(tmp_path / "no_such_folder"))
+  assert _cli(zoo.root, "reconstruct", "--data=test", f"--out={tmp_path / 'r.png'}") == 1
+  _one_line_error(capsys, "--data=test: cannot read the binarized_mnist test split")
+
+
+def test_no_verify_on_corrupted_weights_is_one_line(zoo_copy, tmp_path, capsys):
+  var = next((zoo_copy / "tiny" / "1" / "variables").glob("variables.data-*"))
+  var.write_bytes(var.read_bytes()[: var.stat().st_size // 2])
+  assert _cli(zoo_copy, "sample", "--num=1", "--no_verify", f"--out={tmp_path / 's.png'}") == 1
+  _one_line_error(capsys, "cannot load the SavedModel", "without --no_verify")
+  assert not (tmp_path / "s.png").exists()
+
+
+# ------------------------------------------------------------------ training data errors
+def _data_config(tmp_path, x_train):
+  from conftest import tiny_config
+  path = tmp_path / "data.npz"
+  np.savez(path, x_train=x_train, x_test=np.zeros((4, 28, 28), np.uint8))
+  cfg = tiny_config(image_shape=(28, 28, 1))
+  cfg.data.dataset, cfg.data.source, cfg.data.data_dir = "binarized_mnist", "npz", str(path)
+  cfg.train.steps, cfg.eval.periodic_examples, cfg.eval.num_images = 2, 0, 0
+  return cfg
+
+
+@pytest.mark.parametrize("x_train, message", [
+    (np.zeros((0, 28, 28), np.uint8), r"split 'train' is empty \(0 images"),
+    (np.full((8, 28, 28), np.nan, np.float32), "integer pixels in 0..255, got dtype float32 with "
+                                                "NaN"),
+    (np.full((8, 28, 28), 300.0, np.float32), r"values in \[300.0, 300.0\]"),
+    (np.full((8, 28, 28), 7, np.uint8), r"values up to 7 but data.binarization='static'"),
+])
+def test_bad_training_data_is_a_clear_error(tmp_path, x_train, message):
+  # Defect: an empty x_train ended in a bare ZeroDivisionError.
+  with pytest.raises(ValueError, match=message):
+    training.train(_data_config(tmp_path, x_train), str(tmp_path / "run"))
+
+
+def test_train_py_with_a_missing_data_folder_is_one_line_exit_2(tmp_path):
+  rc, _, err = _run_train_py("--config=zoo/mnist_cpu.py", f"--workdir={tmp_path / 'run'}",
+                             f"--config.data.data_dir={tmp_path / 'nope'}",
+                             "--config.data.source=npz")
+  assert rc == 2 and "Traceback" not in err and "split 'train' of 'binarized_mnist' not found" in err

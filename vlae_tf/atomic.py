@@ -43,9 +43,10 @@ def open_for_writing(path, mode="wb", **kwargs):
   path = os.fspath(path)
   check_output_path(path)
   parent = os.path.dirname(os.path.abspath(path))
-  os.makedirs(parent, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
+  tmp = None
   try:
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
     with os.fdopen(fd, mode, **kwargs) as f:
       yield f
       f.flush()
@@ -55,10 +56,20 @@ def open_for_writing(path, mode="wb", **kwargs):
     else:
       os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, path)
-  except BaseException:
-    with contextlib.suppress(OSError):
-      os.remove(tmp)
+  except BaseException as e:
+    if tmp is not None:
+      with contextlib.suppress(OSError):
+        os.remove(tmp)
+    if isinstance(e, OSError) and not isinstance(e, OutputError):
+      raise _output_error(path, e) from e
     raise
+
+
+def _output_error(path, e):
+  err = OutputError(f"cannot write {path}: {e.strerror or e}"
+                    + (" (the previous file is unchanged)" if os.path.exists(path) else ""))
+  err.errno = e.errno
+  return err
 
 
 def write_bytes(path, data: bytes):

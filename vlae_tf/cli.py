@@ -20,13 +20,16 @@ import argparse
 import json
 import os
 import sys
+import warnings
 
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf import atomic
 from vlae_tf import config as vconfig
 from vlae_tf import zoo, zoo_store
 from vlae_tf.export import example_images
+
 
 
 # -------------------------------------------------------------------- PNGs
@@ -59,13 +62,13 @@ def image_grid(images, ncol=None, pad=2, pad_value=128, scale=1):
 
 
 def save_png(grid, path):
+  """Writes a PNG atomically: a failure (full disk, ...) leaves no partial file and the old one."""
   from PIL import Image
   grid = np.asarray(grid, np.uint8)
   img = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid,
                         mode="L" if grid.shape[-1] == 1 else "RGB")
-  parent = os.path.dirname(os.path.abspath(path))
-  os.makedirs(parent, exist_ok=True)
-  img.save(path, format="PNG")
+  with atomic.open_for_writing(path, "wb") as f:
+    img.save(f, format="PNG")
 
 
 # -------------------------------------------------------------------- data
@@ -81,7 +84,13 @@ def load_images(model, data, data_key=None, num=8):
   if data is None:
     x = model.examples()
   elif data == "test":
-    x = example_images(vconfig.from_json(model.info["config"]), num)
+    config = vconfig.from_json(model.info["config"])
+    try:
+      x = example_images(config, num)
+    except (OSError, RuntimeError, ValueError) as e:
+      raise ValueError(f"--data=test: cannot read the {config.data.dataset} test split ("
+                       f"{' '.join(str(e).split())}); set $VLAE_DATA_DIR to the folder of its "
+                       ".npz files, give --data=<file.npz>, or omit --data") from None
   else:
     if not os.path.isfile(data):
       raise FileNotFoundError(f"--data {data!r}: no such file (give an .npz, 'test', or omit "
@@ -103,7 +112,12 @@ def _load(args):
 
 
 def cmd_list(args):
-  models = zoo_store.list_models(args.zoo_dir)
+  with warnings.catch_warnings(record=True) as skipped:
+    warnings.simplefilter("always", zoo_store.ZooWarning)
+    models = zoo_store.list_models(args.zoo_dir)
+  for w in skipped:
+    if issubclass(w.category, zoo_store.ZooWarning):
+      print(f"vlae list: warning: {w.message}", file=sys.stderr)
   root = zoo_store.zoo_dir(args.zoo_dir)
   if not models:
     print(f"No pretrained models in {root} yet.")
@@ -161,6 +175,29 @@ def cmd_interpolate(args):
   return 0
 
 
+def _at_least(lo):
+  def parse(text):
+    try:
+      v = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}") from None
+    if v < lo:
+      raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {v}")
+    return v
+  parse.__name__ = f"integer >= {lo}"
+  return parse
+
+
+def _temperature(text):
+  try:
+    v = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+  if not 0 < v <= 10:                                   # False for NaN
+    raise argparse.ArgumentTypeError(f"expected a temperature in (0, 10], got {text}")
+  return v
+
+
 def build_parser():
   p = argparse.ArgumentParser(prog="vlae", description=__doc__.split("\n\n")[0])
   sub = p.add_subparsers(dest="command", required=True)
@@ -171,16 +208,16 @@ def build_parser():
     if model:
       sp.add_argument("--model", required=True, help="zoo model name or model folder")
       sp.add_argument("--seed", type=int, default=0)
-      sp.add_argument("--scale", type=int, default=2, help="pixel upscaling of the PNG")
+      sp.add_argument("--scale", type=_at_least(1), default=2, help="pixel upscaling of the PNG")
       sp.add_argument("--no_verify", action="store_true", help="skip the sha256 checks")
 
   common(sub.add_parser("list", help="list pretrained models"), model=False)
   common(sub.add_parser("info", help="print a model's card"))
   s = sub.add_parser("sample", help="x ~ p(x): z from the prior, then x from p(x|z)")
   common(s)
-  s.add_argument("--num", type=int, default=64)
-  s.add_argument("--temperature", type=float, default=1.0)
-  s.add_argument("--ncol", type=int, default=None)
+  s.add_argument("--num", type=_at_least(1), default=64)
+  s.add_argument("--temperature", type=_temperature, default=1.0)
+  s.add_argument("--ncol", type=_at_least(1), default=None)
   s.add_argument("--out", default="samples.png")
   for name, help_ in (("reconstruct", "lossy reconstructions of test images"),
                       ("interpolate", "decode the line between two images' latents")):
@@ -191,11 +228,11 @@ def build_parser():
     s.add_argument("--data_key", default=None)
     s.add_argument("--out", default=f"{name}.png")
     if name == "reconstruct":
-      s.add_argument("--num", type=int, default=8, help="number of test images")
-      s.add_argument("--samples", type=int, default=3, help="reconstructions per image")
+      s.add_argument("--num", type=_at_least(1), default=8, help="number of test images")
+      s.add_argument("--samples", type=_at_least(1), default=3, help="reconstructions per image")
     else:
-      s.add_argument("--pairs", type=int, default=4, help="rows (consecutive image pairs)")
-      s.add_argument("--steps", type=int, default=8)
+      s.add_argument("--pairs", type=_at_least(1), default=4, help="rows (consecutive image pairs)")
+      s.add_argument("--steps", type=_at_least(2), default=8)
   return p
 
 
@@ -214,11 +251,14 @@ COMMANDS = {"list": cmd_list, "info": cmd_info, "sample": cmd_sample,
 def main(argv=None):
   args = build_parser().parse_args(argv)
   try:
+    if getattr(args, "out", None) is not None:
+      atomic.check_output_path(args.out, "--out")       # before any work
     return COMMANDS[args.command](args)
-  except (zoo_store.ZooError, ValueError, TypeError, KeyError, FileNotFoundError,
-          tf.errors.InvalidArgumentError) as e:
-    msg = graph_error_text(e.message) if isinstance(e, tf.errors.InvalidArgumentError) else str(e)
-    print(f"vlae {args.command}: error: {msg.strip()}", file=sys.stderr)
+  except (zoo_store.ZooError, ValueError, TypeError, KeyError, OSError, tf.errors.OpError) as e:
+    msg = graph_error_text(e.message) if isinstance(e, tf.errors.OpError) else str(e)
+    if isinstance(e, OSError) and not isinstance(e, atomic.OutputError) and e.filename:
+      msg = f"{e.filename}: {e.strerror}"
+    print(f"vlae {args.command}: error: {' '.join(msg.split())}", file=sys.stderr)
     return 1
 
 

@@ -74,6 +74,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf import atomic
 from vlae_tf import config as vconfig
 from vlae_tf import data as vdata
 from vlae_tf import evaluation, objective, sampling, zoo_store
@@ -320,7 +321,8 @@ def export_saved_model(model, config, export_dir, version=None, **card_info):
     raise FileExistsError(f"{saved_model_dir!r} exists and is not empty; export a new version "
                           "(--version) or remove it")
   module = ServingModule(model, config)
-  tf.saved_model.save(module, saved_model_dir, signatures=module.signatures())
+  with atomic.folder(saved_model_dir) as tmp:        # a failed save leaves no partial SavedModel
+    tf.saved_model.save(module, tmp, signatures=module.signatures())
   eval_results = card_info.pop("eval_results", None)
   workdir = card_info.get("workdir")
   if eval_results is None and workdir and os.path.isfile(os.path.join(workdir, "eval.json")):
@@ -393,10 +395,14 @@ def package_run(workdir, name, out="saved_models", eval_json=None, version=1, nu
                        step=step, workdir=os.fspath(workdir),
                        weights="ema" if use_ema else "raw", examples=examples, **card_info)
     zoo_store.verify(tmp)
-    if target.exists():
-      shutil.rmtree(target)
     tmp.chmod(0o755)                       # mkdtemp makes it private; servers must read it
+    old = None
+    if target.exists():                    # set aside first: the old model stays whole until then
+      old = pathlib.Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=out))
+      target.rename(old / name)
     tmp.rename(target)
+    if old is not None:
+      shutil.rmtree(old)
   finally:
     if tmp.exists():
       shutil.rmtree(tmp)
