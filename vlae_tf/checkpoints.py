@@ -137,7 +137,9 @@ def restore(checkpoint, ckpt_dir, log=print, repair=True):
   failures = []
   for path in candidates:
     try:
-      checkpoint.restore(path).assert_existing_objects_matched()
+      status = checkpoint.restore(path)
+      status.assert_existing_objects_matched()
+      status.expect_partial()            # eval / export restore only the model and the EMA
     except (tf.errors.OpError, AssertionError, ValueError) as e:
       reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else e}"
       failures.append((path, reason))
