@@ -12,6 +12,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -19,8 +20,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import vlae_tf
+from conftest import tiny_config
 from test_train import _metrics, train_config
-from vlae_tf import checkpoints, training
+from test_train_distributed import _checkpoint_values, _run_until
+from vlae_tf import checkpoints, cli, export, training, zoo_model, zoo_store
+from vlae_tf import workdir as vwork
+from vlae_tf.zoo_store import ZooError
+from zoo_testing import IMAGE_SHAPE, binary_images, m, zoo  # noqa: F401  (m, zoo: fixtures)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,8 +64,8 @@ def _run_train_py(*args, env=None):
 def _config_file_of(workdir, tmp_path):
   """A config file for train.py that returns the config stored in ``workdir``."""
   path = tmp_path / "stored_config.py"
-  path.write_text("from vlae_tf import training\n\n\ndef get_config():\n"
-                  f"  return training.read_workdir_config({str(workdir)!r})\n")
+  path.write_text("from vlae_tf import workdir\n\n\ndef get_config():\n"
+                  f"  return workdir.read_workdir_config({str(workdir)!r})\n")
   return path
 
 
@@ -98,7 +105,7 @@ def test_resume_finds_checkpoints_without_a_usable_index_file(six_steps, tmp_pat
   after = _files(ckpt_dir)
   for name, content in before.items():                          # nothing overwritten
     assert after[name] == content, name
-  assert training.latest_checkpoint(wd).endswith("ckpt-8")
+  assert vwork.latest_checkpoint(wd).endswith("ckpt-8")
   assert tf.train.latest_checkpoint(ckpt_dir).endswith("ckpt-8")  # the index is whole again
 
 
@@ -127,7 +134,7 @@ def test_corrupted_latest_checkpoint_falls_back_to_the_previous_one(six_steps, t
   assert out["trained_steps"] == 4 and _steps(wd) == list(range(1, 8))
   kept = os.path.join(ckpt_dir, checkpoints.UNREADABLE_DIR, "ckpt-6.data-00000-of-00001")
   assert open(kept, "rb").read() == damaged
-  assert training.latest_checkpoint(wd).endswith("ckpt-7")
+  assert vwork.latest_checkpoint(wd).endswith("ckpt-7")
 
 
 def test_unreadable_checkpoints_are_refused_not_restarted_from_zero(six_steps, tmp_path):
@@ -156,10 +163,11 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path, capsy
   ckpt_dir = os.path.join(wd, "checkpoints")
   size = os.path.getsize(os.path.join(ckpt_dir, "ckpt-3.data-00000-of-00001"))
   with file_size_limit(size // 2):
-    with pytest.raises(training.TrainingError, match=r"checkpoint of step 6.*ckpt-3 is intact"):
+    with pytest.raises(checkpoints.CheckpointError, match=r"checkpoint of step 6.*ckpt-3 is "
+                       r"intact"):
       training.train(train_config(steps=6), wd)
   assert any(n.endswith("_temp") for n in os.listdir(ckpt_dir))     # what the failed save left
-  assert training.latest_checkpoint(wd).endswith("ckpt-3")
+  assert vwork.latest_checkpoint(wd).endswith("ckpt-3")
   capsys.readouterr()
   out = training.train(train_config(steps=6), wd)
   assert "interrupted checkpoint save" in capsys.readouterr().out
@@ -177,12 +185,10 @@ def test_invalid_config_json_is_a_clear_error(tmp_path, content, message):
   with pytest.raises(ValueError, match=f"work directory .*{message}"):
     training.train(train_config(), str(wd))
   with pytest.raises(ValueError, match=message):
-    training.load_model_from_workdir(str(wd))
+    vwork.load_model_from_workdir(str(wd))
 
 
 # =================================================================== 1. bounded serving requests
-from zoo_testing import IMAGE_SHAPE, binary_images, m, zoo  # noqa: E402,F401  (fixtures)
-from vlae_tf import export  # noqa: E402
 
 
 def _sig(m, name, **inputs):
@@ -240,8 +246,6 @@ def test_zoo_model_splits_large_inputs_into_requests_under_the_bound(m, monkeypa
 
 
 def test_models_exported_before_the_bounds_get_the_default_limits():
-  from vlae_tf import zoo_model
-  import vlae_tf
   old = vlae_tf.zoo.load("mnist", verify_checksums=False)
   for key, default in zoo_model.DEFAULT_LIMITS.items():
     assert old.limits[key] == old.info.get(key, default)
@@ -270,9 +274,6 @@ def test_decoding_a_huge_latent_is_refused_not_an_all_zero_image(m):
 
 
 # =================================================================== 4. a trusted zoo
-import vlae_tf  # noqa: E402
-from vlae_tf import cli, zoo_store  # noqa: E402
-from vlae_tf.zoo_store import ZooError  # noqa: E402
 
 
 @pytest.fixture
@@ -426,7 +427,6 @@ def test_no_verify_on_corrupted_weights_is_one_line(zoo_copy, tmp_path, capsys):
 
 # ------------------------------------------------------------------ training data errors
 def _data_config(tmp_path, x_train):
-  from conftest import tiny_config
   path = tmp_path / "data.npz"
   np.savez(path, x_train=x_train, x_test=np.zeros((4, 28, 28), np.uint8))
   cfg = tiny_config(image_shape=(28, 28, 1))
@@ -460,8 +460,6 @@ def test_sigkill_and_resume_of_a_cpu_sized_run_is_bitwise_identical(tmp_path):
   # Defect: with oneDNN's kernels on, two --deterministic runs of zoo/mnist_cpu.py differed from
   # step 3 on (max 9.5e-7), so a resume was not bit-identical either; the test used a 4x4 toy.
   # The mnist_cpu model itself (28x28, its full depth), on synthetic data, batch 16, 6 steps.
-  from test_train_distributed import _checkpoint_values, _run_until
-  import signal
   flags = ["--config=zoo/mnist_cpu.py", "--config.data.dataset=synthetic",
            "--config.train.batch_size=16", "--config.train.steps=6",
            "--config.train.warmup_steps=1", "--config.train.checkpoint_every=2",
@@ -474,13 +472,13 @@ def test_sigkill_and_resume_of_a_cpu_sized_run_is_bitwise_identical(tmp_path):
   run = ["train.py", f"--workdir={tmp_path / 'run'}", *flags]
   rc, out = _run_until(run, "step 3/6", signal.SIGKILL)      # after checkpoint 2 was written
   assert rc == -signal.SIGKILL, out
-  killed_at = training.latest_checkpoint(str(tmp_path / "run"))
+  killed_at = vwork.latest_checkpoint(str(tmp_path / "run"))
   assert killed_at and int(killed_at.rsplit("-", 1)[1]) < 6
   rc, out, err = _run_train_py(*run[1:], env={"TF_ENABLE_ONEDNN_OPTS": ""})
   assert rc == 0 and "resumed from" in out and "done: step 6" in out, err[-2000:]
   assert ref.wait(timeout=300) == 0
-  a = _checkpoint_values(training.latest_checkpoint(str(tmp_path / "run")))
-  b = _checkpoint_values(training.latest_checkpoint(str(tmp_path / "ref")))
+  a = _checkpoint_values(vwork.latest_checkpoint(str(tmp_path / "run")))
+  b = _checkpoint_values(vwork.latest_checkpoint(str(tmp_path / "ref")))
   assert set(a) == set(b) and int(a["step/.ATTRIBUTES/VARIABLE_VALUE"]) == 6
   for k in a:
     np.testing.assert_array_equal(a[k], b[k], err_msg=k)

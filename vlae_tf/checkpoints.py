@@ -44,7 +44,7 @@ _CKPT = re.compile(r"^ckpt-(\d+)\.index$")
 
 
 class CheckpointError(RuntimeError):
-  """A work directory holds checkpoints but none of them can be restored."""
+  """Checkpoints that cannot be restored (none of them), or a checkpoint that cannot be written."""
 
 
 def numbered_checkpoints(ckpt_dir) -> list[str]:
@@ -161,6 +161,17 @@ def restore(checkpoint, ckpt_dir, log=print, repair=True):
   return None
 
 
+def save(manager, step):
+  """``manager.save(checkpoint_number=step)``; a failed save (a full disk, ...) is a
+  :class:`CheckpointError` that names the intact previous checkpoint."""
+  try:
+    manager.save(checkpoint_number=step)
+  except (OSError, tf.errors.OpError) as e:
+    raise CheckpointError(f"could not write the checkpoint of step {step} ("
+                          f"{str(e).strip().splitlines()[0]}); the last good checkpoint "
+                          f"{manager.latest_checkpoint} is intact") from e
+
+
 def rewrite_index(ckpt_dir, latest):
   """Rewrites the index file to name ``latest`` and every older numbered checkpoint on disk."""
   older = [p for p in reversed(numbered_checkpoints(ckpt_dir)) if p != latest]
@@ -202,4 +213,4 @@ def rewind_jsonl(path, step):
 
 
 __all__ = ["CheckpointError", "numbered_checkpoints", "indexed_checkpoint", "remove_debris",
-           "latest", "restore", "rewrite_index", "rewind_jsonl"]
+           "latest", "restore", "save", "rewrite_index", "rewind_jsonl"]

@@ -313,25 +313,13 @@ def _checkpoint_manager(state, workdir, chief):
   if not chief:
     _, task_id = vdist.task_info(state.strategy)
     ckpt_dir = os.path.join(workdir, f".worker_{task_id}_tmp", "checkpoints")
-  restore_from = checkpoints.restore(state.checkpoint, vwork.checkpoint_dir(workdir), log=_log,
-                                     repair=chief)
+  restore_from = checkpoints.restore(state.checkpoint, vwork.checkpoint_dir(workdir), _log, chief)
   if restore_from:
-    step = int(state.step.numpy())
-    _log(f"resumed from {restore_from} at step {step}")
-    if chief:
-      checkpoints.rewind_jsonl(os.path.join(workdir, vwork.METRICS_FILE), step)
+    _log(f"resumed from {restore_from} at step {int(state.step.numpy())}")
+    if chief:   # the steps after the checkpoint are trained again: drop their old lines
+      checkpoints.rewind_jsonl(os.path.join(workdir, vwork.METRICS_FILE), int(state.step.numpy()))
   return tf.train.CheckpointManager(state.checkpoint, ckpt_dir,
                                     max_to_keep=int(state.config.train.keep_checkpoints))
-
-
-def _save(manager, step):
-  """Saves checkpoint ``step``; a failure (a full disk, ...) is a :class:`TrainingError`."""
-  try:
-    manager.save(checkpoint_number=step)
-  except (OSError, tf.errors.OpError) as e:
-    raise TrainingError(f"could not write the checkpoint of step {step} ("
-                        f"{str(e).strip().splitlines()[0]}); the last good checkpoint "
-                        f"{manager.latest_checkpoint} is intact") from e
 
 
 def train(config, workdir, strategy=None, fault_hook=None, checked=False):
@@ -381,11 +369,11 @@ def train(config, workdir, strategy=None, fault_hook=None, checked=False):
       if step % log_every == 0 or step == total:
         progress.log(m, step)
       if preempted.flag:
-        _save(manager, step)
+        checkpoints.save(manager, step)
         _log(f"SIGTERM: saved checkpoint at step {step}; exiting")
         raise Preempted()
       if step % ckpt_every == 0 or step == total:
-        _save(manager, step)
+        checkpoints.save(manager, step)
       if chief and ((eval_every and step % eval_every == 0) or step == total):
         ev = periodic_eval(state, x_eval, step, writer, seed=int(config.seed))
         if ev:
