@@ -5,7 +5,7 @@ Run (about 5 minutes on 2 busy CPU cores with the defaults)::
     VLAE_DATA_DIR=/work/shared/data python bench/determinism.py
     python bench/determinism.py --synthetic --steps 150       # no data files needed
 
-Trains the ``mnist_cpu`` config (batch 64) for ``--steps`` steps in fresh
+Trains the ``mnist_cpu`` model (batch 64) for ``--steps`` steps in fresh
 ``train.py`` processes, alternating plain / ``--deterministic`` runs
 (``--rounds`` pairs; round 2 runs them in the opposite order so a drift in the
 machine's load does not favour one). ``--deterministic`` turns on
@@ -39,7 +39,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def run(workdir, steps, log_every, synthetic, deterministic):
   """One train.py process; returns (mean examples/s after the first interval, final weights)."""
   args = [sys.executable, "train.py", "--config=zoo/mnist_cpu.py", f"--workdir={workdir}",
-          f"--config.train.steps={steps}", f"--config.train.log_every={log_every}",
+          "--config.train.batch_size=64", f"--config.train.steps={steps}",
+          f"--config.train.log_every={log_every}",
           f"--config.train.checkpoint_every={steps}", "--config.train.eval_every=0",
           "--config.eval.periodic_examples=0", "--config.eval.num_images=0"]
   if synthetic:
