@@ -68,7 +68,7 @@ import tensorflow as tf
 
 from vlae_tf import config as vconfig
 from vlae_tf import data as vdata
-from vlae_tf import evaluation, objective, sampling, zoo_store
+from vlae_tf import evaluation, objective, sampling, zoo_keras, zoo_store
 from vlae_tf import workdir as vwork
 
 FORMAT_VERSION = 1
@@ -278,7 +278,8 @@ def export_saved_model(model, config, export_dir, version=None, **card_info):
       Without evaluation results only the SavedModel is written.
 
   Returns:
-    The SavedModel folder.
+    The SavedModel folder. The Keras weights of the same model go into
+    ``<model folder>/model.weights.h5`` (see :mod:`vlae_tf.zoo_keras`).
   """
   model_dir, saved_model_dir = _layout(export_dir, version)
   if os.path.isdir(saved_model_dir) and os.listdir(saved_model_dir):
@@ -286,6 +287,7 @@ def export_saved_model(model, config, export_dir, version=None, **card_info):
                           "(--version) or remove it")
   module = ServingModule(model, config)
   tf.saved_model.save(module, saved_model_dir, signatures=module.signatures())
+  zoo_keras.save_keras_weights(model, model_dir)     # the same weights for Keras users
   eval_results = card_info.pop("eval_results", None)
   workdir = card_info.get("workdir")
   if eval_results is None and workdir and os.path.isfile(os.path.join(workdir, "eval.json")):
