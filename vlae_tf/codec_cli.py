@@ -47,7 +47,7 @@ def add_parsers(sub, common):
                  "B = fewer bits, more distortion)")
   s.add_argument("--group_size", type=int, default=None,
                  help="images coded side by side (the decoder's batch; stored in the file; "
-                 "default 32)")
+                 "default 64)")
   s.add_argument("--no_verify", action="store_true", help="skip the sha256 checks of the model")
   d = sub.add_parser("decompress", help="decompress a .vlae file")
   common(d, model=False)
