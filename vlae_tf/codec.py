@@ -412,9 +412,15 @@ def decompress(model, data, progress=None, what="the input") -> np.ndarray:
   mode = header.get("mode")
   if mode not in (LOSSLESS, LOSSY):
     raise CodecError(f"{what} has an unknown coding mode {mode!r}")
-  cod = _Coder(model, header["group_size"], header["bin_width_log2"], header["latent_range"])
-  x = (_decode_lossy if mode == LOSSY else _decode_lossless)(cod, header, payload, progress)
-  return x.reshape(header["input_shape"])
+  try:
+    cod = _Coder(model, header["group_size"], header["bin_width_log2"], header["latent_range"])
+    x = (_decode_lossy if mode == LOSSY else _decode_lossless)(cod, header, payload, progress)
+    return x.reshape(header["input_shape"])
+  except CodecError:
+    raise
+  except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, AssertionError) as e:
+    raise CodecError(f"decoding failed: {what} does not decode with this model "
+                     f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
 
 def negative_elbo_bits_per_dim(model, images, batch_size=256, seed=0):

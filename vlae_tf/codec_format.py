@@ -40,11 +40,15 @@ class CodecError(ValueError):
 
 
 def weights_fingerprint(model) -> str:
-  """sha256 over every variable's path, shape and float32 bytes, in the model's order."""
+  """sha256 over every variable's shape and bytes, in the model's order.
+
+  Not the variables' paths: Keras numbers layer names per process
+  (``conv2d_7``), so the same weights loaded twice have different paths.
+  """
   h = hashlib.sha256()
   for v in model.variables:
     arr = np.ascontiguousarray(v.numpy())
-    h.update(f"{v.path}:{arr.dtype}:{arr.shape};".encode())
+    h.update(f"{arr.dtype}:{arr.shape};".encode())
     h.update(arr.tobytes())
   return h.hexdigest()
 
