@@ -227,10 +227,12 @@ def main():
   args.lossy_bins = [int(b) for b in args.lossy_bins.split(",")]
   args.qualities = [int(q) for q in args.qualities.split(",")]
   print(header("compression: VLAE bits-back / z-only codes vs PNG, WebP, gzip/bz2/lzma, JPEG"))
-  results = [run(name, args) for name in args.datasets.split(",") if name]
-  if args.out:
-    with open(args.out, "w", encoding="utf-8") as f:
-      json.dump(results, f, indent=2)
+  results = []
+  for name in [n for n in args.datasets.split(",") if n]:
+    results.append(run(name, args))
+    if args.out:                           # after each model: a crash keeps what was measured
+      with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
   print("\n| model | images | VLAE bits/dim | with initial bits | whole file | -ELBO/dim | overhead "
         "| PNG | WebP lossless | gzip | bz2 | lzma | compress / decompress images/s | exact |")
   print("| --- " * 14 + "|")
