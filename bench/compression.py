@@ -181,7 +181,7 @@ def run(name, args):
         f"{ll['compress_images_per_s']:.2f} / {ll['decompress_images_per_s']:.2f} images/s")
   print("baselines (bits/dim): " + ", ".join(f"{k} {v:.4f}" for k, v in res["baselines"].items()))
   # ------------------------------------------------------------ lossy
-  lx = x[:args.lossy_num]
+  lx = subset(x, args.lossy_num)           # evenly spaced again: test sets sorted by class
   res["lossy"], decodes = [], []
   for b in args.lossy_bins:
     blob, st = codec.encode(model, lx, lossy=True, bin_width_log2=b, group_size=args.group_size)
@@ -200,7 +200,8 @@ def run(name, args):
       print(f"{fmt} q={q}: {row}")
   res["lossy_num_images"] = len(lx)
   if args.figures:
-    rows = [lx[:8]] + [d[:8] for d in decodes]
+    show = np.linspace(0, len(lx) - 1, min(8, len(lx))).round().astype(int)
+    rows = [lx[show]] + [d[show] for d in decodes]
     grid = image_grid(to_display(np.concatenate(rows), model.num_levels), ncol=min(8, len(lx)),
                       scale=3)
     fig = os.path.join(args.figures, f"compression_lossy_{name}.png")
@@ -216,7 +217,7 @@ def main():
   p.add_argument("--datasets", default="mnist,omniglot,cifar10", help="zoo model names")
   p.add_argument("--num", type=int, default=1000, help="binary test images (0 = all)")
   p.add_argument("--cifar_num", type=int, default=100, help="RGB test images (0 = all)")
-  p.add_argument("--lossy_num", type=int, default=100, help="images for the lossy tables")
+  p.add_argument("--lossy_num", type=int, default=100, help="images for the lossy tables (evenly spaced in the subset)")
   p.add_argument("--lossy_bins", default="-2,0,2", help="lossy latent bin widths 2^-B")
   p.add_argument("--qualities", default="5,20,50,90", help="JPEG / WebP qualities")
   p.add_argument("--group_size", type=int, default=codec.DEFAULT_GROUP_SIZE)
