@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from vlae_tf import zoo_store
-from vlae_tf.model import build_model
+from vlae_tf.model import build_model, config_to_dict
 
 KERAS_WEIGHTS = zoo_store.KERAS_WEIGHTS
 _ELBO_SEED = (0, 0)            # the seed of the SavedModel's log_prob signature (vlae_tf.export)
@@ -65,6 +65,48 @@ def load_keras(name_or_path, zoo=None, verify_checksums=True):
   model.load_weights(str(path))
   model.zoo_card = card
   return model
+
+
+def parse_init_from(spec):
+  """``"zoo:<name or folder>"`` -> the zoo name or folder; ValueError for anything else."""
+  if not isinstance(spec, str) or not spec.startswith("zoo:") or not spec[4:]:
+    raise ValueError(f"--init_from must be zoo:<name> (a pretrained zoo model, e.g. zoo:mnist), "
+                     f"got {spec!r}")
+  return spec[4:]
+
+
+def check_init_from(spec, config, zoo=None) -> dict:
+  """Checks that the zoo model named by ``spec`` can initialize a run of ``config``; its card.
+
+  The model architecture must be the same (the ``model`` section of the configs
+  and the image shape), or the weights do not fit: a ValueError says which keys
+  differ. Objective, data and training settings may differ (fine-tuning).
+  """
+  card = zoo_store.read_card(zoo_store.model_dir(parse_init_from(spec), zoo))
+  ours = json.loads(json.dumps(config_to_dict(config), default=list))   # tuples -> lists
+  theirs = card["config"]
+  diff = sorted(k for k in set(ours["model"]) | set(theirs["model"])
+                if ours["model"].get(k) != theirs["model"].get(k))
+  if list(ours["data"]["image_shape"]) != list(theirs["data"]["image_shape"]):
+    diff.append("data.image_shape")
+  if diff:
+    raise ValueError(f"--init_from={spec}: the zoo model's architecture differs from this "
+                     f"config's in {', '.join(diff)}; use the zoo model's config "
+                     f"(zoo/{card.get('config_name')}.py) or the same model settings")
+  return card
+
+
+def initialize_from_zoo(model, spec, zoo=None) -> dict:
+  """Loads the Keras weights of the zoo model ``spec`` (``zoo:<name>``) into ``model``.
+
+  For fine-tuning: ``model`` must have the same architecture
+  (:func:`check_init_from`); checksums are verified. Returns the zoo card.
+  """
+  check_init_from(spec, model.vlae_config, zoo)
+  d = zoo_store.model_dir(parse_init_from(spec), zoo)
+  card = zoo_store.verify(d)
+  model.load_weights(str(d / KERAS_WEIGHTS))
+  return card
 
 
 def copy_saved_model_variables(model, saved_model):
