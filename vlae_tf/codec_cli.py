@@ -24,11 +24,8 @@ import tempfile
 
 import numpy as np
 
-from vlae_tf import codec_format, zoo_store
+from vlae_tf import codec, codec_format, zoo_keras, zoo_store
 from vlae_tf.codec_format import CodecError
-
-# TensorFlow (vlae_tf.codec, vlae_tf.zoo_keras) is imported by the commands, not here: the
-# ``vlae`` parser is built without it, as in vlae_tf.cli.
 
 
 def add_parsers(sub, common):
@@ -47,7 +44,7 @@ def add_parsers(sub, common):
                  "B = fewer bits, more distortion)")
   s.add_argument("--group_size", type=int, default=None,
                  help="images coded side by side (the decoder's batch; stored in the file; "
-                 "default 64)")
+                 f"default {codec.DEFAULT_GROUP_SIZE})")
   s.add_argument("--no_verify", action="store_true", help="skip the sha256 checks of the model")
   d = sub.add_parser("decompress", help="decompress a .vlae file")
   common(d, model=False)
@@ -116,12 +113,10 @@ def write_npz(path, x):
 
 
 def _load(name, args):
-  from vlae_tf import zoo_keras
   return zoo_keras.load_keras(name, args.zoo_dir, verify_checksums=not args.no_verify)
 
 
 def cmd_compress(args):
-  from vlae_tf import codec
   model_dir = zoo_store.model_dir(args.model, args.zoo_dir)
   x = read_images(args.data, model_dir)
   model = _load(args.model, args)
@@ -147,7 +142,6 @@ def cmd_compress(args):
 
 
 def cmd_decompress(args):
-  from vlae_tf import codec
   if not os.path.isfile(args.file):
     raise FileNotFoundError(f"no such file: {args.file}")
   with open(args.file, "rb") as f:
