@@ -139,7 +139,6 @@ def test_step_by_step_probabilities_are_the_models(context, likelihood, shape):
   raws, log_p = [], np.zeros(g)
 
   def teacher(p, raw):
-    nonlocal log_p
     raws.append(raw)
 
     def choose(c, kind, params):

@@ -150,7 +150,6 @@ def encode_lossless(cod, x, progress):
 
 
 def decode_lossless(cod, header, payload, progress):
-  hw = cod.shape[0] * cod.shape[1]
   lik = cod.model.likelihood
   init = initial_words(int(header["initial_words"]))
   skip = int(header["skipped_words"])
