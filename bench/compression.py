@@ -147,6 +147,14 @@ def run(name, args):
          "subset": "all" if n == len(full) else f"{n} evenly spaced", "dims": dims}
   print(f"\n== {name}: {res['subset']} images of the {split} split ({len(full)}), {dims} dims")
   res["neg_elbo_bits_per_dim"] = codec.negative_elbo_bits_per_dim(model, x)
+  if not args.lossy_only:
+    lossless(name, model, x, binary, res, args)
+  lossy(name, model, x, binary, res, args)
+  return res
+
+
+def lossless(name, model, x, binary, res, args):
+  n, dims = len(x), x[0].size
   t = time.perf_counter()
   blob, st = codec.encode(model, x, group_size=args.group_size)
   t_enc = time.perf_counter() - t
@@ -180,17 +188,21 @@ def run(name, args):
         f"-ELBO {elbo:.4f}; exact in a fresh process: {ll['exact_in_fresh_process']}; "
         f"{ll['compress_images_per_s']:.2f} / {ll['decompress_images_per_s']:.2f} images/s")
   print("baselines (bits/dim): " + ", ".join(f"{k} {v:.4f}" for k, v in res["baselines"].items()))
-  # ------------------------------------------------------------ lossy
+
+
+def lossy(name, model, x, binary, res, args):
   lx = subset(x, args.lossy_num)           # evenly spaced again: test sets sorted by class
   res["lossy"], decodes = [], []
-  for b in args.lossy_bins:
-    blob, st = codec.encode(model, lx, lossy=True, bin_width_log2=b, group_size=args.group_size)
-    y = codec.decompress(model, blob)
-    row = {"bin_width_log2": b, "bits_per_image": st["bits_per_image"],
-           "file_bits_per_image": 8 * len(blob) / len(lx), **distortion(lx, y, binary)}
-    res["lossy"].append(row)
-    decodes.append(y)
-    print(f"VLAE lossy, latent bins 2^{-b}: {row}")
+  for rule in args.lossy_decodes:
+    for b in args.lossy_bins:
+      blob, st = codec.encode(model, lx, lossy=True, bin_width_log2=b, lossy_decode=rule,
+                              group_size=args.group_size)
+      y = codec.decompress(model, blob)
+      row = {"decode": rule, "bin_width_log2": b, "bits_per_image": st["bits_per_image"],
+             "file_bits_per_image": 8 * len(blob) / len(lx), **distortion(lx, y, binary)}
+      res["lossy"].append(row)
+      decodes.append(y)
+      print(f"VLAE lossy ({rule}), latent bins 2^{-b}: {row}")
   res["lossy_baselines"] = []
   for fmt in ("JPEG", "WEBP"):
     for q in args.qualities:
@@ -207,9 +219,9 @@ def run(name, args):
     fig = os.path.join(args.figures, f"compression_lossy_{name}.png")
     save_png(grid, fig)
     res["figure"] = fig
-    print(f"figure: {fig} (top row originals, then one row per bin width "
-          f"{', '.join(f'2^{-b}' for b in args.lossy_bins)})")
-  return res
+    print(f"figure: {fig} (top row originals, then one row per decode rule "
+          f"({', '.join(args.lossy_decodes)}) and bin width "
+          f"({', '.join(f'2^{-b}' for b in args.lossy_bins)}))")
 
 
 def main():
@@ -219,6 +231,8 @@ def main():
   p.add_argument("--cifar_num", type=int, default=100, help="RGB test images (0 = all)")
   p.add_argument("--lossy_num", type=int, default=100, help="images for the lossy tables (evenly spaced in the subset)")
   p.add_argument("--lossy_bins", default="-2,0,2", help="lossy latent bin widths 2^-B")
+  p.add_argument("--lossy_decodes", default="mode,sample", help="lossy decode rules")
+  p.add_argument("--lossy_only", action="store_true", help="skip the lossless part")
   p.add_argument("--qualities", default="5,20,50,90", help="JPEG / WebP qualities")
   p.add_argument("--group_size", type=int, default=codec.DEFAULT_GROUP_SIZE)
   p.add_argument("--zoo_dir", default=None)
@@ -226,6 +240,7 @@ def main():
   p.add_argument("--out", default=None, help="write all numbers as JSON here")
   args = p.parse_args()
   args.lossy_bins = [int(b) for b in args.lossy_bins.split(",")]
+  args.lossy_decodes = args.lossy_decodes.split(",")
   args.qualities = [int(q) for q in args.qualities.split(",")]
   print(header("compression: VLAE bits-back / z-only codes vs PNG, WebP, gzip/bz2/lzma, JPEG"))
   results = []
@@ -238,6 +253,8 @@ def main():
         "| PNG | WebP lossless | gzip | bz2 | lzma | compress / decompress images/s | exact |")
   print("| --- " * 14 + "|")
   for r in results:
+    if "lossless" not in r:
+      continue
     ll, bl = r["lossless"], r["baselines"]
     print(f"| {r['model']} | {r['subset']} | {ll['bits_per_dim']:.4f} | "
           f"{ll['bits_per_dim_with_initial']:.4f} | {ll['file_bits_per_dim']:.4f} | "

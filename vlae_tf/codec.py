@@ -133,7 +133,7 @@ def check_images(model, images) -> np.ndarray:
 
 # ------------------------------------------------------------------- public
 def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
-           latent_range=DEFAULT_LATENT_RANGE, progress=None):
+           latent_range=DEFAULT_LATENT_RANGE, lossy_decode="mode", seed=0, progress=None):
   """Compresses ``images``; returns ``(file bytes, stats)``.
 
   ``stats``: ``num_images``, ``num_dims`` (per image), ``file_bytes``,
@@ -141,7 +141,9 @@ def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
   coder read, included in the payload; lossless only), ``net_bits`` (payload
   minus initial bits: what the images themselves cost), ``bits_per_dim`` and
   ``bits_per_dim_with_initial`` (per image dimension), ``file_bits_per_dim``.
-  ``progress(done, total)`` is called after each group of images.
+  ``progress(done, total)`` is called after each group of images. Lossy files
+  decode each sub-pixel as its ``lossy_decode="mode"`` given the pixels before
+  it, or ``"sample"``: a draw seeded by ``seed`` (stored in the file).
   """
   model = _model(model)
   mode = LOSSY if lossy else LOSSLESS
@@ -167,7 +169,12 @@ def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
       "latent_range": float(latent_range), "latent_size": int(model.latent_size),
       "constriction": _constriction_version(), **info,
   }
-  if not lossy:
+  if lossy:
+    if lossy_decode not in codec_chain.LOSSY_DECODES:
+      raise CodecError(f"lossy_decode must be one of {codec_chain.LOSSY_DECODES}, got "
+                       f"{lossy_decode!r}")
+    header["lossy_decode"], header["lossy_seed"] = lossy_decode, int(seed)
+  else:
     header["images_sha256"] = codec_chain.images_sha256(x)
     header["initial_seed"] = codec_chain.INITIAL_SEED
   data = codec_format.pack(header, payload)

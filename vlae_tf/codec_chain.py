@@ -20,7 +20,10 @@ words are ``W`` seeded pseudo-random words of which only the part the coder
 read (below its lowest point) is stored.
 
 Lossy: groups of ``G`` images (the last shorter), each pushes its ``k`` under
-``P``; the receiver pops the last group first and decodes each pixel's mode.
+``P``; the receiver pops the last group first and fills in the pixels with
+each sub-pixel's mode given the pixels before it (``lossy_decode="mode"``), or
+a draw from it with uniforms seeded by the file's ``lossy_seed`` and the group
+(``"sample"``).
 """
 
 from __future__ import annotations
@@ -211,9 +214,26 @@ def encode_lossy(cod, x, progress):
   return coder.get_compressed(), {"groups": groups, "initial_bits": 0}
 
 
+LOSSY_DECODES = ("mode", "sample")
+
+
 def _mode(c, kind, params):
   del c
   return (params >= 0.5).astype(np.int64) if kind == "bernoulli" else np.argmax(params, -1)
+
+
+def _sampler(seed, group):
+  """Draws each sub-pixel from its distribution with uniforms of a PCG64 seeded by ``(seed, group)``."""
+  rng = np.random.Generator(np.random.PCG64([int(seed), int(group)]))
+
+  def draw(c, kind, params):
+    del c
+    u = rng.random(params.shape[0])
+    if kind == "bernoulli":
+      return (u < params).astype(np.int64)
+    cdf = np.cumsum(params, -1)
+    return np.minimum((cdf < (u * cdf[:, -1])[:, None]).sum(-1), params.shape[-1] - 1)
+  return draw
 
 
 def decode_lossy(cod, header, payload, progress):
@@ -224,7 +244,9 @@ def decode_lossy(cod, header, payload, progress):
     k = cod.latent.prior_walk(lambda i, mean, std: cod.full(coder.decode(cod.q_family, mean[:n],
                                                                           std[:n]), n))
     _, z, _, _ = cod.latent.z_walk(lambda i, s, ls: k[:, i])
-    x = cod.pixels.walk(z, lambda p, raw: channel_models(lik, raw, _mode))
+    rule = _mode if header.get("lossy_decode", "mode") == "mode" else _sampler(
+        header["lossy_seed"], len(out))
+    x = cod.pixels.walk(z, lambda p, raw: channel_models(lik, raw, rule))
     out.append(x.reshape((cod.g,) + cod.shape)[:n])
     done += n
     if progress is not None:

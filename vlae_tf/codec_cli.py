@@ -39,6 +39,10 @@ def add_parsers(sub, common):
   s.add_argument("--out", required=True, help="the compressed file to write (.vlae)")
   s.add_argument("--lossy", action="store_true", help="transmit only the latents; the decoder "
                  "fills in the pixels with the mode of each pixel's distribution")
+  s.add_argument("--lossy_decode", choices=("mode", "sample"), default="mode",
+                 help="--lossy: the receiver fills in each pixel with its most probable value "
+                 "(mode) or a draw seeded by --seed (sample)")
+  s.add_argument("--seed", type=int, default=0, help="--lossy_decode=sample: the stored seed")
   s.add_argument("--bin_width_log2", type=int, default=None,
                  help="latent bins of width 2^-B (default 10 lossless, 1 lossy; lossy: smaller "
                  "B = fewer bits, more distortion)")
@@ -123,7 +127,8 @@ def cmd_compress(args):
   bar = _Progress("compress")
   try:
     data, st = codec.encode(model, x, lossy=args.lossy, group_size=args.group_size,
-                            bin_width_log2=args.bin_width_log2, progress=bar)
+                            bin_width_log2=args.bin_width_log2, lossy_decode=args.lossy_decode,
+                            seed=args.seed, progress=bar)
   finally:
     bar.close()
   codec_format.write_atomic(args.out, data)
