@@ -32,8 +32,9 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf import config as vconfig
 from vlae_tf import zoo_store
-from vlae_tf.model import build_model, config_to_dict
+from vlae_tf.model import build_model
 
 KERAS_WEIGHTS = zoo_store.KERAS_WEIGHTS
 _ELBO_SEED = (0, 0)            # the seed of the SavedModel's log_prob signature (vlae_tf.export)
@@ -83,8 +84,8 @@ def check_init_from(spec, config, zoo=None) -> dict:
   differ. Objective, data and training settings may differ (fine-tuning).
   """
   card = zoo_store.read_card(zoo_store.model_dir(parse_init_from(spec), zoo))
-  ours = json.loads(json.dumps(config_to_dict(config), default=list))   # tuples -> lists
-  theirs = card["config"]
+  ours = vconfig.jsonable(vconfig.with_defaults(config))
+  theirs = vconfig.jsonable(vconfig.with_defaults(card["config"]))
   diff = sorted(k for k in set(ours["model"]) | set(theirs["model"])
                 if ours["model"].get(k) != theirs["model"].get(k))
   if list(ours["data"]["image_shape"]) != list(theirs["data"]["image_shape"]):
