@@ -21,8 +21,9 @@ read (below its lowest point) is stored.
 
 Lossy: groups of ``G`` images (the last shorter), each pushes its ``k`` under
 ``P``; the receiver pops the last group first and fills in the pixels with
-each sub-pixel's mode given the pixels before it (``lossy_decode="mode"``), or
-a draw from it with uniforms seeded by the file's ``lossy_seed`` and the group
+each sub-pixel's mode given the pixels before it (``lossy_decode="mode"``),
+its rounded conditional mean (``"mean"``; the mode for binary images), or a
+draw from it with uniforms seeded by the file's ``lossy_seed`` and the group
 (``"sample"``).
 """
 
@@ -214,12 +215,20 @@ def encode_lossy(cod, x, progress):
   return coder.get_compressed(), {"groups": groups, "initial_bits": 0}
 
 
-LOSSY_DECODES = ("mode", "sample")
+LOSSY_DECODES = ("mode", "mean", "sample")
 
 
 def _mode(c, kind, params):
   del c
   return (params >= 0.5).astype(np.int64) if kind == "bernoulli" else np.argmax(params, -1)
+
+
+def _mean(c, kind, params):
+  """The conditional mean, rounded (the per-sub-pixel choice with the least squared error)."""
+  if kind == "bernoulli":
+    return _mode(c, kind, params)
+  levels = np.arange(params.shape[-1], dtype=np.float64)
+  return np.rint((params * levels).sum(-1) / params.sum(-1)).astype(np.int64)
 
 
 def _sampler(seed, group):
@@ -244,8 +253,8 @@ def decode_lossy(cod, header, payload, progress):
     k = cod.latent.prior_walk(lambda i, mean, std: cod.full(coder.decode(cod.q_family, mean[:n],
                                                                           std[:n]), n))
     _, z, _, _ = cod.latent.z_walk(lambda i, s, ls: k[:, i])
-    rule = _mode if header.get("lossy_decode", "mode") == "mode" else _sampler(
-        header["lossy_seed"], len(out))
+    how = header.get("lossy_decode", "mode")
+    rule = {"mode": _mode, "mean": _mean}.get(how) or _sampler(header["lossy_seed"], len(out))
     x = cod.pixels.walk(z, lambda p, raw: channel_models(lik, raw, rule))
     out.append(x.reshape((cod.g,) + cod.shape)[:n])
     done += n
