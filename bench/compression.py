@@ -193,7 +193,8 @@ def lossless(name, model, x, binary, res, args):
 def lossy(name, model, x, binary, res, args):
   lx = subset(x, args.lossy_num)           # evenly spaced again: test sets sorted by class
   res["lossy"], decodes = [], []
-  for rule in args.lossy_decodes:
+  rules = args.lossy_decodes or (["mode", "sample"] if binary else ["mean", "sample"])
+  for rule in rules:
     for b in args.lossy_bins:
       blob, st = codec.encode(model, lx, lossy=True, bin_width_log2=b, lossy_decode=rule,
                               group_size=args.group_size)
@@ -220,7 +221,7 @@ def lossy(name, model, x, binary, res, args):
     save_png(grid, fig)
     res["figure"] = fig
     print(f"figure: {fig} (top row originals, then one row per decode rule "
-          f"({', '.join(args.lossy_decodes)}) and bin width "
+          f"({', '.join(rules)}) and bin width "
           f"({', '.join(f'2^{-b}' for b in args.lossy_bins)}))")
 
 
@@ -231,7 +232,8 @@ def main():
   p.add_argument("--cifar_num", type=int, default=100, help="RGB test images (0 = all)")
   p.add_argument("--lossy_num", type=int, default=100, help="images for the lossy tables (evenly spaced in the subset)")
   p.add_argument("--lossy_bins", default="-2,0,2", help="lossy latent bin widths 2^-B")
-  p.add_argument("--lossy_decodes", default="mode,sample", help="lossy decode rules")
+  p.add_argument("--lossy_decodes", default="auto", help="lossy decode rules, e.g. mode,sample "
+                 "(auto: mode,sample for binary images, mean,sample for RGB)")
   p.add_argument("--lossy_only", action="store_true", help="skip the lossless part")
   p.add_argument("--qualities", default="5,20,50,90", help="JPEG / WebP qualities")
   p.add_argument("--group_size", type=int, default=codec.DEFAULT_GROUP_SIZE)
@@ -240,7 +242,7 @@ def main():
   p.add_argument("--out", default=None, help="write all numbers as JSON here")
   args = p.parse_args()
   args.lossy_bins = [int(b) for b in args.lossy_bins.split(",")]
-  args.lossy_decodes = args.lossy_decodes.split(",")
+  args.lossy_decodes = None if args.lossy_decodes == "auto" else args.lossy_decodes.split(",")
   args.qualities = [int(q) for q in args.qualities.split(",")]
   print(header("compression: VLAE bits-back / z-only codes vs PNG, WebP, gzip/bz2/lzma, JPEG"))
   results = []

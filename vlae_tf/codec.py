@@ -29,9 +29,14 @@ Lossy (z only)
   The sender codes ``k = round(v(mu) / delta)`` under ``P(k)``, ``mu`` the
   posterior mean (no bits back, nothing else); the receiver decodes ``z(k)``
   and fills in x with the **mode** of each sub-pixel's distribution given
-  the pixels decoded before it (greedy, deterministic: no seed is stored).
-  Coarser bins (smaller ``bin_width_log2``) give fewer bits and more
-  distortion.
+  the pixels decoded before it (greedy, deterministic; the default), its
+  rounded conditional **mean** (``lossy_decode="mean"``: least squared error
+  per sub-pixel; for 256 levels the mode is often an edge level 0 or 255,
+  whose bins hold the logistic's tails), or a **sample** from it drawn with a
+  seed stored in the file (``lossy_decode="sample"``). Coarser bins (smaller
+  ``bin_width_log2``) give fewer bits and more distortion. Greedy modes can
+  lose thin strokes: where every pixel's probability of ink stays below 1/2
+  the mode is an empty image (seen on omniglot, see ``bench/README.md``).
 
 Exactness (sender and receiver must compute bit-identical probabilities)
   Every probability that reaches the coder is computed by the same code on
@@ -143,7 +148,8 @@ def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
   ``bits_per_dim_with_initial`` (per image dimension), ``file_bits_per_dim``.
   ``progress(done, total)`` is called after each group of images. Lossy files
   decode each sub-pixel as its ``lossy_decode="mode"`` given the pixels before
-  it, or ``"sample"``: a draw seeded by ``seed`` (stored in the file).
+  it, ``"mean"``: its rounded conditional mean, or ``"sample"``: a draw
+  seeded by ``seed`` (stored in the file).
   """
   model = _model(model)
   mode = LOSSY if lossy else LOSSLESS

@@ -39,9 +39,9 @@ def add_parsers(sub, common):
   s.add_argument("--out", required=True, help="the compressed file to write (.vlae)")
   s.add_argument("--lossy", action="store_true", help="transmit only the latents; the decoder "
                  "fills in the pixels with the mode of each pixel's distribution")
-  s.add_argument("--lossy_decode", choices=("mode", "sample"), default="mode",
+  s.add_argument("--lossy_decode", choices=("mode", "mean", "sample"), default="mode",
                  help="--lossy: the receiver fills in each pixel with its most probable value "
-                 "(mode) or a draw seeded by --seed (sample)")
+                 "(mode), its rounded conditional mean (mean) or a draw seeded by --seed (sample)")
   s.add_argument("--seed", type=int, default=0, help="--lossy_decode=sample: the stored seed")
   s.add_argument("--bin_width_log2", type=int, default=None,
                  help="latent bins of width 2^-B (default 10 lossless, 1 lossy; lossy: smaller "
