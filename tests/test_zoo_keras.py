@@ -3,12 +3,15 @@
 import json
 import shutil
 
+import keras
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import vlae_tf
-from vlae_tf import zoo_keras, zoo_store
+from conftest import tiny_config
+from vlae_tf import training, workdir, zoo_keras, zoo_store
 from vlae_tf.model import VLAE
 from vlae_tf.zoo_store import ZooError
 from zoo_testing import NAME, zoo  # noqa: F401  (zoo: fixture)
@@ -66,3 +69,33 @@ def test_shipped_mnist_keras_model_agrees_with_its_saved_model():
   model = vlae_tf.zoo.load_keras("mnist")
   m = vlae_tf.zoo.load("mnist")
   _agree(model, m.saved_model, m.examples())
+
+
+# ------------------------------------------------------------ fine-tuning
+def test_fine_tuning_two_steps_starts_from_the_zoo_weights(zoo, tmp_path):
+  cfg = ml_collections.ConfigDict(zoo.config.to_dict())
+  cfg.seed = 1                                          # the tiny zoo model is seed 0's init
+  cfg.train.steps = 2
+  cfg.train.warmup_steps = 1
+  cfg.train.checkpoint_every = 2
+  cfg.train.eval_every = 0
+  cfg.eval.periodic_examples = 16
+  cfg.eval.num_images = 2
+  wd = str(tmp_path / "fine_tune")
+  out = training.train(cfg, wd, init_from=f"zoo:{zoo.dir}")
+  assert out["step"] == 2
+  tuned, _, step = workdir.load_model_from_workdir(wd, use_ema=False)
+  keras.utils.set_random_seed(int(cfg.seed))           # where the run starts without init_from
+  fresh = vlae_tf.build_model(cfg)
+  dist = lambda a, b: sum(float(np.sum((u.numpy() - v.numpy()) ** 2))
+                          for u, v in zip(a.trainable_variables, b.trainable_variables))
+  assert step == 2 and 0 < dist(tuned, zoo.model) < 0.01 * dist(fresh, zoo.model)
+
+
+def test_init_from_needs_a_zoo_model_of_the_same_architecture(zoo):
+  with pytest.raises(ValueError, match="zoo:<name>"):
+    zoo_keras.check_init_from("mnist", zoo.config)
+  other = tiny_config(image_shape=(6, 6, 1), latent_dim=4)
+  with pytest.raises(ValueError, match="latent_dim"):
+    zoo_keras.check_init_from(f"zoo:{zoo.dir}", other)
+  assert zoo_keras.check_init_from(f"zoo:{zoo.dir}", zoo.config)["name"] == NAME

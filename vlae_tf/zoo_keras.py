@@ -97,16 +97,23 @@ def check_init_from(spec, config, zoo=None) -> dict:
   return card
 
 
-def initialize_from_zoo(model, spec, zoo=None) -> dict:
+def initialize_from_zoo(model, spec, zoo=None, shadows=()) -> dict:
   """Loads the Keras weights of the zoo model ``spec`` (``zoo:<name>``) into ``model``.
 
   For fine-tuning: ``model`` must have the same architecture
-  (:func:`check_init_from`); checksums are verified. Returns the zoo card.
+  (:func:`check_init_from`); checksums are verified. ``shadows``: EMA copies
+  of ``model.trainable_variables`` (in that order), set to the loaded weights
+  too. Returns the zoo card.
   """
   check_init_from(spec, model.vlae_config, zoo)
   d = zoo_store.model_dir(parse_init_from(spec), zoo)
   card = zoo_store.verify(d)
-  model.load_weights(str(d / KERAS_WEIGHTS))
+  path = d / KERAS_WEIGHTS
+  if not path.is_file():
+    raise zoo_store.ZooError(f"zoo model at {d} has no Keras weights ({KERAS_WEIGHTS})")
+  model.load_weights(str(path))
+  for shadow, v in zip(shadows, model.trainable_variables):
+    shadow.assign(v)
   return card
 
 
