@@ -21,8 +21,8 @@ its test split (``--num`` binary images, ``--cifar_num`` CIFAR-10 images; ``0``
   pixels (1 bit per binary pixel, 8 per sub-pixel otherwise).
 * **lossy**: the z-only code at several latent bin widths: bits/image and
   distortion (binary: fraction of pixels that differ; CIFAR-10: PSNR in dB);
-  bits/image counts the ANS payload (the file's ~250-byte header is listed
-  apart, as ``file_bits_per_image``: it amortizes over the images of a file),
+  bits/image counts the ANS payload (the file's header, a few hundred bytes,
+  is in ``file_bits_per_image``: it amortizes over the images of a file),
   next to JPEG and WebP (Pillow) at a sweep of qualities (binary images:
   decoded and thresholded at 128); and a PNG of originals vs the lossy decodes
   in ``docs/figures/compression_lossy_<model>.png``.
