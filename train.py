@@ -46,6 +46,8 @@ flags.DEFINE_integer("eval_iwae_examples", None, "eval: IWAE on an evenly spaced
                      "this many test examples (ELBO still on all); override "
                      "config.eval.iwae_examples.")
 flags.DEFINE_string("export_dir", None, "export: where to write the SavedModel.")
+flags.DEFINE_string("init_from", None, "train: start a new run from a pretrained zoo model's "
+                    "weights, zoo:<name> (fine-tuning; the config must have its architecture).")
 
 FLAGS = flags.FLAGS
 
@@ -59,7 +61,7 @@ def main(argv):
       sys.stdout.flush()
       os.execv(sys.executable, [sys.executable] + sys.argv)
   import tensorflow as tf
-  from vlae_tf import checkpoints, distribute, export, training, workdir
+  from vlae_tf import checkpoints, distribute, export, training, workdir, zoo_keras, zoo_store
 
   _USER_ERRORS[:] = [ValueError, OSError, checkpoints.CheckpointError, training.TrainingError]
 
@@ -71,8 +73,13 @@ def main(argv):
     if config is None:
       raise app.UsageError("--config is required to train (e.g. --config=zoo/mnist.py)")
     workdir.check_config(config, FLAGS.workdir)  # validates once; fails before building anything
+    if FLAGS.init_from:
+      try:
+        zoo_keras.check_init_from(FLAGS.init_from, config)
+      except (ValueError, zoo_store.ZooError) as e:
+        raise app.UsageError(str(e)) from None
     strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices, FLAGS.tpu)
-    training.train(config, FLAGS.workdir, strategy, checked=True)
+    training.train(config, FLAGS.workdir, strategy, checked=True, init_from=FLAGS.init_from)
   elif FLAGS.mode == "eval":
     result = workdir.evaluate_workdir(FLAGS.workdir, config, FLAGS.eval_iwae_samples,
                                       FLAGS.eval_num_examples,

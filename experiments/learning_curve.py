@@ -38,6 +38,7 @@ from vlae_tf.objective import nats_to_bits_per_dim  # noqa: E402
 flags.DEFINE_string("workdir", None, "Training work directory.", required=True)
 flags.DEFINE_string("out", None, "PNG to write (and <out>.json).", required=True)
 flags.DEFINE_string("title", "", "Plot title (default: the run's config name).")
+flags.DEFINE_string("note", "", "A second title line, e.g. where the run started from.")
 FLAGS = flags.FLAGS
 
 
@@ -91,11 +92,20 @@ def curve(workdir):
           "unit": "nats" if config["model"]["likelihood"] == "bernoulli" else "bits/dim"}
 
 
-def plot(c, out, title):
+def gain_text(c):
+  gain = c["last_doubling_gain_nats"]
+  if gain is None:
+    return "n/a"
+  if c["unit"] == "nats":
+    return f"{gain:.2f} nats"
+  return f"{gain:.1f} nats = {gain / c['elbo'][-1] * -c['bits_per_dim'][-1]:.3f} bits/dim"
+
+
+def plot(c, out, title, note=""):
   nats = c["unit"] == "nats"
   y = np.array(c["elbo"] if nats else c["bits_per_dim"])
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-  for ax, x, label in ((axes[0], c["hours"], "training hours (2 CPU cores)"),
+  for ax, x, label in ((axes[0], c["hours"], "training hours (wall time of the loop, shared 2-core CPU)"),
                        (axes[1], c["steps"], "training steps")):
     ax.plot(x, y, "o-", ms=3)
     ax.set_xlabel(label)
@@ -106,9 +116,7 @@ def plot(c, out, title):
   best, worst = (y.max(), np.percentile(y, 10)) if nats else (y.min(), np.percentile(y, 90))
   pad = 0.15 * abs(best - worst) + 1e-3
   axes[0].set_ylim(*sorted((worst - pad if nats else worst + pad, best + pad if nats else best - pad)))
-  gain = c["last_doubling_gain_nats"]
-  fig.suptitle(f"{title}: last doubling of hours gained "
-               f"{'n/a' if gain is None else f'{gain:.2f} nats'}")
+  fig.suptitle(f"{title}: last doubling of hours gained {gain_text(c)}" + (f"\n{note}" if note else ""))
   fig.tight_layout()
   tmp = out + ".tmp.png"
   fig.savefig(tmp, dpi=110)
@@ -123,14 +131,13 @@ def main(argv):
   c = curve(FLAGS.workdir)
   if not c["steps"]:
     raise app.UsageError(f"{FLAGS.workdir!r} holds no periodic evaluation (eval/elbo) yet")
-  plot(c, FLAGS.out, FLAGS.title or c["config_name"])
+  plot(c, FLAGS.out, FLAGS.title or c["config_name"], FLAGS.note)
   with open(FLAGS.out + ".json.tmp", "w") as f:
     json.dump(c, f, indent=1)
   os.replace(FLAGS.out + ".json.tmp", os.path.splitext(FLAGS.out)[0] + ".json")
-  gain = c["last_doubling_gain_nats"]
   print(f"{len(c['steps'])} evaluations, last at step {c['steps'][-1]} after "
-        f"{c['hours'][-1]:.2f} h: held-out ELBO {c['elbo'][-1]:.3f}; last doubling gained "
-        f"{'n/a' if gain is None else f'{gain:.3f}'} nats")
+        f"{c['hours'][-1]:.2f} h: held-out ELBO {c['elbo'][-1]:.3f} "
+        f"({c['bits_per_dim'][-1]:.4f} bits/dim); last doubling gained {gain_text(c)}")
 
 
 if __name__ == "__main__":

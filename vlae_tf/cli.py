@@ -8,6 +8,8 @@ Examples::
   vlae reconstruct --model=mnist --data=test --out=recon.png  # the test split ($VLAE_DATA_DIR / TFDS)
   vlae interpolate --model=mnist --out=interp.png
   vlae info --model=mnist
+  vlae compress --model=mnist --data=test --out=digits.vlae   # lossless (bits-back); --lossy
+  vlae decompress digits.vlae --out=digits.npz                # see vlae_tf.codec_cli
 
 ``--model`` is a zoo name (looked up in ``--zoo_dir``, ``$VLAE_ZOO_DIR`` or the
 repository's ``saved_models/``) or the path of a model folder. Images are
@@ -29,6 +31,8 @@ from vlae_tf import atomic
 from vlae_tf import config as vconfig
 from vlae_tf import zoo, zoo_store
 from vlae_tf.export import example_images
+
+from vlae_tf import codec_cli
 
 
 
@@ -233,6 +237,7 @@ def build_parser():
     else:
       s.add_argument("--pairs", type=_at_least(1), default=4, help="rows (consecutive image pairs)")
       s.add_argument("--steps", type=_at_least(2), default=8)
+  codec_cli.add_parsers(sub, common)
   return p
 
 
@@ -245,7 +250,8 @@ def graph_error_text(message):
 
 
 COMMANDS = {"list": cmd_list, "info": cmd_info, "sample": cmd_sample,
-            "reconstruct": cmd_reconstruct, "interpolate": cmd_interpolate}
+            "reconstruct": cmd_reconstruct, "interpolate": cmd_interpolate,
+            **codec_cli.COMMANDS}
 
 
 def main(argv=None):

@@ -77,7 +77,7 @@ import tensorflow as tf
 from vlae_tf import atomic
 from vlae_tf import config as vconfig
 from vlae_tf import data as vdata
-from vlae_tf import evaluation, objective, sampling, zoo_store
+from vlae_tf import evaluation, objective, sampling, zoo_keras, zoo_store
 from vlae_tf import workdir as vwork
 
 FORMAT_VERSION = 1
@@ -314,7 +314,8 @@ def export_saved_model(model, config, export_dir, version=None, **card_info):
       Without evaluation results only the SavedModel is written.
 
   Returns:
-    The SavedModel folder.
+    The SavedModel folder. The Keras weights of the same model go into
+    ``<model folder>/model.weights.h5`` (see :mod:`vlae_tf.zoo_keras`).
   """
   model_dir, saved_model_dir = _layout(export_dir, version)
   if os.path.isdir(saved_model_dir) and os.listdir(saved_model_dir):
@@ -323,6 +324,7 @@ def export_saved_model(model, config, export_dir, version=None, **card_info):
   module = ServingModule(model, config)
   with atomic.folder(saved_model_dir) as tmp:        # a failed save leaves no partial SavedModel
     tf.saved_model.save(module, tmp, signatures=module.signatures())
+  zoo_keras.save_keras_weights(model, model_dir)     # the same weights for Keras users
   eval_results = card_info.pop("eval_results", None)
   workdir = card_info.get("workdir")
   if eval_results is None and workdir and os.path.isfile(os.path.join(workdir, "eval.json")):

@@ -42,7 +42,7 @@ import tensorflow as tf
 from vlae_tf import checkpoints
 from vlae_tf import data as vdata
 from vlae_tf import distribute as vdist
-from vlae_tf import evaluation, objective, sampling, summaries
+from vlae_tf import evaluation, objective, sampling, summaries, zoo_keras
 from vlae_tf import workdir as vwork
 from vlae_tf.model import build_model
 from vlae_tf.optimizer import EMA, learning_rate, make_optimizer
@@ -322,7 +322,7 @@ def _checkpoint_manager(state, workdir, chief):
                                     max_to_keep=int(state.config.train.keep_checkpoints))
 
 
-def train(config, workdir, strategy=None, fault_hook=None, checked=False):
+def train(config, workdir, strategy=None, fault_hook=None, checked=False, init_from=None):
   """Trains (or resumes) a run in ``workdir``; returns a dict of final counters.
 
   Args:
@@ -333,6 +333,8 @@ def train(config, workdir, strategy=None, fault_hook=None, checked=False):
       NaN (after input validation) to exercise the non-finite-update path.
     checked: the caller already ran ``vlae_tf.workdir.check_config(config, workdir)``
       (train.py does, to fail before building the strategy).
+    init_from: ``"zoo:<name>"``: a new run starts from that zoo model's Keras weights
+      (fine-tuning; same architecture, see :func:`vlae_tf.zoo_keras.initialize_from_zoo`).
   """
   strategy = strategy or tf.distribute.get_strategy()
   if not checked:
@@ -345,7 +347,11 @@ def train(config, workdir, strategy=None, fault_hook=None, checked=False):
   state = TrainState(config, strategy)
   if chief:
     vwork.write_config(config, workdir)
+  resumed = vwork.latest_checkpoint(workdir) is not None
   manager = _checkpoint_manager(state, workdir, chief)
+  if init_from and not resumed:
+    zoo_keras.initialize_from_zoo(state.model, init_from, shadows=state.ema.shadow)
+    _log(f"initialized the weights (and their EMA) from {init_from}")
   start = int(state.step.numpy())
   if start >= total:
     _log(f"already at step {start} >= train.steps={total}; nothing to do")

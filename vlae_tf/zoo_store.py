@@ -10,6 +10,7 @@ it serves the numeric version folders and ignores the other files)::
       README.md             the card in words
       eval.json             the evaluation the card's numbers were copied from
       examples.npz          a handful of test images ("x", uint8 NHWC) for demos
+      model.weights.h5      the same weights for Keras 3 (vlae_tf.zoo_keras.load_keras)
       1/                    the SavedModel (see vlae_tf.export / docs/SERVING.md)
         saved_model.pb, fingerprint.pb, variables/...
 
@@ -56,6 +57,7 @@ from vlae_tf.zoo_model import ZooModel
 ZOO_ENV = "VLAE_ZOO_DIR"
 EXAMPLES = "examples.npz"
 EVAL = "eval.json"
+KERAS_WEIGHTS = "model.weights.h5"   # Keras 3 weights of the same model (vlae_tf.zoo_keras)
 CARD_FORMAT = 1
 _REQUIRED_EVAL_KEYS = ("elbo", "iwae_nll", "iwae_samples", "num_examples")
 
@@ -291,6 +293,7 @@ def write_card(model_dir, *, config, eval_results, name=None, command=None, hard
       "version": str(version),
       "signatures": list(signatures),
       "examples": EXAMPLES if examples is not None else None,
+      "keras_weights": KERAS_WEIGHTS if (d / KERAS_WEIGHTS).is_file() else None,
       "notes": notes,
       "packaged": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
       "config": cfg,
