@@ -57,6 +57,7 @@ def test_add_keras_weights_derives_them_from_the_saved_model(zoo, tmp_path):
   del card["files"]["model.weights.h5"]
   card.pop("keras_weights")
   (d / "card.json").write_text(json.dumps(card))
+  zoo_store.write_card_checksum(d)                 # as packaged then: the card is sealed
   with pytest.raises(ZooError, match="no Keras weights"):
     vlae_tf.zoo.load_keras(str(d))
   assert zoo_keras.add_keras_weights(d) <= 1e-5

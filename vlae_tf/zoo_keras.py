@@ -172,6 +172,7 @@ def add_keras_weights(model_dir, rtol=1e-5):
     json.dump(card, f, indent=2, sort_keys=False)
     f.write("\n")
   os.replace(tmp, d / zoo_store.CARD)
+  zoo_store.write_card_checksum(d)                 # card.sha256 covers the new card
   zoo_store.verify(d)
   return diff
 
