@@ -39,12 +39,16 @@ from vlae_tf import config as vconfig  # noqa: E402
 from vlae_tf import data as vdata  # noqa: E402
 from vlae_tf import evaluation  # noqa: E402
 
-flags.DEFINE_string("model", "cifar10", "Zoo model name (or a model folder path).")
-flags.DEFINE_integer("num_images", 100, "Evenly spaced test images.")
-flags.DEFINE_integer("num_decodes", 4, "Decodes of each image's z.")
-flags.DEFINE_integer("block", 4, "Side of the pixel blocks averaged before comparing.")
-flags.DEFINE_string("out", "", "Optional JSON file for the results.")
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The script's flags (defined only when it runs, so tests can import its functions)."""
+  flags.DEFINE_string("model", "cifar10", "Zoo model name (or a model folder path).")
+  flags.DEFINE_integer("num_images", 100, "Evenly spaced test images.")
+  flags.DEFINE_integer("num_decodes", 4, "Decodes of each image's z.")
+  flags.DEFINE_integer("block", 4, "Side of the pixel blocks averaged before comparing.")
+  flags.DEFINE_string("out", "", "Optional JSON file for the results.")
 
 
 def block_mean(x, block):
@@ -108,4 +112,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

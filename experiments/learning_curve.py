@@ -35,11 +35,15 @@ import tensorflow as tf  # noqa: E402
 from vlae_tf import workdir as vwork  # noqa: E402
 from vlae_tf.objective import nats_to_bits_per_dim  # noqa: E402
 
-flags.DEFINE_string("workdir", None, "Training work directory.", required=True)
-flags.DEFINE_string("out", None, "PNG to write (and <out>.json).", required=True)
-flags.DEFINE_string("title", "", "Plot title (default: the run's config name).")
-flags.DEFINE_string("note", "", "A second title line, e.g. where the run started from.")
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The script's flags (defined only when it runs, so tests can import its functions)."""
+  flags.DEFINE_string("workdir", None, "Training work directory.", required=True)
+  flags.DEFINE_string("out", None, "PNG to write (and <out>.json).", required=True)
+  flags.DEFINE_string("title", "", "Plot title (default: the run's config name).")
+  flags.DEFINE_string("note", "", "A second title line, e.g. where the run started from.")
 
 
 def eval_points(workdir, tag="eval/elbo"):
@@ -141,4 +145,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
