@@ -18,6 +18,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from vlae_tf import quiet_tf  # noqa: E402
+
+# The zoo config files import TensorFlow (through vlae_tf.config) while absl parses the flags, so
+# TensorFlow is imported here first, quietly unless --verbose (see vlae_tf/quiet_tf.py).
+quiet_tf.import_tensorflow(verbose=any(a in ("--verbose", "--verbose=true", "--verbose=1")
+                                       for a in (s.lower() for s in sys.argv[1:])))
+
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. zoo/mnist.py (train mode: "
                                 "required; eval/export: defaults to <workdir>/config.json).")
 flags.DEFINE_string("workdir", None, "Work directory: config.json, checkpoints, TensorBoard, "
@@ -37,6 +44,8 @@ flags.DEFINE_integer("eval_iwae_examples", None, "eval: IWAE on an evenly spaced
                      "this many test examples (ELBO still on all); override "
                      "config.eval.iwae_examples.")
 flags.DEFINE_string("export_dir", None, "export: where to write the SavedModel.")
+flags.DEFINE_bool("verbose", False, "Show TensorFlow's start-up and C++ log lines and absl INFO "
+                  "logging (hidden by default: see vlae_tf/quiet_tf.py).")
 
 FLAGS = flags.FLAGS
 
@@ -47,7 +56,8 @@ def main(argv):
   import tensorflow as tf
   from vlae_tf import distribute, export, training, workdir
 
-  logging.set_verbosity(logging.WARNING)  # TF's absl INFO chatter (checkpoint sharding, ...)
+  if not FLAGS.verbose:
+    logging.set_verbosity(logging.WARNING)  # TF's absl INFO chatter (checkpoint sharding, ...)
   config = FLAGS.config
   if FLAGS.deterministic:
     tf.config.experimental.enable_op_determinism()
