@@ -54,13 +54,17 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   import tensorflow as tf
-  from vlae_tf import distribute, export, training, workdir
+  from vlae_tf import config as vconfig
+  from vlae_tf import data, distribute, export, training, workdir
 
   if not FLAGS.verbose:
     logging.set_verbosity(logging.WARNING)  # TF's absl INFO chatter (checkpoint sharding, ...)
   config = FLAGS.config
   if FLAGS.deterministic:
     tf.config.experimental.enable_op_determinism()
+  if config is not None:
+    vconfig.validate_config(config)
+    data.resolve_data_config(config)  # a dataset of your own: image shape from its data
   if FLAGS.mode == "train":
     if config is None:
       raise app.UsageError("--config is required to train (e.g. --config=zoo/mnist.py)")
@@ -98,4 +102,13 @@ if __name__ == "__main__":
     if isinstance(e, ValueError) and ("invalid config" in str(e) or "work directory" in str(e)):
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
+    vdata = sys.modules.get("vlae_tf.data")
+    if vdata is not None and isinstance(e, vdata.DataError):  # bad data: file, array, expectation
+      print(f"error: data: {e}", file=sys.stderr)
+      sys.exit(2)
     raise
+  except FileNotFoundError as e:  # data or work directory not where the flags say
+    if not _STARTED:
+      raise
+    print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+    sys.exit(2)
