@@ -229,6 +229,8 @@ def find_npz_split(root, name, split):
     raise FileNotFoundError(
         f"no data directory for the npz source: set data.data_dir or ${ENV_VAR} to the folder "
         f"holding {name}.npz or {name}/{name}.npz (uint8 arrays x_train, x_test, ...)")
+  if root.endswith(".npz") and not os.path.isfile(root):
+    raise FileNotFoundError(f"data.data_dir {root!r}: no such .npz file")
   keys = _split_keys(split)
   tried = []
   for files in _npz_candidates(root, name, split):
