@@ -74,10 +74,10 @@ def define_flags(fv=flags.FLAGS):
                        "labelled train digits (test digits: seed + 1).", flag_values=fv)
   flags.DEFINE_integer("probe_train_examples", 60000, "Labelled train digits the classifier "
                        "is fitted on (the first n).", lower_bound=1, flag_values=fv)
-  flags.DEFINE_float("l2", 1e-3, "L2 weight lam of the logistic regression.", flag_values=fv)
-  flags.DEFINE_integer("max_iters", 2000, "Gradient steps of the logistic regression at most.",
+  flags.DEFINE_float("l2", 1e-2, "L2 weight lam of the logistic regression.", flag_values=fv)
+  flags.DEFINE_integer("max_iters", 1000, "Gradient steps of the logistic regression at most.",
                        flag_values=fv)
-  flags.DEFINE_float("tol", 1e-4, "Stop when the gradient norm is below this.", flag_values=fv)
+  flags.DEFINE_float("tol", 1e-3, "Stop when the gradient norm is below this.", flag_values=fv)
 
 
 # ==================================================================== the classifier
@@ -95,8 +95,9 @@ def _logits_grad(xb, y, w, lam):
   return loss, g
 
 
-def fit_logistic_regression(x, y, num_classes, lam=1e-3, max_iters=2000, tol=1e-4):
-  """Multinomial logistic regression by accelerated gradient (module doc).
+def fit_logistic_regression(x, y, num_classes, lam=1e-3, max_iters=2000, tol=1e-4,
+                            dtype=np.float32):
+  """Multinomial logistic regression by accelerated gradient (module doc), in ``dtype``.
 
   Returns ``(predict, info)``: ``predict(x) -> labels``, ``info`` with the final loss,
   gradient norm and iterations.
@@ -104,16 +105,16 @@ def fit_logistic_regression(x, y, num_classes, lam=1e-3, max_iters=2000, tol=1e-
   x = np.asarray(x, np.float64)
   mean, std = x.mean(0), x.std(0)
   std[std == 0] = 1.0
-  xb = np.concatenate([(x - mean) / std, np.ones((len(x), 1))], axis=1)
+  xb = np.concatenate([(x - mean) / std, np.ones((len(x), 1))], axis=1).astype(dtype)
   y = np.asarray(y, np.int64)
   n, d = xb.shape
-  v = np.random.default_rng(0).standard_normal(d)             # power iteration: lambda_max
+  v = np.random.default_rng(0).standard_normal(d).astype(dtype)  # power iteration: lambda_max
   for _ in range(50):
     v = xb.T @ (xb @ v)
     v /= np.linalg.norm(v)
   big_l = lam + float(v @ (xb.T @ (xb @ v))) / (2.0 * n) * 1.05  # 5% margin on the estimate
   mom = (np.sqrt(big_l) - np.sqrt(lam)) / (np.sqrt(big_l) + np.sqrt(lam)) if lam > 0 else 0.9
-  w = np.zeros((d, num_classes))
+  w = np.zeros((d, num_classes), dtype)
   prev, it, gnorm, loss = w.copy(), 0, np.inf, np.inf
   for it in range(1, max_iters + 1):
     look = w + mom * (w - prev)
@@ -179,7 +180,7 @@ def zoo_means(zmodel, x, batch_size=500):
 
 # ==================================================================== the experiment
 def run(workdir, size="cpu", zoo_model="mnist", zoo_dir=None, labelled_data="",
-        binarization_seed=0, probe_train_examples=60000, l2=1e-3, max_iters=2000, tol=1e-4,
+        binarization_seed=0, probe_train_examples=60000, l2=1e-2, max_iters=1000, tol=1e-3,
         **common):
   exp = harness.Experiment(NAME, TITLE, workdir, size, BUDGETS, **common)
   smoke = size == "smoke"
