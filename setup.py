@@ -25,6 +25,7 @@ setup(
         "ml_collections>=0.1.1,<2",
         "numpy>=1.26,<3",
         "pillow>=10,<14",
+        "constriction>=0.4.1,<0.6",
     ],
     extras_require={
         # The experiment smoke tests draw their figures, so the test extra needs matplotlib too.

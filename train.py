@@ -14,6 +14,14 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# oneDNN's CPU kernels are not bitwise deterministic, and TensorFlow reads this switch when it is
+# imported -- which happens while the flags are parsed (loading --config imports vlae_tf), before
+# main. So --deterministic is looked for here; main re-executes the process if it was missed (a
+# --flagfile). See "Determinism" in docs/TRAINING.md.
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+if any(a in ("--deterministic", "--deterministic=true", "--deterministic=True", "--deterministic=1")
+       for a in sys.argv[1:]):
+  os.environ[ONEDNN_ENV] = "0"
 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
@@ -36,7 +44,8 @@ flags.DEFINE_integer("num_cpu_devices", 0, "mirrored: split the CPU into this ma
                      "devices instead of using GPUs (testing).")
 flags.DEFINE_string("tpu", "", "tpu: TPU name or address ('' = local / from the environment).")
 flags.DEFINE_bool("deterministic", False, "tf.config.experimental.enable_op_determinism() "
-                  "(bitwise-reproducible runs and resumes on CPU; slower).")
+                  "and TF_ENABLE_ONEDNN_OPTS=0 (bitwise-reproducible runs and resumes on CPU; "
+                  "about 2x slower, see bench/determinism.py).")
 flags.DEFINE_integer("eval_iwae_samples", None, "eval: override config.eval.iwae_samples.")
 flags.DEFINE_integer("eval_num_examples", None, "eval: override config.eval.num_examples "
                      "(first n test examples).")
@@ -46,6 +55,8 @@ flags.DEFINE_integer("eval_iwae_examples", None, "eval: IWAE on an evenly spaced
 flags.DEFINE_string("export_dir", None, "export: where to write the SavedModel.")
 flags.DEFINE_bool("verbose", False, "Show TensorFlow's start-up and C++ log lines and absl INFO "
                   "logging (hidden by default: see vlae_tf/quiet_tf.py).")
+flags.DEFINE_string("init_from", None, "train: start a new run from a pretrained zoo model's "
+                    "weights, zoo:<name> (fine-tuning; the config must have its architecture).")
 
 FLAGS = flags.FLAGS
 
@@ -53,9 +64,17 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if FLAGS.deterministic and os.environ.get(ONEDNN_ENV) != "0":
+    os.environ[ONEDNN_ENV] = "0"
+    if "tensorflow" in sys.modules:  # imported with oneDNN on: start again with it off
+      sys.stdout.flush()
+      os.execv(sys.executable, [sys.executable] + sys.argv)
   import tensorflow as tf
   from vlae_tf import config as vconfig
-  from vlae_tf import data, distribute, export, training, workdir
+  from vlae_tf import (checkpoints, data, distribute, export, training, workdir, zoo_keras,
+                       zoo_store)
+
+  _USER_ERRORS[:] = [ValueError, OSError, checkpoints.CheckpointError, training.TrainingError]
 
   if not FLAGS.verbose:
     logging.set_verbosity(logging.WARNING)  # TF's absl INFO chatter (checkpoint sharding, ...)
@@ -69,8 +88,13 @@ def main(argv):
     if config is None:
       raise app.UsageError("--config is required to train (e.g. --config=zoo/mnist.py)")
     workdir.check_config(config, FLAGS.workdir)  # validates once; fails before building anything
+    if FLAGS.init_from:
+      try:
+        zoo_keras.check_init_from(FLAGS.init_from, config)
+      except (ValueError, zoo_store.ZooError) as e:
+        raise app.UsageError(str(e)) from None
     strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices, FLAGS.tpu)
-    training.train(config, FLAGS.workdir, strategy, checked=True)
+    training.train(config, FLAGS.workdir, strategy, checked=True, init_from=FLAGS.init_from)
   elif FLAGS.mode == "eval":
     result = workdir.evaluate_workdir(FLAGS.workdir, config, FLAGS.eval_iwae_samples,
                                       FLAGS.eval_num_examples,
@@ -83,6 +107,7 @@ def main(argv):
 
 
 _STARTED = []
+_USER_ERRORS = []   # set in main (after the lazy TensorFlow import)
 
 
 def _main(argv):
@@ -93,22 +118,17 @@ def _main(argv):
 if __name__ == "__main__":
   try:
     app.run(_main)
-  except (AttributeError, KeyError, TypeError, ValueError) as e:
+  except Exception as e:  # noqa: BLE001 -- user errors get one line; anything else re-raises
     # Before main: a --config.* override that names an unknown key or has a bad value.
-    # In main: config / workdir problems found before training. Both get one clear line.
-    if not _STARTED:
+    # In main: config / workdir / data / checkpoint problems, a full disk. One clear line, exit 2.
+    if not _STARTED and isinstance(e, (AttributeError, KeyError, TypeError, ValueError)):
       print(f"error: bad command line: {e}".replace("\\n", " "), file=sys.stderr)
-      sys.exit(2)
-    if isinstance(e, ValueError) and ("invalid config" in str(e) or "work directory" in str(e)):
-      print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
     vdata = sys.modules.get("vlae_tf.data")
     if vdata is not None and isinstance(e, vdata.DataError):  # bad data: file, array, expectation
-      print(f"error: data: {e}", file=sys.stderr)
+      print(f"error: data: {' '.join(str(e).split())}", file=sys.stderr)
+      sys.exit(2)
+    if _USER_ERRORS and isinstance(e, tuple(_USER_ERRORS)):  # incl. data / workdir not found
+      print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
       sys.exit(2)
     raise
-  except FileNotFoundError as e:  # data or work directory not where the flags say
-    if not _STARTED:
-      raise
-    print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-    sys.exit(2)

@@ -107,8 +107,9 @@ def test_errors_are_one_line_messages_not_tracebacks(zoo, tmp_path, capsys, load
   err = capsys.readouterr().err
   assert "images: expected" in err and "got a pixel value of] [255]" in err
   assert "Detected at node" not in err
-  assert _run(zoo, "sample", f"--model={NAME}", "--num=0", f"--out={tmp_path / 'c.png'}") == 1
-  assert "num must be in [1, 1024]" in capsys.readouterr().err
+  with pytest.raises(SystemExit) as e:                         # argparse: usage + one line, exit 2
+    _run(zoo, "sample", f"--model={NAME}", "--num=0", f"--out={tmp_path / 'c.png'}")
+  assert e.value.code == 2 and "--num: expected an integer >= 1, got 0" in capsys.readouterr().err
   assert not any(tmp_path.glob("*.png"))
 
 
@@ -156,7 +157,9 @@ def test_quiet_tf_drops_startup_noise_and_keeps_real_errors(capfd):
       "your machine, GPU will not be used.",
       "E0000 00:00:1796017712.929566   13468 cuda_platform.cc:52] failed call to cuInit: "
       "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)",
-      "W0000 00:00:1796017712.9 13468 gpu_device.cc:2344] Cannot dlopen some GPU libraries."]
+      "W0000 00:00:1796017712.9 13468 gpu_device.cc:2344] Cannot dlopen some GPU libraries.",
+      "E0000 00:00:1796023825.491356    6814 util.cc:131] oneDNN supports DT_BOOL only on "
+      "platforms with AVX-512. Falling back to the default Eigen-based implementation if present."]
   real = ["E0000 00:00:1796017712.929566   13468 op_kernel.cc:1 ] Out of memory: something real",
           "Traceback (most recent call last):"]
   assert all(quiet_tf.is_startup_noise(l) for l in noise)
@@ -197,10 +200,15 @@ def test_encode_writes_the_posterior_means_and_stds(zoo, m, tmp_path, loaded_onc
   # User mistakes: one line, exit 1, nothing written.
   np.savez(tmp_path / "two.npz", a=x, b=x)
   for args, msg in ((["--data=nope.npz"], "no such file"),
-                    ([f"--data={tmp_path / 'two.npz'}"], "has arrays ['a', 'b']"),
-                    ([f"--data={tmp_path / 'in.npz'}", "--batch_size=0"], "--batch_size")):
+                    ([f"--data={tmp_path / 'two.npz'}"], "has arrays ['a', 'b']")):
     bad = tmp_path / "bad.npz"
     assert _run(zoo, "encode", f"--model={NAME}", f"--out={bad}", *args) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and msg in err and err.startswith("vlae encode: error:"), err
     assert not bad.exists()
+  with pytest.raises(SystemExit) as e:                  # a usage error, refused by the parser
+    _run(zoo, "encode", f"--model={NAME}", f"--out={bad}", f"--data={tmp_path / 'in.npz'}",
+         "--batch_size=0")
+  err = capsys.readouterr().err
+  assert e.value.code == 2 and err.count("\n") == 1 and "--batch_size" in err, err
+  assert "expected an integer >= 1, got 0" in err and not bad.exists()

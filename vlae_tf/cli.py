@@ -9,6 +9,8 @@ Examples::
   vlae interpolate --model=mnist --out=interp.png
   vlae encode --model=mnist --data=images.npz --out=z.npz   # posterior means and stds
   vlae info --model=mnist
+  vlae compress --model=mnist --data=test --out=digits.vlae   # lossless (bits-back); --lossy
+  vlae decompress digits.vlae --out=digits.npz                # see vlae_tf.codec_cli
 
 ``--model`` is a zoo name (looked up in ``--zoo_dir``, ``$VLAE_ZOO_DIR`` or the
 repository's ``saved_models/``) or the path of a model folder. Images are
@@ -18,7 +20,9 @@ Start-up: arguments are parsed (and ``--help`` or a usage error answered)
 before TensorFlow is imported, and TensorFlow is imported through
 :func:`vlae_tf.quiet_tf.import_tensorflow`, which keeps its start-up log lines
 off the terminal unless ``--verbose``. Every user mistake ends in one line
-``vlae <command>: error: ...`` on stderr and exit status 1 (2 for usage errors).
+``vlae <command>: error: ...`` on stderr and exit status 1 (2 for usage errors);
+an ``--out`` that cannot be written is refused before any work, and outputs are
+written atomically (:mod:`vlae_tf.atomic`).
 
 Adding a command: add its sub-parser in :func:`build_parser` (here, so
 ``--help`` stays fast) and write ``cmd_<name>(args) -> exit status`` with its
@@ -30,7 +34,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vlae_tf import quiet_tf
+from vlae_tf import atomic, quiet_tf
+from vlae_tf.codec_format import DEFAULT_GROUP_SIZE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,6 +43,29 @@ class _Parser(argparse.ArgumentParser):
 
   def error(self, message):
     self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _at_least(lo):
+  def parse(text):
+    try:
+      v = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}") from None
+    if v < lo:
+      raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {v}")
+    return v
+  parse.__name__ = f"integer >= {lo}"
+  return parse
+
+
+def _temperature(text):
+  try:
+    v = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+  if not 0 < v <= 10:                                   # False for NaN
+    raise argparse.ArgumentTypeError(f"expected a temperature in (0, 10], got {text}")
+  return v
 
 
 def build_parser():
@@ -52,16 +80,16 @@ def build_parser():
     if model:
       sp.add_argument("--model", required=True, help="zoo model name or model folder")
       sp.add_argument("--seed", type=int, default=0)
-      sp.add_argument("--scale", type=int, default=2, help="pixel upscaling of the PNG")
+      sp.add_argument("--scale", type=_at_least(1), default=2, help="pixel upscaling of the PNG")
       sp.add_argument("--no_verify", action="store_true", help="skip the sha256 checks")
 
   common(sub.add_parser("list", help="list pretrained models"), model=False)
   common(sub.add_parser("info", help="print a model's card"))
   s = sub.add_parser("sample", help="x ~ p(x): z from the prior, then x from p(x|z)")
   common(s)
-  s.add_argument("--num", type=int, default=64)
-  s.add_argument("--temperature", type=float, default=1.0)
-  s.add_argument("--ncol", type=int, default=None)
+  s.add_argument("--num", type=_at_least(1), default=64)
+  s.add_argument("--temperature", type=_temperature, default=1.0)
+  s.add_argument("--ncol", type=_at_least(1), default=None)
   s.add_argument("--out", default="samples.png")
   for name, help_ in (("reconstruct", "lossy reconstructions of test images"),
                       ("interpolate", "decode the line between two images' latents")):
@@ -72,24 +100,62 @@ def build_parser():
     s.add_argument("--data_key", default=None)
     s.add_argument("--out", default=f"{name}.png")
     if name == "reconstruct":
-      s.add_argument("--num", type=int, default=8, help="number of test images")
-      s.add_argument("--samples", type=int, default=3, help="reconstructions per image")
+      s.add_argument("--num", type=_at_least(1), default=8, help="number of test images")
+      s.add_argument("--samples", type=_at_least(1), default=3, help="reconstructions per image")
     else:
-      s.add_argument("--pairs", type=int, default=4, help="rows (consecutive image pairs)")
-      s.add_argument("--steps", type=int, default=8)
+      s.add_argument("--pairs", type=_at_least(1), default=4, help="rows (consecutive image pairs)")
+      s.add_argument("--steps", type=_at_least(2), default=8)
   s = sub.add_parser("encode", help="posterior means and stds of q(z|x) of images, as features")
   common(s)
   s.add_argument("--data", required=True, help="an .npz of model-ready images [N, H, W(, C)]")
   s.add_argument("--data_key", default=None, help="the array of --data (default: its only "
                  "array, else x_test, else x)")
   s.add_argument("--out", required=True, help="the .npz to write: arrays mean, std [N, D]")
-  s.add_argument("--batch_size", type=int, default=256)
+  s.add_argument("--batch_size", type=_at_least(1), default=256)
+  add_codec_parsers(sub, common)
   return p
+
+
+def add_codec_parsers(sub, common):
+  """Adds ``compress`` and ``decompress`` (their bodies: :mod:`vlae_tf.codec_cli`)."""
+  s = sub.add_parser("compress", help="compress images with a zoo model (lossless bits-back, "
+                     "or --lossy: z only)")
+  common(s, model=False)
+  s.add_argument("--model", required=True, help="zoo model name or model folder")
+  s.add_argument("--data", required=True, help="an .npz with one uint8 array 'x' [N,H,W(,C)], "
+                 "or 'test' for the model's bundled images")
+  s.add_argument("--out", required=True, help="the compressed file to write (.vlae)")
+  s.add_argument("--lossy", action="store_true", help="transmit only the latents; the decoder "
+                 "fills in the pixels with the mode of each pixel's distribution")
+  s.add_argument("--lossy_decode", choices=("mode", "mean", "sample"), default="mode",
+                 help="--lossy: the receiver fills in each pixel with its most probable value "
+                 "(mode), its rounded conditional mean (mean) or a draw seeded by --seed (sample)")
+  s.add_argument("--seed", type=int, default=0, help="--lossy_decode=sample: the stored seed")
+  s.add_argument("--bin_width_log2", type=int, default=None,
+                 help="latent bins of width 2^-B (default 10 lossless, 1 lossy; lossy: smaller "
+                 "B = fewer bits, more distortion)")
+  s.add_argument("--group_size", type=int, default=None,
+                 help="images coded side by side (the decoder's batch; stored in the file; "
+                 f"default {DEFAULT_GROUP_SIZE})")
+  s.add_argument("--no_verify", action="store_true", help="skip the sha256 checks of the model")
+  d = sub.add_parser("decompress", help="decompress a .vlae file")
+  common(d, model=False)
+  d.add_argument("file", help="the compressed file (.vlae)")
+  d.add_argument("--out", required=True, help="the .npz to write (array 'x')")
+  d.add_argument("--model", default=None, help="zoo model name or folder (default: the name "
+                 "stored in the file)")
+  d.add_argument("--no_verify", action="store_true", help="skip the sha256 checks of the model")
 
 
 def main(argv=None):
   args = build_parser().parse_args(argv)            # --help and usage errors end here, without TF
-  quiet_tf.import_tensorflow(verbose=args.verbose)
+  if getattr(args, "out", None) is not None:
+    try:
+      atomic.check_output_path(args.out, "--out")     # before any work (and before TF)
+    except atomic.OutputError as e:
+      print(f"vlae {args.command}: error: {' '.join(str(e).split())}", file=sys.stderr)
+      return 1
+  quiet_tf.import_tensorflow(verbose=args.verbose, run_bool_graph=True)
   from vlae_tf import cli_commands  # noqa: E402  (imports TensorFlow: only now, and quietly)
   try:
     return cli_commands.COMMANDS[args.command](args)

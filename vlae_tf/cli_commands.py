@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import warnings
 import zipfile
 
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf import atomic, codec_cli
 from vlae_tf import config as vconfig
 from vlae_tf import zoo, zoo_store
 from vlae_tf.export import example_images
@@ -51,13 +54,13 @@ def image_grid(images, ncol=None, pad=2, pad_value=128, scale=1):
 
 
 def save_png(grid, path):
+  """Writes a PNG atomically: a failure (full disk, ...) leaves no partial file and the old one."""
   from PIL import Image
   grid = np.asarray(grid, np.uint8)
   img = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid,
                         mode="L" if grid.shape[-1] == 1 else "RGB")
-  parent = os.path.dirname(os.path.abspath(path))
-  os.makedirs(parent, exist_ok=True)
-  img.save(path, format="PNG")
+  with atomic.open_for_writing(path, "wb") as f:
+    img.save(f, format="PNG")
 
 
 # -------------------------------------------------------------------- data
@@ -73,7 +76,13 @@ def load_images(model, data, data_key=None, num=8):
   if data is None:
     x = model.examples()
   elif data == "test":
-    x = example_images(vconfig.from_json(model.info["config"]), num)
+    config = vconfig.from_json(model.info["config"])
+    try:
+      x = example_images(config, num)
+    except (OSError, RuntimeError, ValueError) as e:
+      raise ValueError(f"--data=test: cannot read the {config.data.dataset} test split ("
+                       f"{' '.join(str(e).split())}); set $VLAE_DATA_DIR to the folder of its "
+                       ".npz files, give --data=<file.npz>, or omit --data") from None
   else:
     if not os.path.isfile(data):
       raise FileNotFoundError(f"--data {data!r}: no such file (give an .npz, 'test', or omit "
@@ -104,7 +113,12 @@ def _load(args):
 
 
 def cmd_list(args):
-  models = zoo_store.list_models(args.zoo_dir)
+  with warnings.catch_warnings(record=True) as skipped:
+    warnings.simplefilter("always", zoo_store.ZooWarning)
+    models = zoo_store.list_models(args.zoo_dir)
+  for w in skipped:
+    if issubclass(w.category, zoo_store.ZooWarning):
+      print(f"vlae list: warning: {w.message}", file=sys.stderr)
   root = zoo_store.zoo_dir(args.zoo_dir)
   if not models:
     print(f"No pretrained models in {root} yet.")
@@ -170,22 +184,12 @@ def cmd_encode(args):
   if x.ndim != 4 or not len(x):
     raise ValueError(f"--data {args.data!r}: expected images [N, "
                      f"{', '.join(map(str, m.image_shape))}] with N >= 1, got shape {x.shape}")
-  if args.batch_size < 1:
-    raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
   parts = [m.encode(x[i:i + args.batch_size], seed=args.seed)
            for i in range(0, len(x), args.batch_size)]
   mean = np.concatenate([p["mean"] for p in parts])
   std = np.concatenate([p["std"] for p in parts])
-  out = os.path.abspath(args.out)
-  os.makedirs(os.path.dirname(out), exist_ok=True)
-  tmp = out + ".tmp"
-  try:
-    with open(tmp, "wb") as f:
-      np.savez(f, mean=mean, std=std)
-    os.replace(tmp, out)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  with atomic.open_for_writing(args.out, "wb") as f:
+    np.savez(f, mean=mean, std=std)
   print(f"wrote {args.out}: mean and std of q(z|x), each {list(mean.shape)}, for {len(x)} "
         f"images of {args.data} ({m.name})")
   return 0
@@ -200,14 +204,19 @@ def graph_error_text(message):
 
 
 COMMANDS = {"list": cmd_list, "info": cmd_info, "sample": cmd_sample,
-            "reconstruct": cmd_reconstruct, "interpolate": cmd_interpolate, "encode": cmd_encode}
+            "reconstruct": cmd_reconstruct, "interpolate": cmd_interpolate, "encode": cmd_encode,
+            **codec_cli.COMMANDS}
 USER_ERRORS = (zoo_store.ZooError, ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile,
-               tf.errors.InvalidArgumentError)
+               tf.errors.OpError)
 
 
 def one_line(e):
-  """The message of a user error on one line (graph errors: just the failed assertion)."""
-  if isinstance(e, tf.errors.InvalidArgumentError):
+  """The message of a user error on one line (graph errors: just the failed assertion;
+  OS errors other than :class:`vlae_tf.atomic.OutputError`: ``<file>: <reason>``)."""
+  if isinstance(e, tf.errors.OpError):
     return graph_error_text(e.message)
-  msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+  if isinstance(e, OSError) and not isinstance(e, atomic.OutputError) and e.filename:
+    msg = f"{e.filename}: {e.strerror}"
+  else:
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
   return " ".join(str(msg).split()) or type(e).__name__

@@ -38,6 +38,14 @@ message), and ``images`` as float32 holding integer pixel values, so that
 feed silently becomes 0, 255 and 44, and TF Serving stores JSON integers in
 the proto's int32 field and casts them to uint8 (``-1`` -> 255, ``300`` -> 44).
 
+Bounds per request (so one request cannot exhaust a server's memory or hold
+it for hours): ``N <= MAX_BATCH`` images or latents for every signature but
+``sample`` (``1 <= num <= MAX_SAMPLE_NUM``), ``num_samples <= MAX_IWAE_SAMPLES``
+and ``N * num_samples <= MAX_IWAE_COST`` for ``iwae``, ``|z| <= MAX_ABS_Z`` for
+``decode``; each is refused in the graph with an ``InvalidArgumentError``
+stating the limit, and stored in ``info_json`` so that clients
+(:class:`vlae_tf.zoo_model.ZooModel`) split larger inputs into requests under it.
+
 Scalar inputs (``num``, ``num_samples``, ``temperature``, ``seed``) may also be
 given once per instance of a TF Serving row-format request (shape ``[N]``)
 as long as every instance carries the same value. ``seed`` is either one
@@ -66,15 +74,19 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf import atomic
 from vlae_tf import config as vconfig
 from vlae_tf import data as vdata
-from vlae_tf import evaluation, objective, sampling, zoo_store
+from vlae_tf import evaluation, objective, sampling, zoo_keras, zoo_store
 from vlae_tf import workdir as vwork
 
 FORMAT_VERSION = 1
 MAX_IWAE_SAMPLES = vconfig.MAX_IWAE_SAMPLES   # per call of the ``iwae`` signature
 MAX_SAMPLE_NUM = 1024          # images per call of the ``sample`` signature
+MAX_BATCH = 1024               # N: images (or latents) per call of every other signature
+MAX_IWAE_COST = 65536          # N * num_samples: importance samples per call of ``iwae``
 MAX_TEMPERATURE = 10.0
+MAX_ABS_Z = 1e4                # |z| of ``decode``: the prior's mass is within a few units of 0
 SIGNATURES = ("serving_default", "log_prob", "iwae", "encode", "decode", "reconstruct", "sample")
 
 _ANY = tf.TensorShape(None)
@@ -91,11 +103,18 @@ def _after(checks, *tensors):
   return out if len(out) > 1 else out[0]
 
 
-def _scalar_input(x, name, what):
-  """A scalar from a ``[]`` / ``[1]`` tensor, or a ``[N]`` one repeating one value."""
+def _scalar_input(x, name, what, nan_equal=False):
+  """A scalar from a ``[]`` / ``[1]`` tensor, or a ``[N]`` one repeating one value.
+
+  ``nan_equal``: NaN counts as equal to NaN (a float scalar NaN is then passed on,
+  to be refused by the value check with a message about its value, not its shape).
+  """
   flat = tf.reshape(x, [-1])
   first = tf.concat([flat, tf.zeros([1], x.dtype)], 0)[0]
-  ok = (tf.rank(x) <= 1) & (tf.size(flat) >= 1) & tf.reduce_all(tf.equal(flat, first))
+  same = tf.equal(flat, first)
+  if nan_equal:
+    same |= tf.math.is_nan(flat) & tf.math.is_nan(first)
+  ok = (tf.rank(x) <= 1) & (tf.size(flat) >= 1) & tf.reduce_all(same)
   check = _assert(ok, f"{name}: expected one {what} (a scalar; in a row-format request the same "
                   "value in every instance), got shape", tf.shape(x), "values", flat)
   return _after([check], first)
@@ -137,6 +156,7 @@ class ServingModule(tf.Module):
         format_version=FORMAT_VERSION, image_shape=[h, w, c], num_levels=int(model.num_levels),
         latent_size=int(model.latent_size), latent_shape=list(model.latent_shape),
         max_iwae_samples=MAX_IWAE_SAMPLES, max_sample_num=MAX_SAMPLE_NUM,
+        max_batch=MAX_BATCH, max_iwae_cost=MAX_IWAE_COST, max_abs_z=MAX_ABS_Z,
         max_temperature=MAX_TEMPERATURE, signatures=list(SIGNATURES),
         config=vconfig.jsonable(config if config is not None else model.vlae_config))
     self.info_json = tf.Variable(json.dumps(info, sort_keys=True), trainable=False,
@@ -159,11 +179,13 @@ class ServingModule(tf.Module):
       integral = tf.equal(flat, tf.round(flat))
       first_bad = lambda ok: tf.concat([tf.boolean_mask(flat, ~ok), [0.0]], 0)[0]
       check_batch = _assert(s[0] >= 1, f"{expect}; got an empty batch of shape", s)
+      check_size = _assert(s[0] <= MAX_BATCH, f"images: at most {MAX_BATCH} images per request "
+                           "(split larger batches into several requests); got N =", s[0])
       check_range = _assert(tf.reduce_all(in_range), f"{expect}; got a pixel value of",
                             first_bad(in_range))
       check_int = _assert(tf.reduce_all(integral), f"{expect}; got a non-integer pixel value of",
                           first_bad(integral))
-    x = _after([check_shape, check_batch, check_range, check_int], images)
+    x = _after([check_shape, check_batch, check_size, check_range, check_int], images)
     return tf.ensure_shape(x, [None, h, w, c])
 
   def _latents(self, z, model):
@@ -174,9 +196,15 @@ class ServingModule(tf.Module):
     check_shape = _assert(tf.equal(tf.rank(z), 2) & tf.equal(dims[1], d) & (dims[0] >= 1),
                           f"{expect}; got shape", s)
     with tf.control_dependencies([check_shape]):
+      check_size = _assert(s[0] <= MAX_BATCH, f"z: at most {MAX_BATCH} latents per request "
+                           "(split larger batches into several requests); got N =", s[0])
       check_finite = _assert(tf.reduce_all(tf.math.is_finite(z)),
                              f"{expect}; got non-finite values (NaN or Inf)")
-    return tf.ensure_shape(_after([check_shape, check_finite], z), [None, d])
+      big = tf.reduce_max(tf.abs(z))
+      check_range = _assert(big <= MAX_ABS_Z, f"z: expected latents with |z| <= {MAX_ABS_Z:g} "
+                            "(the prior puts them within a few units of 0); got |z| up to", big)
+    return tf.ensure_shape(_after([check_shape, check_size, check_finite, check_range], z),
+                           [None, d])
 
   def _bounded_int(self, x, name, lo, hi):
     v = _scalar_input(x, name, f"int32 in [{lo}, {hi}]")
@@ -184,7 +212,7 @@ class ServingModule(tf.Module):
     return _after([check], v)
 
   def _temperature(self, t):
-    v = _scalar_input(t, "temperature", f"float32 in (0, {MAX_TEMPERATURE:g}]")
+    v = _scalar_input(t, "temperature", f"float32 in (0, {MAX_TEMPERATURE:g}]", nan_equal=True)
     check = _assert(tf.math.is_finite(v) & (v > 0.0) & (v <= MAX_TEMPERATURE),
                     f"temperature: expected a float in (0, {MAX_TEMPERATURE:g}], got", v)
     return _after([check], v)
@@ -205,6 +233,11 @@ class ServingModule(tf.Module):
     def iwae(images, num_samples, seed):
       x = self._images(images, model)
       k = self._bounded_int(num_samples, "num_samples", 1, MAX_IWAE_SAMPLES)
+      cost = tf.cast(tf.shape(x)[0], tf.int64) * tf.cast(k, tf.int64)
+      check_cost = _assert(cost <= MAX_IWAE_COST, f"iwae: at most N x num_samples = "
+                           f"{MAX_IWAE_COST} importance samples per request (fewer images or "
+                           "samples per request); got N x num_samples =", cost)
+      x, k = _after([check_cost], x, k)
       nll = evaluation.iwae_nll_graph(model, x, k, stateless_seed(seed))
       return {"nll": nll, "bits_per_dim": objective.nats_to_bits_per_dim(nll, model.num_dims)}
 
@@ -244,7 +277,10 @@ class ServingModule(tf.Module):
 
 # ----------------------------------------------------------------- helpers
 def _to_uint8(x):
-  return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
+  """Sampled pixels -> uint8; refuses non-finite pixels (a cast would make them 0 silently)."""
+  check = _assert(tf.reduce_all(tf.math.is_finite(x)), "the decoder produced non-finite pixel "
+                  "values (NaN or Inf): the latents are far outside what the model was trained on")
+  return tf.cast(tf.clip_by_value(tf.round(_after([check], x)), 0.0, 255.0), tf.uint8)
 
 
 # ---------------------------------------------------------------- the export
@@ -278,14 +314,17 @@ def export_saved_model(model, config, export_dir, version=None, **card_info):
       Without evaluation results only the SavedModel is written.
 
   Returns:
-    The SavedModel folder.
+    The SavedModel folder. The Keras weights of the same model go into
+    ``<model folder>/model.weights.h5`` (see :mod:`vlae_tf.zoo_keras`).
   """
   model_dir, saved_model_dir = _layout(export_dir, version)
   if os.path.isdir(saved_model_dir) and os.listdir(saved_model_dir):
     raise FileExistsError(f"{saved_model_dir!r} exists and is not empty; export a new version "
                           "(--version) or remove it")
   module = ServingModule(model, config)
-  tf.saved_model.save(module, saved_model_dir, signatures=module.signatures())
+  with atomic.folder(saved_model_dir) as tmp:        # a failed save leaves no partial SavedModel
+    tf.saved_model.save(module, tmp, signatures=module.signatures())
+  zoo_keras.save_keras_weights(model, model_dir)     # the same weights for Keras users
   eval_results = card_info.pop("eval_results", None)
   workdir = card_info.get("workdir")
   if eval_results is None and workdir and os.path.isfile(os.path.join(workdir, "eval.json")):
@@ -358,10 +397,14 @@ def package_run(workdir, name, out="saved_models", eval_json=None, version=1, nu
                        step=step, workdir=os.fspath(workdir),
                        weights="ema" if use_ema else "raw", examples=examples, **card_info)
     zoo_store.verify(tmp)
-    if target.exists():
-      shutil.rmtree(target)
     tmp.chmod(0o755)                       # mkdtemp makes it private; servers must read it
+    old = None
+    if target.exists():                    # set aside first: the old model stays whole until then
+      old = pathlib.Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=out))
+      target.rename(old / name)
     tmp.rename(target)
+    if old is not None:
+      shutil.rmtree(old)
   finally:
     if tmp.exists():
       shutil.rmtree(tmp)

@@ -8,11 +8,18 @@ in TF's shared libraries), lines such as::
   I0000 00:00:... cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.
 
 and the first device query adds ``E0000 ... failed call to cuInit: ... CUDA error``.
+On CPUs without AVX-512 the first graph that transposes a bool tensor (the
+input checks of an exported SavedModel do) logs, once per process and at error
+severity, ``oneDNN supports DT_BOOL only on platforms with AVX-512. Falling
+back to the default Eigen-based implementation``.
 ``TF_CPP_MIN_LOG_LEVEL`` cannot hide the import-time lines: they are written by
 C++ static initialisers before absl's logging is initialised, straight to file
 descriptor 2. So :func:`import_tensorflow` points fd 2 at a temporary file
-while it imports TensorFlow and enumerates the physical devices (which runs
-``cuInit``), then restores fd 2 and writes back every captured line that is not
+while it imports TensorFlow, enumerates the physical devices (which runs
+``cuInit``) and, with ``run_bool_graph=True``, runs one bool transpose in a
+graph (which spends that once-per-process oneDNN line; it starts TensorFlow's
+runtime, after which logical devices can no longer be configured, so only the
+``vlae`` command asks for it, not ``train.py``), then restores fd 2 and writes back every captured line that is not
 start-up noise (:func:`is_startup_noise`): real errors still reach the user.
 Nothing about the devices changes: GPUs are found and used exactly as without
 it (no ``CUDA_VISIBLE_DEVICES``, no ``TF_ENABLE_ONEDNN_OPTS``). Later C++ log
@@ -34,9 +41,11 @@ import tempfile
 # absl's C++ log prefix: severity letter, MMDD, time (odd before absl is initialised), thread, file:line]
 _ABSL_LINE = re.compile(r"^([IWEF])\d{4} \S+\s+\d+ [^\]\s]+:\d+\] (.*)$")
 _PRE_INIT = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
-# Error-severity lines that only say "no usable CUDA here" (or re-registering CUDA plugins).
+# Error-severity lines that only say "no usable CUDA here" (or re-registering CUDA plugins), or
+# that oneDNN falls back to Eigen for bool tensors on this CPU.
 _CUDA_NOISE = re.compile(r"cuInit|CUDA error|cuda drivers|Unable to register cu(DNN|FFT|BLAS) "
-                         r"factory|TF-TRT|could not find TensorRT", re.IGNORECASE)
+                         r"factory|TF-TRT|could not find TensorRT|oneDNN supports DT_BOOL only",
+                         re.IGNORECASE)
 
 
 def is_startup_noise(line: str) -> bool:
@@ -80,7 +89,7 @@ def filtered_stderr_fd():
         sys.stderr.flush()
 
 
-def import_tensorflow(verbose: bool = False):
+def import_tensorflow(verbose: bool = False, run_bool_graph: bool = False):
   """``import tensorflow`` (and find its devices) without start-up noise unless ``verbose``.
 
   Returns the ``tensorflow`` module. Call it before anything else imports
@@ -96,6 +105,9 @@ def import_tensorflow(verbose: bool = False):
   with filtered_stderr_fd():
     import tensorflow as tf
     tf.config.list_physical_devices()  # initialises the device platforms (cuInit) inside the capture
+    if run_bool_graph:
+      # spends oneDNN's once-only DT_BOOL line (a 1x1 transpose is optimised away: 2x2)
+      tf.function(lambda x: tf.transpose(x > 0))(tf.ones([2, 2]))
   return tf
 
 

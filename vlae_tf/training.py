@@ -39,9 +39,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf import checkpoints
 from vlae_tf import data as vdata
 from vlae_tf import distribute as vdist
-from vlae_tf import evaluation, objective, sampling, summaries
+from vlae_tf import evaluation, objective, sampling, summaries, zoo_keras
 from vlae_tf import workdir as vwork
 from vlae_tf.model import build_model
 from vlae_tf.optimizer import EMA, learning_rate, make_optimizer
@@ -312,15 +313,16 @@ def _checkpoint_manager(state, workdir, chief):
   if not chief:
     _, task_id = vdist.task_info(state.strategy)
     ckpt_dir = os.path.join(workdir, f".worker_{task_id}_tmp", "checkpoints")
-  restore_from = vwork.latest_checkpoint(workdir)
+  restore_from = checkpoints.restore(state.checkpoint, vwork.checkpoint_dir(workdir), _log, chief)
   if restore_from:
-    state.checkpoint.restore(restore_from).assert_existing_objects_matched()
     _log(f"resumed from {restore_from} at step {int(state.step.numpy())}")
+    if chief:   # the steps after the checkpoint are trained again: drop their old lines
+      checkpoints.rewind_jsonl(os.path.join(workdir, vwork.METRICS_FILE), int(state.step.numpy()))
   return tf.train.CheckpointManager(state.checkpoint, ckpt_dir,
                                     max_to_keep=int(state.config.train.keep_checkpoints))
 
 
-def train(config, workdir, strategy=None, fault_hook=None, checked=False):
+def train(config, workdir, strategy=None, fault_hook=None, checked=False, init_from=None):
   """Trains (or resumes) a run in ``workdir``; returns a dict of final counters.
 
   Args:
@@ -331,6 +333,8 @@ def train(config, workdir, strategy=None, fault_hook=None, checked=False):
       NaN (after input validation) to exercise the non-finite-update path.
     checked: the caller already ran ``vlae_tf.workdir.check_config(config, workdir)``
       (train.py does, to fail before building the strategy).
+    init_from: ``"zoo:<name>"``: a new run starts from that zoo model's Keras weights
+      (fine-tuning; same architecture, see :func:`vlae_tf.zoo_keras.initialize_from_zoo`).
   """
   strategy = strategy or tf.distribute.get_strategy()
   if not checked:
@@ -343,7 +347,11 @@ def train(config, workdir, strategy=None, fault_hook=None, checked=False):
   state = TrainState(config, strategy)
   if chief:
     vwork.write_config(config, workdir)
+  resumed = vwork.latest_checkpoint(workdir) is not None
   manager = _checkpoint_manager(state, workdir, chief)
+  if init_from and not resumed:
+    zoo_keras.initialize_from_zoo(state.model, init_from, shadows=state.ema.shadow)
+    _log(f"initialized the weights (and their EMA) from {init_from}")
   start = int(state.step.numpy())
   if start >= total:
     _log(f"already at step {start} >= train.steps={total}; nothing to do")
@@ -367,11 +375,11 @@ def train(config, workdir, strategy=None, fault_hook=None, checked=False):
       if step % log_every == 0 or step == total:
         progress.log(m, step)
       if preempted.flag:
-        manager.save(checkpoint_number=step)
+        checkpoints.save(manager, step)
         _log(f"SIGTERM: saved checkpoint at step {step}; exiting")
         raise Preempted()
       if step % ckpt_every == 0 or step == total:
-        manager.save(checkpoint_number=step)
+        checkpoints.save(manager, step)
       if chief and ((eval_every and step % eval_every == 0) or step == total):
         ev = periodic_eval(state, x_eval, step, writer, seed=int(config.seed))
         if ev:

@@ -23,6 +23,7 @@ import time
 
 import tensorflow as tf
 
+from vlae_tf import checkpoints
 from vlae_tf import config as vconfig
 from vlae_tf import data as vdata
 from vlae_tf import evaluation
@@ -57,8 +58,16 @@ def read_workdir_config(workdir):
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: {workdir!r} is not a training work directory "
                             f"(train with --workdir={workdir} first)")
-  with open(path) as f:
-    return vconfig.from_json(json.load(f))
+  try:
+    with open(path) as f:
+      stored = json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ValueError(f"work directory {workdir!r}: {path} is not valid JSON ({e}); restore it "
+                     "from a backup or use a new --workdir") from None
+  if not isinstance(stored, dict) or not stored:
+    raise ValueError(f"work directory {workdir!r}: {path} does not hold a config (a JSON "
+                     f"object), got {type(stored).__name__} {str(stored)[:40]}")
+  return vconfig.from_json(stored)
 
 
 def check_config(config, workdir):
@@ -101,7 +110,8 @@ def checkpoint_dir(workdir):
 
 
 def latest_checkpoint(workdir):
-  return tf.train.latest_checkpoint(checkpoint_dir(workdir))
+  """The newest checkpoint on disk, also without a usable index file (:mod:`vlae_tf.checkpoints`)."""
+  return checkpoints.latest(checkpoint_dir(workdir))
 
 
 def load_model_from_workdir(workdir, use_ema=True, config=None):
@@ -111,13 +121,13 @@ def load_model_from_workdir(workdir, use_ema=True, config=None):
   """
   if config is None:
     config = read_workdir_config(workdir)
-  path = latest_checkpoint(workdir)
-  if path is None:
+  if latest_checkpoint(workdir) is None:
     raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)}: train first")
   model = build_model(config)
   ema = EMA(model.trainable_variables, config.train.ema_decay)
   step = tf.Variable(0, dtype=tf.int64)
-  tf.train.Checkpoint(model=model, ema=ema, step=step).restore(path).expect_partial()
+  checkpoints.restore(tf.train.Checkpoint(model=model, ema=ema, step=step),
+                      checkpoint_dir(workdir), log=print, repair=False)
   if use_ema:
     ema.copy_to_model()
   return model, config, int(step.numpy())

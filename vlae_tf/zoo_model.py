@@ -7,6 +7,14 @@ validation of values happens inside the graph and surfaces as
 ``vlae_tf``'s model code: the wrapper works on any SavedModel written by
 :func:`vlae_tf.export.export_saved_model`.
 
+Inputs larger than a signature's per-request bound (``max_batch`` images or
+latents, ``max_sample_num`` samples, ``max_iwae_cost`` = N x k importance
+samples; read from the SavedModel's ``info_json``, with the current export's
+values for SavedModels exported before the bounds existed) are split into
+consecutive chunks under the bound, one call each. Chunk 0 uses ``seed`` itself
+(so a batch under the bound gets exactly the signature's answer); chunk
+``c > 0`` uses the stateless seed ``fold_in(seed, c)``.
+
 Images are NHWC in data scale: {0, 1} for binary models, 0..255 for 8-bit
 ones. Inputs may be uint8, int or float arrays holding integer pixel values;
 outputs are uint8. ``seed`` is an int ``s`` (the stateless seed ``[s, s]``) or a
@@ -16,10 +24,16 @@ pair of ints; the same seed gives the same result.
 from __future__ import annotations
 
 import json
+import math
 import numbers
 
 import numpy as np
 import tensorflow as tf
+
+
+# The bounds of vlae_tf.export, for SavedModels exported before info_json recorded them.
+DEFAULT_LIMITS = {"max_batch": 1024, "max_iwae_cost": 65536, "max_sample_num": 1024,
+                  "max_iwae_samples": 4096, "max_temperature": 10.0, "max_abs_z": 1e4}
 
 
 def _seed(seed):
@@ -27,6 +41,14 @@ def _seed(seed):
   if arr.dtype == bool or arr.dtype.kind not in "iu" or arr.shape not in ((), (2,)):
     raise TypeError(f"seed must be an int or a pair of ints, got {seed!r}")
   return tf.constant(arr.astype(np.int64))
+
+
+def chunk_seed(seed, c):
+  """The seed of chunk ``c``: ``seed`` itself for ``c = 0``, else ``fold_in([s0, s1], c)``."""
+  if c == 0:
+    return seed
+  pair = tf.reshape(tf.broadcast_to(tf.reshape(seed, [-1]), [2]), [2])
+  return tf.cast(tf.random.experimental.stateless_fold_in(pair, c), tf.int64)
 
 
 def _int(value, name, lo, hi):
@@ -50,6 +72,7 @@ class ZooModel:
     self.image_shape = tuple(self.info["image_shape"])
     self.latent_size = int(self.info["latent_size"])
     self.num_levels = int(self.info["num_levels"])
+    self.limits = {k: type(v)(self.info.get(k, v)) for k, v in DEFAULT_LIMITS.items()}
 
   def __repr__(self):
     return (f"ZooModel({self.name!r}, images {list(self.image_shape)} with values in "
@@ -63,45 +86,78 @@ class ZooModel:
     if x.dtype.kind not in "iuf":
       raise TypeError(f"{name} must be a numeric array of pixels of shape "
                       f"[N, {', '.join(map(str, self.image_shape))}], got dtype {x.dtype}")
-    return tf.constant(x.astype(np.float32))
+    return x.astype(np.float32)
 
   def _call(self, signature, **inputs):
     out = self.signatures[signature](**inputs)
     return {k: v.numpy() for k, v in out.items()}
 
+  def _call_chunked(self, signature, name, batch, size, seed=None, **inputs):
+    """Calls ``signature`` on consecutive chunks of at most ``size`` rows of input ``name``."""
+    n = batch.shape[0] if batch.ndim else 0
+    starts = range(0, n, size) if n > size else [0]
+    outs = []
+    for c, a in enumerate(starts):
+      part = batch[a:a + size] if n > size else batch
+      kw = dict(inputs, **{name: tf.constant(part)})
+      if seed is not None:
+        kw["seed"] = chunk_seed(seed, c)
+      outs.append(self._call(signature, **kw))
+    if len(outs) == 1:
+      return outs[0]
+    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
   # --------------------------------------------------------------- methods
   def log_prob(self, images):
     """Per-example one-sample ELBO terms (fixed internal seed): ``elbo``, ``rate``,
     ``distortion`` in nats and ``bits_per_dim``, each ``[N]``."""
-    return self._call("log_prob", images=self._images(images))
+    return self._call_chunked("log_prob", "images", self._images(images),
+                              self.limits["max_batch"])
 
   def iwae(self, images, num_samples=1000, seed=0):
     """Per-example IWAE bound ``nll`` (nats) and ``bits_per_dim`` with k = ``num_samples``."""
-    k = _int(num_samples, "num_samples", 1, self.info["max_iwae_samples"])
-    return self._call("iwae", images=self._images(images), num_samples=k, seed=_seed(seed))
+    k = _int(num_samples, "num_samples", 1, self.limits["max_iwae_samples"])
+    size = max(1, min(self.limits["max_batch"], self.limits["max_iwae_cost"] // int(num_samples)))
+    return self._call_chunked("iwae", "images", self._images(images), size, seed=_seed(seed),
+                              num_samples=k)
 
   def encode(self, images, seed=0):
     """``mean`` and ``std`` of q0(z|x) and a sample ``z`` of q(z|x), each ``[N, D]``."""
-    return self._call("encode", images=self._images(images), seed=_seed(seed))
+    return self._call_chunked("encode", "images", self._images(images),
+                              self.limits["max_batch"], seed=_seed(seed))
 
   def decode(self, z, seed=0):
     """Images ``[N, H, W, C]`` uint8 drawn from p(x|z) for latents ``z`` ``[N, D]``."""
     z = np.asarray(z)
     if z.dtype.kind not in "iuf":
       raise TypeError(f"z must be a float array of shape [N, {self.latent_size}], got {z.dtype}")
-    return self._call("decode", z=tf.constant(z.astype(np.float32)), seed=_seed(seed))["images"]
+    z = z.astype(np.float32)
+    big = float(np.max(np.abs(z[np.isfinite(z)]), initial=0.0))
+    if big > self.limits["max_abs_z"]:
+      raise ValueError(f"z: expected latents with |z| <= {self.limits['max_abs_z']:g} (the prior "
+                       f"puts them within a few units of 0); got |z| up to {big:g}")
+    return self._call_chunked("decode", "z", z, self.limits["max_batch"],
+                              seed=_seed(seed))["images"]
 
   def reconstruct(self, images, seed=0):
     """Lossy reconstructions: ``x' ~ p(x|z)`` with ``z ~ q(z|x)``; uint8 like ``images``."""
-    return self._call("reconstruct", images=self._images(images), seed=_seed(seed))["images"]
+    return self._call_chunked("reconstruct", "images", self._images(images),
+                              self.limits["max_batch"], seed=_seed(seed))["images"]
 
   def sample(self, num=16, seed=0, temperature=1.0):
     """``num`` images ``[num, H, W, C]`` uint8 from p(x) (prior noise scaled by ``temperature``)."""
-    n = _int(num, "num", 1, self.info["max_sample_num"])
+    _int(num, "num", 1, 2 ** 31 - 1)
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
       raise TypeError(f"temperature must be a float, got {temperature!r}")
-    return self._call("sample", num=n, seed=_seed(seed),
-                      temperature=tf.constant(float(temperature), tf.float32))["images"]
+    top = self.limits["max_temperature"]
+    if not (math.isfinite(temperature) and 0 < temperature <= top):
+      raise ValueError(f"temperature must be a finite float in (0, {top:g}], got {temperature}")
+    size, seed = self.limits["max_sample_num"], _seed(seed)
+    t = tf.constant(float(temperature), tf.float32)
+    return np.concatenate([
+        self._call("sample", num=tf.constant(min(size, num - a), tf.int32),
+                   seed=chunk_seed(seed, c), temperature=t)["images"]
+        for c, a in enumerate(range(0, num, size))])
 
   def interpolate(self, start, end, steps=8, seed=0, shared_noise=True):
     """Decodes ``z_t = (1 - t) mu(start) + t mu(end)`` for ``steps`` values of t in [0, 1].

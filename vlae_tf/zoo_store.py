@@ -6,9 +6,11 @@ it serves the numeric version folders and ignores the other files)::
   $VLAE_ZOO_DIR/            default: the repository's saved_models/
     <name>/
       card.json             the model card (below) incl. the sha256 of every other file
+      card.sha256           the sha256 of card.json (``sha256sum`` format)
       README.md             the card in words
       eval.json             the evaluation the card's numbers were copied from
       examples.npz          a handful of test images ("x", uint8 NHWC) for demos
+      model.weights.h5      the same weights for Keras 3 (vlae_tf.zoo_keras.load_keras)
       1/                    the SavedModel (see vlae_tf.export / docs/SERVING.md)
         saved_model.pb, fingerprint.pb, variables/...
 
@@ -21,32 +23,43 @@ setting), ``version`` (the SavedModel folder) and ``files`` (relative path ->
 sha256). :func:`write_card` writes a card (``python -m vlae_tf.export`` calls
 it); :func:`load` recomputes every checksum and refuses a model with a
 missing, extra or modified file.
+
+Trust: the card itself is covered by ``card.sha256``; every card (also with
+``verify_checksums=False``, and in :func:`list_models`) is checked against the
+schema of :func:`check_card`: a JSON object whose ``version`` is a plain
+version-folder name and whose ``files`` are relative paths that stay inside the
+model folder (no ``..``, no absolute paths, no symbolic links leading out), with
+numbers where numbers belong. A bare name (``mnist``) is looked up only in the
+zoo folder; a model folder elsewhere is named by a path (``./mnist``,
+``/abs/path``, ``~/models/mnist``). :func:`list_models` skips a malformed card
+with a :class:`ZooWarning` naming the file. All files are written atomically.
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
+import io
 import json
 import os
 import pathlib
+import warnings
 
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf import atomic
 from vlae_tf import config as vconfig
+from vlae_tf.zoo_card import (CARD, CARD_SUM, ZooError, ZooWarning, card_checksum_problem,
+                              check_card, sha256, write_card_checksum)
 from vlae_tf.zoo_model import ZooModel
 
+
 ZOO_ENV = "VLAE_ZOO_DIR"
-CARD = "card.json"
 EXAMPLES = "examples.npz"
 EVAL = "eval.json"
+KERAS_WEIGHTS = "model.weights.h5"   # Keras 3 weights of the same model (vlae_tf.zoo_keras)
 CARD_FORMAT = 1
 _REQUIRED_EVAL_KEYS = ("elbo", "iwae_nll", "iwae_samples", "num_examples")
-
-
-class ZooError(RuntimeError):
-  """A zoo model is missing, incomplete or fails its checksums."""
 
 
 # ------------------------------------------------------------------- paths
@@ -69,17 +82,24 @@ def zoo_dir(path=None) -> pathlib.Path:
       f"`pip install -e .`, or set {ZOO_ENV} to a folder holding <name>/card.json model folders.")
 
 
+def is_path(name_or_path) -> bool:
+  """True for what names a folder (``./mnist``, ``a/b``, ``/abs``, ``~/m``), False for a bare name."""
+  text = os.fspath(name_or_path)
+  return (isinstance(name_or_path, pathlib.PurePath) or "/" in text or os.sep in text
+          or text.startswith((".", "~")) or os.path.isabs(text))
+
+
 def model_dir(name_or_path, zoo=None, known_configs=()) -> pathlib.Path:
-  """The folder of a zoo model given its name, or a path to a model folder.
+  """The folder of a zoo model given its name (looked up in the zoo folder only) or its path.
 
   ``known_configs``: the zoo's config names (``vlae_tf.zoo.list_configs()``), for a
   hint when ``name_or_path`` is a config that has not been trained and packaged.
   """
-  p = pathlib.Path(os.fspath(name_or_path)).expanduser()
-  if (p / CARD).is_file():
+  if is_path(name_or_path):
+    p = pathlib.Path(os.fspath(name_or_path)).expanduser()
+    if not (p / CARD).is_file():
+      raise ZooError(f"{str(p)!r} is not a zoo model folder (no {CARD})")
     return p
-  if os.sep in str(name_or_path) or str(name_or_path).startswith("."):
-    raise ZooError(f"{str(p)!r} is not a zoo model folder (no {CARD})")
   root = zoo_dir(zoo)
   d = root / str(name_or_path)
   if not (d / CARD).is_file():
@@ -93,18 +113,10 @@ def model_dir(name_or_path, zoo=None, known_configs=()) -> pathlib.Path:
 
 
 # --------------------------------------------------------------- checksums
-def sha256(path) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
-
-
 def _listed_files(d: pathlib.Path):
-  """Every file under ``d`` except card.json, as sorted posix relative paths."""
+  """Every file under ``d`` except card.json and card.sha256, as sorted posix relative paths."""
   return sorted(p.relative_to(d).as_posix() for p in d.rglob("*")
-                if p.is_file() and p.relative_to(d).as_posix() != CARD)
+                if p.is_file() and p.relative_to(d).as_posix() not in (CARD, CARD_SUM))
 
 
 def compute_checksums(d) -> dict:
@@ -113,14 +125,17 @@ def compute_checksums(d) -> dict:
 
 
 def read_card(d) -> dict:
+  """The card of model folder ``d``, checked against the schema (:func:`check_card`)."""
   d = pathlib.Path(d)
   try:
     with open(d / CARD, encoding="utf-8") as f:
-      return json.load(f)
+      card = json.load(f)
   except FileNotFoundError:
     raise ZooError(f"{d} has no {CARD}; not a zoo model folder") from None
-  except json.JSONDecodeError as e:
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise ZooError(f"{d / CARD} is not valid JSON: {e}") from None
+  check_card(card, d)
+  return card
 
 
 def verify(d) -> dict:
@@ -130,9 +145,10 @@ def verify(d) -> dict:
   """
   d = pathlib.Path(d)
   card = read_card(d)
-  listed = card.get("files")
-  if not isinstance(listed, dict) or not listed:
-    raise ZooError(f"{d / CARD} lists no file checksums ('files'); re-package the model")
+  problem = card_checksum_problem(d)
+  if problem:
+    raise ZooError(f"zoo model at {d} failed verification: {problem}")
+  listed = card["files"]
   problems = []
   for rel, want in sorted(listed.items()):
     p = d / rel
@@ -189,9 +205,11 @@ def list_models(zoo=None) -> list[dict]:
   for d in sorted(p for p in root.iterdir() if (p / CARD).is_file()):
     try:
       card = read_card(d)
+      problem = card_checksum_problem(d)
+      if problem:
+        raise ZooError(problem)
     except ZooError as e:
-      out.append({"name": d.name, "description": f"(unreadable card: {e})", "headline": "",
-                  "path": str(d)})
+      warnings.warn(f"skipping {d / CARD}: {' '.join(str(e).split())}", ZooWarning, stacklevel=2)
       continue
     r = card.get("results", {})
     out.append({"name": card.get("name", d.name), "description": card.get("description", ""),
@@ -275,23 +293,26 @@ def write_card(model_dir, *, config, eval_results, name=None, command=None, hard
       "version": str(version),
       "signatures": list(signatures),
       "examples": EXAMPLES if examples is not None else None,
+      "keras_weights": KERAS_WEIGHTS if (d / KERAS_WEIGHTS).is_file() else None,
       "notes": notes,
       "packaged": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
       "config": cfg,
   }
-  with open(d / EVAL, "w", encoding="utf-8") as f:
-    json.dump(eval_results, f, indent=2, sort_keys=True)
   if examples is not None:
     examples = np.asarray(examples)
     if examples.ndim != 4 or examples.dtype != np.uint8 or not 1 <= len(examples) <= 64:
       raise ValueError("examples must be 1..64 uint8 NHWC images, got "
                        f"{examples.dtype} {examples.shape}")
-    np.savez_compressed(d / EXAMPLES, x=examples)
-  (d / "README.md").write_text(card_markdown(card), encoding="utf-8")
+  atomic.write_text(d / EVAL, json.dumps(eval_results, indent=2, sort_keys=True))
+  if examples is not None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, x=examples)
+    atomic.write_bytes(d / EXAMPLES, buf.getvalue())
+  atomic.write_text(d / "README.md", card_markdown(card))
   card["files"] = compute_checksums(d)
-  with open(d / CARD, "w", encoding="utf-8") as f:
-    json.dump(card, f, indent=2, sort_keys=False)
-    f.write("\n")
+  check_card(card, d)
+  atomic.write_text(d / CARD, json.dumps(card, indent=2, sort_keys=False) + "\n")
+  write_card_checksum(d)
   return card
 
 
@@ -354,4 +375,12 @@ def load(name_or_path, zoo=None, verify_checksums=True, known_configs=()):
   """
   d = model_dir(name_or_path, zoo, known_configs)
   card = verify(d) if verify_checksums else read_card(d)
-  return ZooModel(tf.saved_model.load(str(d / str(card["version"]))), card=card, path=d)
+  try:
+    saved_model = tf.saved_model.load(str(d / str(card["version"])))
+  except Exception as e:  # noqa: BLE001 -- damaged files fail in many ways (IndexError, DecodeError..)
+    first = " ".join(str(e).strip().split("\n")[0].split())[:300]
+    raise ZooError(f"cannot load the SavedModel in {d / str(card['version'])} ({type(e).__name__}: "
+                   f"{first}); its files may be damaged"
+                   + ("" if verify_checksums else ": load it without --no_verify / with "
+                      "verify_checksums=True to check their sha256")) from None
+  return ZooModel(saved_model, card=card, path=d)

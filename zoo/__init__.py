@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from vlae_tf import zoo_store
+from vlae_tf import zoo_keras, zoo_store
 
 
 def list_configs() -> list[str]:
@@ -44,3 +44,9 @@ def load(name, zoo_dir=None, verify_checksums=True):
   """
   return zoo_store.load(name, zoo_dir, verify_checksums=verify_checksums,
                         known_configs=list_configs())
+
+
+def load_keras(name, zoo_dir=None, verify_checksums=True):
+  """The pretrained model ``name`` as a trainable Keras :class:`vlae_tf.model.VLAE` (card config +
+  ``model.weights.h5``, checksums verified); see :mod:`vlae_tf.zoo_keras`."""
+  return zoo_keras.load_keras(name, zoo_dir, verify_checksums=verify_checksums)

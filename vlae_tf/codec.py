@@ -1,0 +1,247 @@
+"""Compression with a VLAE: a lossless bits-back codec and a lossy z-only codec.
+
+Entropy coding is constriction's ANS stack (``constriction.stream.stack.AnsCoder``)
+with its quantized models (``QuantizedGaussian``, ``Bernoulli``, ``Categorical``,
+all ``perfect=False``); nothing here codes bits by hand.
+
+Lossless (BB-ANS, Townsend et al. 2019), per image x
+  1. **pop** the discretized latent k from the message under ``Q(k | x)``;
+  2. **push** x under ``p(x | z(k))``: pixels in raster order, sub-pixels R, G, B
+     (Bernoulli, or the 256-way categorical of the discretized logistic mixture);
+  3. **push** k under the discretized prior ``P(k)``.
+
+  Which latent k is, and why its prior and posterior are both exact chains of
+  1-D Gaussians for the shipped models (an AF prior of two MAF steps with
+  reversed orders: k discretizes the variable *between* the two steps), is in
+  :mod:`vlae_tf.codec_latent`, with the cost over -ELBO: the message grows by
+  ``-log p(x | z(k)) - log P(k) + log Q(k | x)`` bits per image, -ELBO up to
+  the discretization of k (``bin_width_log2``: bins of ``2^-b``). The first
+  pops need bits already in the message: the coder starts from ``W``
+  pseudo-random words (seeded, so the receiver regenerates them; only the
+  part the coder actually reads is stored in the file and reported as the
+  *initial bits*). The sender keeps that small by coding growing groups
+  (1 image, then as many as the message can lend bits to, up to
+  ``group_size``). Decoding runs the steps backwards, groups in reverse order,
+  and ends by checking that the message is back at the initial words and that
+  the images hash to the sha256 stored in the file.
+
+Lossy (z only)
+  The sender codes ``k = round(v(mu) / delta)`` under ``P(k)``, ``mu`` the
+  posterior mean (no bits back, nothing else); the receiver decodes ``z(k)``
+  and fills in x with the **mode** of each sub-pixel's distribution given
+  the pixels decoded before it (greedy, deterministic; the default), its
+  rounded conditional **mean** (``lossy_decode="mean"``: least squared error
+  per sub-pixel; for 256 levels the mode is often an edge level 0 or 255,
+  whose bins hold the logistic's tails), or a **sample** from it drawn with a
+  seed stored in the file (``lossy_decode="sample"``). Coarser bins (smaller
+  ``bin_width_log2``) give fewer bits and more distortion. Greedy modes can
+  lose thin strokes: where every pixel's probability of ink stays below 1/2
+  the mode is an empty image (seen on omniglot, see ``bench/README.md``).
+
+Exactness (sender and receiver must compute bit-identical probabilities)
+  Every probability that reaches the coder is computed by the same code on
+  both sides from the same inputs with the same shapes: the latent walks of
+  :mod:`vlae_tf.codec_latent`, the step-by-step decoder of
+  :mod:`vlae_tf.codec_pixels` (the sender runs it teacher-forced instead of a
+  parallel pass, whose float sums differ), the encoder on the same pixels, and
+  float64 NumPy for the final distributions, which constriction quantizes to
+  integers. TensorFlow always sees batches of exactly ``group_size`` images
+  (short groups are padded with zero images that are never coded), so a
+  file's probabilities do not depend on how a caller batches; the group size
+  is a coding parameter of the file. ``tests/test_codec.py`` checks decoding in
+  a fresh process with another TF thread count. Kernels that differ between
+  CPUs (another instruction set) can still change float results: a file
+  decoded on such a machine fails with an error naming the mismatch (image
+  hash / final message state), never with wrong images.
+
+The chains themselves, group by group, are in :mod:`vlae_tf.codec_chain`.
+
+API: :func:`compress` / :func:`decompress` take a Keras
+:class:`vlae_tf.model.VLAE` (``vlae_tf.zoo.load_keras(name)``) or a zoo model
+name; the SavedModel wrapper of ``vlae_tf.zoo.load`` cannot run the decoder
+step by step. Command line: ``vlae compress`` / ``vlae decompress``
+(:mod:`vlae_tf.codec_cli`).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from vlae_tf import codec_chain, codec_format, zoo_keras
+from vlae_tf.codec_format import CodecError
+from vlae_tf.codec_latent import UnsupportedModel
+from vlae_tf.model import VLAE
+
+LOSSLESS, LOSSY = "lossless", "lossy"
+DEFAULT_GROUP_SIZE = codec_format.DEFAULT_GROUP_SIZE
+DEFAULT_BIN_WIDTH_LOG2 = {LOSSLESS: 8, LOSSY: 1}
+DEFAULT_LATENT_RANGE = 8.0
+MAX_LATENT_SYMBOLS = 2 ** 13    # bins per latent dimension (see vlae_tf.codec_latent: leaks)
+
+__all__ = ["compress", "decompress", "encode", "CodecError", "UnsupportedModel", "LOSSLESS",
+           "LOSSY"]
+
+
+def _constriction_version():
+  try:
+    return importlib.metadata.version("constriction")
+  except importlib.metadata.PackageNotFoundError:
+    return "unknown"
+
+
+def _minor(version):
+  return ".".join(str(version).split(".")[:2])
+
+
+def _model(model):
+  if isinstance(model, str):
+    return zoo_keras.load_keras(model)
+  if not isinstance(model, VLAE):
+    raise TypeError(f"model must be a vlae_tf VLAE (vlae_tf.zoo.load_keras(name)) or a zoo model "
+                    f"name, got {type(model).__name__}")
+  return model
+
+
+def _model_name(model):
+  card = getattr(model, "zoo_card", None)
+  return (card or {}).get("name") or model.vlae_config.get("name") or "vlae"
+
+
+def check_images(model, images) -> np.ndarray:
+  """``images`` as uint8 ``[N, H, W, C]``; :class:`CodecError` naming what is wrong."""
+  x = np.asarray(images)
+  h, w, c = model.image_shape
+  top = model.num_levels - 1
+  shapes = f"[N, {h}, {w}, {c}]" + (f" or [N, {h}, {w}]" if c == 1 else "")
+  if x.dtype == bool:
+    x = x.astype(np.uint8)
+  if x.dtype.kind not in "iu":
+    raise CodecError(f"images must be an integer (uint8) array of shape {shapes}, got dtype "
+                     f"{x.dtype}")
+  if c == 1 and x.ndim == 3:
+    x = x[..., None]
+  if x.ndim != 4 or x.shape[1:] != (h, w, c):
+    raise CodecError(f"images must have shape {shapes} for this model, got {list(x.shape)}")
+  if len(x) == 0:
+    raise CodecError("no images to compress (N = 0)")
+  lo, hi = int(x.min()), int(x.max())
+  if lo < 0 or hi > top:
+    raise CodecError(f"pixel values must be in [0, {top}] for this model "
+                     f"({'binary' if top == 1 else f'{top + 1} levels'}), got values in "
+                     f"[{lo}, {hi}]")
+  return x.astype(np.uint8)
+
+
+# ------------------------------------------------------------------- public
+def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
+           latent_range=DEFAULT_LATENT_RANGE, lossy_decode="mode", seed=0, progress=None):
+  """Compresses ``images``; returns ``(file bytes, stats)``.
+
+  ``stats``: ``num_images``, ``num_dims`` (per image), ``file_bytes``,
+  ``payload_bits`` (the ANS words), ``initial_bits`` (the initial words the
+  coder read, included in the payload; lossless only), ``net_bits`` (payload
+  minus initial bits: what the images themselves cost), ``bits_per_dim`` and
+  ``bits_per_dim_with_initial`` (per image dimension), ``file_bits_per_dim``.
+  ``progress(done, total)`` is called after each group of images. Lossy files
+  decode each sub-pixel as its ``lossy_decode="mode"`` given the pixels before
+  it, ``"mean"``: its rounded conditional mean, or ``"sample"``: a draw
+  seeded by ``seed`` (stored in the file).
+  """
+  model = _model(model)
+  mode = LOSSY if lossy else LOSSLESS
+  x = check_images(model, images)
+  original_shape = list(np.asarray(images).shape)
+  group_size = int(group_size or DEFAULT_GROUP_SIZE)
+  if not 1 <= group_size <= 4096:
+    raise CodecError(f"group_size must be in [1, 4096], got {group_size}")
+  b = int(DEFAULT_BIN_WIDTH_LOG2[mode] if bin_width_log2 is None else bin_width_log2)
+  if not -4 <= b <= 16:
+    raise CodecError(f"bin_width_log2 must be in [-4, 16], got {b}")
+  if not 0 < latent_range and 2 * latent_range * 2.0 ** b > MAX_LATENT_SYMBOLS:
+    raise CodecError(f"latent_range {latent_range} with bins of 2^-{b} makes "
+                     f"{int(2 * latent_range * 2.0 ** b)} bins per latent dimension; at most "
+                     f"{MAX_LATENT_SYMBOLS} (lower bin_width_log2 or latent_range)")
+  cod = codec_chain.Coder(model, group_size, b, latent_range)
+  payload, info = (codec_chain.encode_lossy if lossy else codec_chain.encode_lossless)(cod, x, progress)
+  header = {
+      "mode": mode, "model": _model_name(model),
+      "weights_sha256": codec_format.weights_fingerprint(model),
+      "image_shape": list(cod.shape), "input_shape": original_shape, "count": len(x),
+      "dtype": "uint8", "group_size": group_size, "bin_width_log2": b,
+      "latent_range": float(latent_range), "latent_size": int(model.latent_size),
+      "constriction": _constriction_version(), **info,
+  }
+  if lossy:
+    if lossy_decode not in codec_chain.LOSSY_DECODES:
+      raise CodecError(f"lossy_decode must be one of {codec_chain.LOSSY_DECODES}, got "
+                       f"{lossy_decode!r}")
+    header["lossy_decode"], header["lossy_seed"] = lossy_decode, int(seed)
+  else:
+    header["images_sha256"] = codec_chain.images_sha256(x)
+    header["initial_seed"] = codec_chain.INITIAL_SEED
+  data = codec_format.pack(header, payload)
+  dims = len(x) * int(np.prod(cod.shape))
+  payload_bits = 32 * len(payload)
+  net = payload_bits - info["initial_bits"]
+  stats = {"num_images": len(x), "num_dims": int(np.prod(cod.shape)), "file_bytes": len(data),
+           "payload_bits": payload_bits, "initial_bits": info["initial_bits"], "net_bits": net,
+           "bits_per_dim": net / dims, "bits_per_dim_with_initial": payload_bits / dims,
+           "file_bits_per_dim": 8 * len(data) / dims, "bits_per_image": payload_bits / len(x),
+           "mode": mode, "groups": len(info["groups"])}
+  return data, stats
+
+
+def compress(model, images, lossy=False, **kwargs) -> bytes:
+  """The ``.vlae`` file bytes of ``images`` (uint8 ``[N, H, W(, C)]``); see :func:`encode`."""
+  return encode(model, images, lossy=lossy, **kwargs)[0]
+
+
+def read_header(data, what="the input") -> dict:
+  """The header of a ``.vlae`` file's bytes (checked as :func:`decompress` does)."""
+  return codec_format.unpack(data, what)[0]
+
+
+def decompress(model, data, progress=None, what="the input") -> np.ndarray:
+  """The images of a ``.vlae`` file's bytes, uint8 in the shape given to :func:`compress`."""
+  header, payload = codec_format.unpack(data, what)
+  model = _model(model)
+  fp = codec_format.weights_fingerprint(model)
+  if header.get("weights_sha256") != fp:
+    raise CodecError(f"{what} was compressed with model {header.get('model')!r} "
+                     f"(weights {str(header.get('weights_sha256'))[:12]}...), not with this "
+                     f"model {_model_name(model)!r} (weights {fp[:12]}...)")
+  if list(header.get("image_shape", [])) != list(model.image_shape):
+    raise CodecError(f"{what} holds images of shape {header.get('image_shape')}, the model "
+                     f"{list(model.image_shape)}")
+  if _minor(header.get("constriction")) != _minor(_constriction_version()):
+    raise CodecError(f"{what} was coded with constriction {header.get('constriction')}; this "
+                     f"installation has {_constriction_version()} (install the same minor "
+                     "version)")
+  mode = header.get("mode")
+  if mode not in (LOSSLESS, LOSSY):
+    raise CodecError(f"{what} has an unknown coding mode {mode!r}")
+  try:
+    cod = codec_chain.Coder(model, header["group_size"], header["bin_width_log2"], header["latent_range"])
+    x = (codec_chain.decode_lossy if mode == LOSSY else codec_chain.decode_lossless)(cod, header, payload, progress)
+    return x.reshape(header["input_shape"])
+  except CodecError:
+    raise
+  except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, AssertionError) as e:
+    raise CodecError(f"decoding failed: {what} does not decode with this model "
+                     f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def negative_elbo_bits_per_dim(model, images, batch_size=256, seed=0):
+  """The model's mean -ELBO in bits/dim on ``images`` (one posterior sample each, fixed seed)."""
+  model = _model(model)
+  x = check_images(model, images).astype(np.float32)
+  total = 0.0
+  for s in range(0, len(x), batch_size):
+    t = model.elbo_terms(tf.constant(x[s:s + batch_size]),
+                         seed=tf.constant([seed, s], tf.int64))
+    total += float(np.sum(-t["elbo"].numpy()))
+  return total / (len(x) * int(np.prod(model.image_shape)) * math.log(2.0))

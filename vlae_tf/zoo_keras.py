@@ -1,0 +1,193 @@
+"""Keras-native zoo weights: ``<name>/model.weights.h5`` and :func:`load_keras`.
+
+Every zoo entry (see :mod:`vlae_tf.zoo_store` for the layout) carries, beside
+its SavedModel, the Keras 3 weights of the same model in
+``model.weights.h5`` (``keras.Model.save_weights``), listed and checksummed in
+``card.json`` like every other file. :func:`load_keras` rebuilds the trainable
+:class:`vlae_tf.model.VLAE` from the card's config and loads those weights:
+the model to fine-tune, to call ``elbo_terms`` / ``training_loss`` on, or to
+take features from in Keras.
+
+The weights file is written by :func:`vlae_tf.export.export_saved_model`
+(so by ``python -m vlae_tf.export`` and ``train.py --mode=export``) from the
+very model whose variables go into the SavedModel. For a zoo entry packaged
+before the file existed, :func:`add_keras_weights` derives it from the
+SavedModel itself: it builds the model from the card's config, copies the
+SavedModel's variables into it one by one (the export stores
+``list(model.variables)`` in build order, so names and shapes must match
+pairwise and are checked), verifies that the Keras model and the SavedModel
+give the same ELBO terms on the bundled example images, then writes the file
+and the card's new checksums::
+
+  python -m vlae_tf.zoo_keras saved_models/mnist saved_models/omniglot ...
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from vlae_tf import config as vconfig
+from vlae_tf import zoo_store
+from vlae_tf.model import build_model
+
+KERAS_WEIGHTS = zoo_store.KERAS_WEIGHTS
+_ELBO_SEED = (0, 0)            # the seed of the SavedModel's log_prob signature (vlae_tf.export)
+
+
+def save_keras_weights(model, model_dir) -> pathlib.Path:
+  """Writes ``model``'s weights as ``model_dir/model.weights.h5``; returns the path."""
+  path = pathlib.Path(model_dir) / KERAS_WEIGHTS
+  path.parent.mkdir(parents=True, exist_ok=True)
+  model.save_weights(str(path))
+  return path
+
+
+def load_keras(name_or_path, zoo=None, verify_checksums=True):
+  """The pretrained zoo model ``name_or_path`` as a trainable :class:`vlae_tf.model.VLAE`.
+
+  Built from the card's config with the Keras weights of the entry (checksums
+  verified first, as :func:`vlae_tf.zoo_store.load` does). The model's
+  ``vlae_config`` is the card's config; ``model.zoo_card`` holds the card.
+  """
+  d = zoo_store.model_dir(name_or_path, zoo)
+  card = zoo_store.verify(d) if verify_checksums else zoo_store.read_card(d)
+  path = d / KERAS_WEIGHTS
+  if not path.is_file():
+    raise zoo_store.ZooError(
+        f"zoo model at {d} has no Keras weights ({KERAS_WEIGHTS}); re-package it with "
+        "`python -m vlae_tf.export` or add them with `python -m vlae_tf.zoo_keras " + str(d) + "`")
+  model = build_model(card["config"])
+  model.load_weights(str(path))
+  model.zoo_card = card
+  return model
+
+
+def parse_init_from(spec):
+  """``"zoo:<name or folder>"`` -> the zoo name or folder; ValueError for anything else."""
+  if not isinstance(spec, str) or not spec.startswith("zoo:") or not spec[4:]:
+    raise ValueError(f"--init_from must be zoo:<name> (a pretrained zoo model, e.g. zoo:mnist), "
+                     f"got {spec!r}")
+  return spec[4:]
+
+
+def check_init_from(spec, config, zoo=None) -> dict:
+  """Checks that the zoo model named by ``spec`` can initialize a run of ``config``; its card.
+
+  The model architecture must be the same (the ``model`` section of the configs
+  and the image shape), or the weights do not fit: a ValueError says which keys
+  differ. Objective, data and training settings may differ (fine-tuning).
+  """
+  card = zoo_store.read_card(zoo_store.model_dir(parse_init_from(spec), zoo))
+  ours = vconfig.jsonable(vconfig.with_defaults(config))
+  theirs = vconfig.jsonable(vconfig.with_defaults(card["config"]))
+  diff = sorted(k for k in set(ours["model"]) | set(theirs["model"])
+                if ours["model"].get(k) != theirs["model"].get(k))
+  if list(ours["data"]["image_shape"]) != list(theirs["data"]["image_shape"]):
+    diff.append("data.image_shape")
+  if diff:
+    raise ValueError(f"--init_from={spec}: the zoo model's architecture differs from this "
+                     f"config's in {', '.join(diff)}; use the zoo model's config "
+                     f"(zoo/{card.get('config_name')}.py) or the same model settings")
+  return card
+
+
+def initialize_from_zoo(model, spec, zoo=None, shadows=()) -> dict:
+  """Loads the Keras weights of the zoo model ``spec`` (``zoo:<name>``) into ``model``.
+
+  For fine-tuning: ``model`` must have the same architecture
+  (:func:`check_init_from`); checksums are verified. ``shadows``: EMA copies
+  of ``model.trainable_variables`` (in that order), set to the loaded weights
+  too. Returns the zoo card.
+  """
+  check_init_from(spec, model.vlae_config, zoo)
+  d = zoo_store.model_dir(parse_init_from(spec), zoo)
+  card = zoo_store.verify(d)
+  path = d / KERAS_WEIGHTS
+  if not path.is_file():
+    raise zoo_store.ZooError(f"zoo model at {d} has no Keras weights ({KERAS_WEIGHTS})")
+  model.load_weights(str(path))
+  for shadow, v in zip(shadows, model.trainable_variables):
+    shadow.assign(v)
+  return card
+
+
+def copy_saved_model_variables(model, saved_model):
+  """Assigns the SavedModel's stored variables to ``model`` pairwise (names and shapes checked)."""
+  src = list(saved_model.model_variables)
+  dst = list(model.variables)
+  if len(src) != len(dst):
+    raise ValueError(f"the SavedModel holds {len(src)} model variables, the model built from "
+                     f"its config {len(dst)}")
+  for s, v in zip(src, dst):
+    if tuple(s.shape) != tuple(v.shape) or s.name.split("/")[-1] != v.path.split("/")[-1] + ":0":
+      raise ValueError(f"variable mismatch: SavedModel {s.name} {tuple(s.shape)} vs model "
+                       f"{v.path} {tuple(v.shape)}")
+    v.assign(s)
+  return model
+
+
+def elbo_terms_both(model, saved_model, images):
+  """``(keras_terms, saved_model_terms)``: dicts of ``[N]`` arrays for the same images."""
+  x = tf.constant(np.asarray(images, np.float32))
+  k = model.elbo_terms(x, seed=tf.constant(_ELBO_SEED, tf.int64))
+  s = saved_model.signatures["log_prob"](images=x)
+  names = ("elbo", "rate", "distortion")
+  return {n: k[n].numpy() for n in names}, {n: s[n].numpy() for n in names}
+
+
+def max_relative_difference(ours, theirs):
+  """``max |a - b| / max(1, |b|)`` over every ELBO term and image (float32 round-off: ~1e-7)."""
+  return max(float(np.max(np.abs(ours[n] - theirs[n]) / np.maximum(1.0, np.abs(theirs[n]))))
+             for n in ours)
+
+
+def add_keras_weights(model_dir, rtol=1e-5):
+  """Derives ``model.weights.h5`` for a packaged entry from its SavedModel (module doc).
+
+  Returns the largest relative difference in ELBO terms seen on the bundled
+  examples (:func:`max_relative_difference`); refuses (ValueError) beyond ``rtol``.
+  """
+  d = pathlib.Path(model_dir)
+  card = zoo_store.verify(d)
+  saved_model = tf.saved_model.load(str(d / str(card["version"])))
+  model = copy_saved_model_variables(build_model(card["config"]), saved_model)
+  with np.load(d / zoo_store.EXAMPLES, allow_pickle=False) as f:
+    images = f["x"]
+  ours, theirs = elbo_terms_both(model, saved_model, images)
+  diff = max_relative_difference(ours, theirs)
+  if not diff <= rtol:
+    raise ValueError(f"{d}: the Keras model's ELBO terms differ from the SavedModel's by "
+                     f"{diff:g} (relative, > {rtol:g})")
+  save_keras_weights(model, d)
+  card["keras_weights"] = KERAS_WEIGHTS
+  card["files"] = zoo_store.compute_checksums(d)
+  tmp = d / (zoo_store.CARD + ".tmp")
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(card, f, indent=2, sort_keys=False)
+    f.write("\n")
+  os.replace(tmp, d / zoo_store.CARD)
+  zoo_store.write_card_checksum(d)                 # card.sha256 covers the new card
+  zoo_store.verify(d)
+  return diff
+
+
+def main(argv=None):
+  argv = sys.argv[1:] if argv is None else argv
+  if not argv:
+    print("usage: python -m vlae_tf.zoo_keras MODEL_DIR [MODEL_DIR ...]", file=sys.stderr)
+    return 2
+  for d in argv:
+    diff = add_keras_weights(d)
+    print(f"{d}: wrote {KERAS_WEIGHTS}; ELBO terms equal to the SavedModel's within "
+          f"{diff:.2e} (relative) on the bundled examples")
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())
