@@ -78,7 +78,7 @@ def test_scale_like_reproduces_the_zoo_cpu_variants():
   ccpu = vconfig.flatten(harness.sized_config("cifar10", "cpu"))
   diff = {k for k in gray if gray[k] != ccpu[k]}
   assert diff <= {"name", "description", "model.decoder_context", "paper_bits_per_dim"}
-  assert gray["model.decoder_context"] == "grayscale" and gray["model.decoder_window"] == (4, 2)
+  assert gray["model.decoder_context"] == "grayscale" and gray["model.decoder_window"] == (7, 4)
 
 
 def test_sized_config_steps_and_errors():

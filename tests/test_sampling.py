@@ -147,7 +147,9 @@ def test_fast_prior_sampler_equals_maf_forward(latent_dim, hidden, steps, block)
   eps = tf.random.stateless_normal([7, latent_dim], [1, 1])
   ref = model.prior.bijector().forward(eps).numpy()          # tfb's MAF forward: the reference
   fast = tf.function(lambda e: model.prior.sample_from_noise(e, block))(eps).numpy()
-  np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
+  # float32 through 3 flow steps in two op orders: 5.6e-5 was seen once under load (oneDNN
+  # reductions); a wrong mask or order is off by O(1).
+  np.testing.assert_allclose(fast, ref, rtol=1e-4, atol=1e-4)
   assert np.abs(ref - eps.numpy()).max() > 0.3     # the flow is far from the identity
   # Also consistent with the density: f^{-1}(z) = eps.
   np.testing.assert_allclose(model.prior.bijector().inverse(fast), eps, rtol=1e-3, atol=1e-3)

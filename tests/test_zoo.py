@@ -198,6 +198,28 @@ def test_package_run_exports_a_checkpointed_run_atomically(zoo, tmp_path, monkey
     export.main([f"--workdir={workdir}", "--name=other", f"--out={out}"])
 
 
+def test_package_run_packages_and_links_the_learning_curve(zoo, tmp_path, monkeypatch):
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "eval.json").write_text(json.dumps(dict(zoo.eval_results, step=5)))
+  monkeypatch.setattr(export.vwork, "load_model_from_workdir",
+                      lambda w, use_ema=True: (zoo.model, zoo.config, 5))
+  png = tmp_path / "curve.png"
+  png.write_bytes(b"\x89PNG\r\n\x1a\n not really a picture")
+  out = tmp_path / "zoo"
+  with pytest.raises(FileNotFoundError, match="no learning curve"):
+    export.main([f"--workdir={workdir}", "--name=c", f"--out={out}", "--num_examples=0",
+                 f"--learning_curve={tmp_path / 'missing.png'}"])
+  assert not out.exists() or not any(out.iterdir())
+  export.main([f"--workdir={workdir}", "--name=c", f"--out={out}", "--num_examples=0",
+               f"--learning_curve={png}"])
+  card = zoo_store.verify(out / "c")                               # checksummed like every file
+  assert card["learning_curve"] == "learning_curve.png" and "learning_curve.png" in card["files"]
+  assert (out / "c" / "learning_curve.png").read_bytes() == png.read_bytes()
+  assert "(learning_curve.png)" in (out / "c" / "README.md").read_text()
+  assert "standard error of the mean" in (out / "c" / "README.md").read_text()
+
+
 def test_train_py_export_call_writes_version_folder_and_card(zoo, tmp_path, capsys):
   """``export.export_workdir`` calls ``export_saved_model(model, cfg, "saved_models/<name>",
   step=, workdir=, weights=)``: the card comes from the workdir's eval.json."""

@@ -368,14 +368,18 @@ def _examples_or_none(config, num=8):
 
 
 def package_run(workdir, name, out="saved_models", eval_json=None, version=1, num_examples=8,
-                overwrite=False, use_ema=True, **card_info):
+                overwrite=False, use_ema=True, learning_curve=None, **card_info):
   """Exports a trained run as the zoo model ``out/name`` (SavedModel + card + checksums).
 
   Loads the (EMA) weights with :func:`vlae_tf.workdir.load_model_from_workdir`;
   the card's numbers come from ``eval_json`` (default ``workdir/eval.json``),
-  which must be of the same checkpoint step. Writes into a temporary folder,
-  verifies it, then moves it into place. Returns the model folder.
+  which must be of the same checkpoint step. ``learning_curve``: a PNG from
+  ``experiments/learning_curve.py``, packaged (and checksummed) as
+  ``learning_curve.png`` and linked from the card. Writes into a temporary
+  folder, verifies it, then moves it into place. Returns the model folder.
   """
+  if learning_curve is not None and not os.path.isfile(learning_curve):
+    raise FileNotFoundError(f"no learning curve at {learning_curve}")
   eval_json = eval_json or os.path.join(workdir, "eval.json")
   if not os.path.isfile(eval_json):
     raise FileNotFoundError(f"no evaluation at {eval_json}: run `python train.py "
@@ -393,6 +397,8 @@ def package_run(workdir, name, out="saved_models", eval_json=None, version=1, nu
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out))
   try:
     examples = example_images(config, num_examples) if num_examples else None
+    if learning_curve is not None:
+      shutil.copyfile(learning_curve, tmp / zoo_store.LEARNING_CURVE)
     export_saved_model(model, config, tmp, version=version, eval_results=eval_json, name=name,
                        step=step, workdir=os.fspath(workdir),
                        weights="ema" if use_ema else "raw", examples=examples, **card_info)
@@ -442,12 +448,14 @@ def main(argv=None):
   p.add_argument("--num_examples", type=int, default=8, help="test images to bundle (0: none)")
   p.add_argument("--no_ema", action="store_true", help="export the raw (non-EMA) weights")
   p.add_argument("--overwrite", action="store_true")
+  p.add_argument("--learning_curve", default=None,
+                 help="PNG from experiments/learning_curve.py to package beside the card")
   a = p.parse_args(argv)
   extra = {k: v for k, v in (("paper_nll", a.paper_nll), ("notes", a.notes)) if v is not None}
   target = package_run(a.workdir, a.name, a.out, eval_json=a.eval_json, command=a.command,
                        hardware=a.hardware, wall_time_hours=a.wall_time_hours, version=a.version,
                        num_examples=a.num_examples, overwrite=a.overwrite, use_ema=not a.no_ema,
-                       **extra)
+                       learning_curve=a.learning_curve, **extra)
   print(f"wrote {target}\n  {zoo_store.headline(zoo_store.read_card(target))}")
   return 0
 

@@ -58,6 +58,7 @@ ZOO_ENV = "VLAE_ZOO_DIR"
 EXAMPLES = "examples.npz"
 EVAL = "eval.json"
 KERAS_WEIGHTS = "model.weights.h5"   # Keras 3 weights of the same model (vlae_tf.zoo_keras)
+LEARNING_CURVE = "learning_curve.png"  # experiments/learning_curve.py of the run, if packaged
 CARD_FORMAT = 1
 _REQUIRED_EVAL_KEYS = ("elbo", "iwae_nll", "iwae_samples", "num_examples")
 
@@ -273,7 +274,8 @@ def write_card(model_dir, *, config, eval_results, name=None, command=None, hard
   results = {k: eval_results[k] for k in (
       "elbo", "rate", "distortion", "iwae_nll", "iwae_samples", "num_examples", "bits_per_dim",
       "elbo_bits_per_dim", "active_units", "latent_size", "mutual_information",
-      "iwae_num_examples", "iwae_subset", "iwae_nll_stderr", "elbo_on_iwae_subset")
+      "iwae_num_examples", "iwae_subset", "iwae_nll_stderr", "elbo_on_iwae_subset",
+      "elbo_stderr", "elbo_on_iwae_subset_stderr", "mutual_information_examples")
              if k in eval_results}
   split = eval_split or eval_results.get("split") or data.get("test_split", "test")
   card = {
@@ -294,6 +296,7 @@ def write_card(model_dir, *, config, eval_results, name=None, command=None, hard
       "signatures": list(signatures),
       "examples": EXAMPLES if examples is not None else None,
       "keras_weights": KERAS_WEIGHTS if (d / KERAS_WEIGHTS).is_file() else None,
+      "learning_curve": LEARNING_CURVE if (d / LEARNING_CURVE).is_file() else None,
       "notes": notes,
       "packaged": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
       "config": cfg,
@@ -335,9 +338,12 @@ def card_markdown(card) -> str:
       f"| test NLL, IWAE k={r.get('iwae_samples')} on {iwae_n} (nats) | {fmt(r.get('iwae_nll'))}"
       + (f" ± {fmt(r.get('iwae_nll_stderr'))} (s.e.)" if r.get("iwae_nll_stderr") else "")
       + f" | {fmt(paper.get('nll'))} |",
-      *([f"| test ELBO on the same {iwae_n} (nats) | {fmt(r.get('elbo_on_iwae_subset'))} | |"]
+      *([f"| test ELBO on the same {iwae_n} (nats) | {fmt(r.get('elbo_on_iwae_subset'))}"
+         + (f" ± {fmt(r['elbo_on_iwae_subset_stderr'])}" if r.get("elbo_on_iwae_subset_stderr")
+            else "") + " | |"]
         if r.get("iwae_subset", "all") != "all" else []),
-      f"| test ELBO, all {ds['num_eval_examples']} images (nats) | {fmt(r.get('elbo'))} | |",
+      f"| test ELBO, all {ds['num_eval_examples']} images (nats) | {fmt(r.get('elbo'))}"
+      + (f" ± {fmt(r['elbo_stderr'])}" if r.get("elbo_stderr") else "") + " | |",
       f"| rate / distortion, all images (nats) | {fmt(r.get('rate'))} / "
       f"{fmt(r.get('distortion'))} | |",
       f"| bits/dim (IWAE, {iwae_n}) | {fmt(r.get('bits_per_dim'), '.4f')} | "
@@ -345,7 +351,9 @@ def card_markdown(card) -> str:
       f"| bits/dim (ELBO, all images) | {fmt(r.get('elbo_bits_per_dim'), '.4f')} | |",
       f"| active units | {r.get('active_units')} / {r.get('latent_size')} | |",
       "",
-      f"Paper: {paper.get('source')}. The numbers above are copied from `eval.json`.",
+      f"Paper: {paper.get('source')}. The numbers above are copied from `eval.json`; ± is the "
+      "standard error of the mean over the test images it names (how much the mean would move "
+      "with other test images of the same kind), not a spread over training runs.",
       "",
       f"Training: `{t['command']}` (config `{t.get('config_file')}`); "
       f"{fmt(t.get('steps'), 'd')} steps on {t['hardware']}"
@@ -357,6 +365,9 @@ def card_markdown(card) -> str:
       + " (contract: docs/SERVING.md). Use it with `vlae_tf.zoo.load(\"" + card["name"]
       + "\")` or the `vlae` command line.",
   ]
+  if card.get("learning_curve"):
+    lines += ["", f"Learning curve (held-out ELBO against training hours and steps): "
+              f"[`{card['learning_curve']}`]({card['learning_curve']})."]
   if card.get("notes"):
     lines += ["", str(card["notes"])]
   return "\n".join(lines) + "\n"
