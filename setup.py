@@ -17,6 +17,10 @@ setup(
         "tensorflow-probability[tf]>=0.25,<0.26",
         "keras>=3.6,<4",
         "tensorflow-datasets>=4.9,<5",
+        # TFDS's builders import `importlib_resources` but declare it only for Python < 3.9, and
+        # newer etils no longer pull it in: without it every `download_and_prepare` (the default
+        # data path) fails with ModuleNotFoundError. tests/test_tfds_preparation.py guards this.
+        "importlib_resources>=5",
         "absl-py>=2.0,<3",
         "ml_collections>=0.1.1,<2",
         "numpy>=1.26,<3",

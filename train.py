@@ -26,6 +26,13 @@ if any(a in ("--deterministic", "--deterministic=true", "--deterministic=True", 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from vlae_tf import quiet_tf  # noqa: E402
+
+# The zoo config files import TensorFlow (through vlae_tf.config) while absl parses the flags, so
+# TensorFlow is imported here first, quietly unless --verbose (see vlae_tf/quiet_tf.py).
+quiet_tf.import_tensorflow(verbose=any(a in ("--verbose", "--verbose=true", "--verbose=1")
+                                       for a in (s.lower() for s in sys.argv[1:])))
+
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. zoo/mnist.py (train mode: "
                                 "required; eval/export: defaults to <workdir>/config.json).")
 flags.DEFINE_string("workdir", None, "Work directory: config.json, checkpoints, TensorBoard, "
@@ -46,6 +53,8 @@ flags.DEFINE_integer("eval_iwae_examples", None, "eval: IWAE on an evenly spaced
                      "this many test examples (ELBO still on all); override "
                      "config.eval.iwae_examples.")
 flags.DEFINE_string("export_dir", None, "export: where to write the SavedModel.")
+flags.DEFINE_bool("verbose", False, "Show TensorFlow's start-up and C++ log lines and absl INFO "
+                  "logging (hidden by default: see vlae_tf/quiet_tf.py).")
 flags.DEFINE_string("init_from", None, "train: start a new run from a pretrained zoo model's "
                     "weights, zoo:<name> (fine-tuning; the config must have its architecture).")
 
@@ -61,14 +70,20 @@ def main(argv):
       sys.stdout.flush()
       os.execv(sys.executable, [sys.executable] + sys.argv)
   import tensorflow as tf
-  from vlae_tf import checkpoints, distribute, export, training, workdir, zoo_keras, zoo_store
+  from vlae_tf import config as vconfig
+  from vlae_tf import (checkpoints, data, distribute, export, training, workdir, zoo_keras,
+                       zoo_store)
 
   _USER_ERRORS[:] = [ValueError, OSError, checkpoints.CheckpointError, training.TrainingError]
 
-  logging.set_verbosity(logging.WARNING)  # TF's absl INFO chatter (checkpoint sharding, ...)
+  if not FLAGS.verbose:
+    logging.set_verbosity(logging.WARNING)  # TF's absl INFO chatter (checkpoint sharding, ...)
   config = FLAGS.config
   if FLAGS.deterministic:
     tf.config.experimental.enable_op_determinism()
+  if config is not None:
+    vconfig.validate_config(config)
+    data.resolve_data_config(config)  # a dataset of your own: image shape from its data
   if FLAGS.mode == "train":
     if config is None:
       raise app.UsageError("--config is required to train (e.g. --config=zoo/mnist.py)")
@@ -109,7 +124,11 @@ if __name__ == "__main__":
     if not _STARTED and isinstance(e, (AttributeError, KeyError, TypeError, ValueError)):
       print(f"error: bad command line: {e}".replace("\\n", " "), file=sys.stderr)
       sys.exit(2)
-    if _USER_ERRORS and isinstance(e, tuple(_USER_ERRORS)):
-      print(f"error: {e}", file=sys.stderr)
+    vdata = sys.modules.get("vlae_tf.data")
+    if vdata is not None and isinstance(e, vdata.DataError):  # bad data: file, array, expectation
+      print(f"error: data: {' '.join(str(e).split())}", file=sys.stderr)
+      sys.exit(2)
+    if _USER_ERRORS and isinstance(e, tuple(_USER_ERRORS)):  # incl. data / workdir not found
+      print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
       sys.exit(2)
     raise

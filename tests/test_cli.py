@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vlae_tf import cli
+from vlae_tf import cli, cli_commands
 from zoo_testing import NAME, m, zoo  # noqa: F401  (m, zoo: fixtures)
 
 
@@ -20,8 +20,8 @@ def _run(zoo, *args):
 @pytest.fixture
 def loaded_once(m, monkeypatch):
   """Skips re-loading the SavedModel in every command (the loading path is tested on its own)."""
-  real = cli._load
-  monkeypatch.setattr(cli, "_load", lambda args: m if args.model == NAME else real(args))
+  real = cli_commands._load
+  monkeypatch.setattr(cli_commands, "_load", lambda args: m if args.model == NAME else real(args))
 
 
 def _tiles(path, rows, cols, size=6, scale=2, pad=2):
@@ -38,12 +38,12 @@ def _tiles(path, rows, cols, size=6, scale=2, pad=2):
 
 def test_grid_layout():
   x = np.arange(6 * 2 * 2, dtype=np.uint8).reshape(6, 2, 2, 1)
-  g = cli.image_grid(x, ncol=3, pad=1, pad_value=9)
+  g = cli_commands.image_grid(x, ncol=3, pad=1, pad_value=9)
   assert g.shape == (2 * 3 + 1, 3 * 3 + 1, 1)
   np.testing.assert_array_equal(g[1:3, 4:6, 0], x[1, :, :, 0])
   np.testing.assert_array_equal(g[4:6, 7:9, 0], x[5, :, :, 0])
   assert g[0, 0, 0] == 9 and g[3, 3, 0] == 9
-  np.testing.assert_array_equal(cli.to_display(np.array([0, 1]), 2), [0, 255])
+  np.testing.assert_array_equal(cli_commands.to_display(np.array([0, 1]), 2), [0, 255])
 
 
 def test_sample_png_holds_the_models_samples(zoo, m, tmp_path, capsys):
@@ -121,3 +121,94 @@ def test_console_script_is_installed_and_runs(zoo, tmp_path):
                      cwd=tmp_path)
   assert r.returncode == 0, r.stderr[-2000:]
   assert NAME in r.stdout
+
+
+# ------------------------------------------------------------ quiet, quick start
+def _console(*args, env=None, cwd=None):
+  exe = pathlib.Path(sys.executable).with_name("vlae")
+  env = dict(os.environ, **(env or {}))
+  env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # what a user's shell has: nothing set
+  return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=300,
+                        cwd=cwd)
+
+
+def test_help_and_usage_errors_answer_without_tensorflow(tmp_path):
+  r = _console("--help", cwd=tmp_path)
+  assert r.returncode == 0 and "encode" in r.stdout and r.stderr == ""
+  r = _console("sample", "--num=3", cwd=tmp_path)          # --model missing
+  assert r.returncode == 2 and r.stdout == ""
+  assert r.stderr.count("\n") == 1 and "required: --model" in r.stderr, r.stderr
+  # The same entry point in-process: neither --help nor a usage error imports TensorFlow.
+  code = ("import sys\nfrom vlae_tf import cli\n"
+          "for argv in (['--help'], ['sample', '--help'], ['encode', '--model=x'], ['bogus']):\n"
+          "  try:\n    cli.main(argv)\n  except SystemExit:\n    pass\n"
+          "print('TF_IMPORTED', 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+  r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                     cwd=tmp_path)
+  assert "TF_IMPORTED False False" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+
+
+def test_quiet_tf_drops_startup_noise_and_keeps_real_errors(capfd):
+  from vlae_tf import quiet_tf
+  noise = [
+      "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+      "I0000 00:00:1796017679.535621   13340 port.cc:153] oneDNN custom operations are on.",
+      "I0000 00:00:1796017679.536006   13340 cudart_stub.cc:31] Could not find cuda drivers on "
+      "your machine, GPU will not be used.",
+      "E0000 00:00:1796017712.929566   13468 cuda_platform.cc:52] failed call to cuInit: "
+      "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)",
+      "W0000 00:00:1796017712.9 13468 gpu_device.cc:2344] Cannot dlopen some GPU libraries.",
+      "E0000 00:00:1796023825.491356    6814 util.cc:131] oneDNN supports DT_BOOL only on "
+      "platforms with AVX-512. Falling back to the default Eigen-based implementation if present."]
+  real = ["E0000 00:00:1796017712.929566   13468 op_kernel.cc:1 ] Out of memory: something real",
+          "Traceback (most recent call last):"]
+  assert all(quiet_tf.is_startup_noise(l) for l in noise)
+  assert not any(quiet_tf.is_startup_noise(l) for l in real)
+  with quiet_tf.filtered_stderr_fd():
+    os.write(2, ("\n".join(noise[:2] + real[:1] + noise[2:] + real[1:]) + "\n").encode())
+  assert capfd.readouterr().err == real[0] + "\n" + real[1] + "\n"
+
+
+def test_sample_prints_no_tensorflow_log_lines_unless_verbose(zoo, tmp_path):
+  from vlae_tf import quiet_tf
+  env = {"VLAE_ZOO_DIR": str(zoo.root)}
+  r = _console("sample", f"--model={NAME}", "--num=2", f"--out={tmp_path / 'a.png'}", env=env,
+               cwd=tmp_path)
+  assert r.returncode == 0 and (tmp_path / "a.png").exists(), r.stderr[-2000:]
+  assert r.stderr == "", f"TF noise on stderr:\n{r.stderr}"
+  v = _console("sample", f"--model={NAME}", "--num=2", f"--out={tmp_path / 'b.png'}",
+               "--verbose", env=env, cwd=tmp_path)
+  assert v.returncode == 0, v.stderr[-2000:]
+  if not any(quiet_tf.is_startup_noise(l) for l in v.stderr.splitlines()):
+    pytest.skip("TensorFlow printed no start-up lines on this machine, so the quiet run above "
+                "proved nothing about filtering them")
+
+
+def test_encode_writes_the_posterior_means_and_stds(zoo, m, tmp_path, loaded_once, capsys):
+  x = (np.random.default_rng(3).random((7, 6, 6)) < 0.5).astype(np.uint8)   # [N, H, W]
+  np.savez(tmp_path / "in.npz", images=x)                                    # its only array
+  out = tmp_path / "sub" / "z.npz"
+  assert _run(zoo, "encode", f"--model={NAME}", f"--data={tmp_path / 'in.npz'}", f"--out={out}",
+              "--batch_size=3") == 0
+  with np.load(out) as z:
+    assert sorted(z.files) == ["mean", "std"]
+    want = m.encode(x[..., None])
+    np.testing.assert_allclose(z["mean"], want["mean"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(z["std"], want["std"], rtol=1e-5, atol=1e-6)
+    assert z["mean"].shape == (7, m.latent_size) and (z["std"] > 0).all()
+  assert "[7, 3]" in capsys.readouterr().out
+  # User mistakes: one line, exit 1, nothing written.
+  np.savez(tmp_path / "two.npz", a=x, b=x)
+  for args, msg in ((["--data=nope.npz"], "no such file"),
+                    ([f"--data={tmp_path / 'two.npz'}"], "has arrays ['a', 'b']")):
+    bad = tmp_path / "bad.npz"
+    assert _run(zoo, "encode", f"--model={NAME}", f"--out={bad}", *args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and msg in err and err.startswith("vlae encode: error:"), err
+    assert not bad.exists()
+  with pytest.raises(SystemExit) as e:                  # a usage error, refused by the parser
+    _run(zoo, "encode", f"--model={NAME}", f"--out={bad}", f"--data={tmp_path / 'in.npz'}",
+         "--batch_size=0")
+  err = capsys.readouterr().err
+  assert e.value.code == 2 and err.count("\n") == 1 and "--batch_size" in err, err
+  assert "expected an integer >= 1, got 0" in err and not bad.exists()

@@ -23,7 +23,7 @@ if ROOT not in sys.path:
 import vlae_tf  # noqa: E402
 from conftest import tiny_config  # noqa: E402
 from experiments import (af_vs_iaf, grayscale_context, harness, lossy_reconstructions,  # noqa: E402
-                         posterior_collapse, rate_distortion)
+                         posterior_collapse, rate_distortion, z_features)
 from vlae_tf import evaluation, training  # noqa: E402
 from vlae_tf import config as vconfig  # noqa: E402
 from vlae_tf import workdir as vwork  # noqa: E402
@@ -321,3 +321,49 @@ def test_flags_errors(tmp_path):
   fv(["prog", f"--workdir={tmp_path}", "--betas=1,x"])
   with pytest.raises(ValueError, match="--betas must be a comma-separated list"):
     rate_distortion.options(fv)
+
+
+# ==================================================================== z as features
+def test_logistic_regression_reaches_the_regularised_optimum():
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((300, 5))
+  y = np.argmax(x[:, :3] + 0.5 * rng.standard_normal((300, 3)), axis=1)   # 3 noisy classes
+  predict, info = z_features.fit_logistic_regression(x, y, 3, lam=1e-2, max_iters=5000, tol=1e-8)
+  assert info["grad_norm"] < 1e-7 and info["iters"] < 5000              # converged ...
+  # ... to the optimum: the analytic gradient agrees with finite differences there, and the loss
+  # goes up in every random direction.
+  xb = np.concatenate([(x - x.mean(0)) / x.std(0), np.ones((300, 1))], axis=1)
+  w = rng.standard_normal((6, 3))
+  _, g = z_features._logits_grad(xb, y, w, 1e-2)
+  e = np.zeros_like(w)
+  e[2, 1] = 1e-6
+  fd = (z_features._logits_grad(xb, y, w + e, 1e-2)[0]
+        - z_features._logits_grad(xb, y, w - e, 1e-2)[0]) / 2e-6
+  assert fd == pytest.approx(g[2, 1], rel=1e-5)
+  assert (predict(x) == y).mean() > 0.7                                  # it learned the classes
+  sep = np.repeat(np.eye(4) * 5, 10, axis=0) + 0.1 * rng.standard_normal((40, 4))
+  pred, _ = z_features.fit_logistic_regression(sep, np.repeat(np.arange(4), 10), 4)
+  assert (pred(sep) == np.repeat(np.arange(4), 10)).all()               # separable: all right
+
+
+def test_z_features_smoke(tmp_path):
+  wd = str(tmp_path / "zf")
+  r = run_cli(z_features, [f"--workdir={wd}", "--smoke", "--max_iters=300"])
+  with open(os.path.join(wd, harness.RESULTS_JSON)) as f:
+    assert json.load(f)["features"] == r["features"]
+  with open(os.path.join(wd, harness.RESULTS_MD)) as f:
+    md = f.read()
+  assert r["smoke"] and "SMOKE RUN" in md and r["checks"] == []        # a measurement, no claim
+  n_test = z_features.SMOKE_SIZES["test"]
+  assert sorted(r["features"]) == sorted(z_features.FEATURES)
+  dims = {k: v["dim"] for k, v in r["features"].items()}
+  assert dims["pixels"] == 28 * 28 and dims["vlae"] == vlae_tf.zoo.load("mnist").latent_size
+  assert dims["factorized"] == vwork.read_workdir_config(
+      os.path.join(wd, "factorized")).model.latent_dim
+  for key, f in r["features"].items():
+    assert f"| {z_features.LABELS[key]} | {f['dim']} |" in md
+    k = round(f["test_accuracy"] * n_test)                    # a count of right test digits
+    assert f["test_accuracy"] == pytest.approx(k / n_test)
+    assert f["test_accuracy_stderr"] == pytest.approx(math.sqrt(k / n_test * (1 - k / n_test)
+                                                                / n_test))
+  assert r["probe_train_examples"] == z_features.SMOKE_SIZES["train"]

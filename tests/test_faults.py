@@ -24,7 +24,7 @@ import vlae_tf
 from conftest import tiny_config
 from test_train import _metrics, train_config
 from test_train_distributed import _checkpoint_values, _run_until
-from vlae_tf import checkpoints, cli, export, training, zoo_model, zoo_store
+from vlae_tf import checkpoints, cli, cli_commands, export, training, zoo_model, zoo_store
 from vlae_tf import workdir as vwork
 from vlae_tf.zoo_store import ZooError
 from zoo_testing import IMAGE_SHAPE, binary_images, m, zoo  # noqa: F401  (m, zoo: fixtures)
@@ -411,7 +411,7 @@ def test_data_test_without_data_is_one_line(zoo, tmp_path, monkeypatch, capsys):
   cfg = ConfigDict(m.info["config"])
   cfg.data.dataset, cfg.data.source = "binarized_mnist", "npz"
   monkeypatch.setitem(m.info, "config", cfg.to_dict())
-  monkeypatch.setattr(cli, "_load", lambda args: m)
+  monkeypatch.setattr(cli_commands, "_load", lambda args: m)
   monkeypatch.setenv("VLAE_DATA_DIR", str(tmp_path / "no_such_folder"))
   assert _cli(zoo.root, "reconstruct", "--data=test", f"--out={tmp_path / 'r.png'}") == 1
   _one_line_error(capsys, "--data=test: cannot read the binarized_mnist test split")
@@ -436,11 +436,12 @@ def _data_config(tmp_path, x_train):
 
 
 @pytest.mark.parametrize("x_train, message", [
-    (np.zeros((0, 28, 28), np.uint8), r"split 'train' is empty \(0 images"),
-    (np.full((8, 28, 28), np.nan, np.float32), "integer pixels in 0..255, got dtype float32 with "
-                                                "NaN"),
+    (np.zeros((0, 28, 28), np.uint8), r"key 'x_train': expected at least one image, the split "
+                                      r"is empty \(shape \(0, 28, 28"),
+    (np.full((8, 28, 28), np.nan, np.float32), "got float32 with 6272 NaN / infinite values"),
     (np.full((8, 28, 28), 300.0, np.float32), r"values in \[300.0, 300.0\]"),
-    (np.full((8, 28, 28), 7, np.uint8), r"values up to 7 but data.binarization='static'"),
+    (np.full((8, 28, 28), 7, np.uint8), r"expected data.binarization='static' pixels in \{0, "
+                                        r"1\} .* got values up to 7"),
 ])
 def test_bad_training_data_is_a_clear_error(tmp_path, x_train, message):
   # Defect: an empty x_train ended in a bare ZeroDivisionError.

@@ -8,19 +8,40 @@ Public API::
     terms = model.elbo_terms(x)            # per-example "elbo", "rate", "distortion" (nats)
     nll = vlae_tf.iwae_nll(model, x, num_samples=1000)
     mask = vlae_tf.receptive_field(model, pixel=(i, j))
+
+The names that need TensorFlow are resolved on first use (PEP 562 module
+``__getattr__``), so ``import vlae_tf`` -- and with it the ``vlae`` command's
+``--help``, the zoo configs and ``train.py``'s flag parsing -- does not import
+TensorFlow (4 s and its start-up log lines; see :mod:`vlae_tf.quiet_tf`).
 """
 
+import importlib as _importlib
 import os as _os
 
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from vlae_tf.evaluation import active_units, evaluate, iwae_nll, kl_per_dim, mutual_information  # noqa: E402
-from vlae_tf.model import VLAE, build_model  # noqa: E402
-from vlae_tf.receptive_field import expected_receptive_field, receptive_field  # noqa: E402
-from vlae_tf import zoo  # noqa: E402
-
 __version__ = "0.1.0"
+
+# public name -> the module that defines it
+_LAZY = {"VLAE": "model", "build_model": "model", "iwae_nll": "evaluation",
+         "evaluate": "evaluation", "active_units": "evaluation", "kl_per_dim": "evaluation",
+         "mutual_information": "evaluation", "receptive_field": "receptive_field",
+         "expected_receptive_field": "receptive_field"}
 
 __all__ = ["VLAE", "build_model", "iwae_nll", "receptive_field", "expected_receptive_field",
            "evaluate", "active_units", "kl_per_dim", "mutual_information", "zoo"]
+
+
+def __getattr__(name):
+  if name == "zoo":  # the zoo's model store imports TensorFlow
+    return _importlib.import_module("vlae_tf.zoo")
+  if name in _LAZY:
+    value = getattr(_importlib.import_module(f"vlae_tf.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
+  raise AttributeError(f"module 'vlae_tf' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted(set(globals()) | set(_LAZY) | {"zoo"})

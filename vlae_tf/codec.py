@@ -77,7 +77,7 @@ from vlae_tf.codec_latent import UnsupportedModel
 from vlae_tf.model import VLAE
 
 LOSSLESS, LOSSY = "lossless", "lossy"
-DEFAULT_GROUP_SIZE = 64
+DEFAULT_GROUP_SIZE = codec_format.DEFAULT_GROUP_SIZE
 DEFAULT_BIN_WIDTH_LOG2 = {LOSSLESS: 8, LOSSY: 1}
 DEFAULT_LATENT_RANGE = 8.0
 MAX_LATENT_SYMBOLS = 2 ** 13    # bins per latent dimension (see vlae_tf.codec_latent: leaks)

@@ -14,6 +14,8 @@ same images, and a progress bar on stderr. The model comes from the zoo as a
 Keras model (:func:`vlae_tf.zoo_keras.load_keras`); ``decompress`` finds it by
 the name stored in the file (``--model`` overrides) and refuses a model whose
 weights differ from the compressing one's. Outputs are written atomically.
+The sub-parsers are in :mod:`vlae_tf.cli` (so ``vlae --help`` needs no TensorFlow);
+:data:`COMMANDS` joins :data:`vlae_tf.cli_commands.COMMANDS`.
 """
 
 from __future__ import annotations
@@ -26,37 +28,6 @@ import numpy as np
 
 from vlae_tf import codec, codec_format, zoo_keras, zoo_store
 from vlae_tf.codec_format import CodecError
-
-
-def add_parsers(sub, common):
-  """Adds the ``compress`` and ``decompress`` subcommands to the ``vlae`` parser."""
-  s = sub.add_parser("compress", help="compress images with a zoo model (lossless bits-back, "
-                     "or --lossy: z only)")
-  common(s, model=False)
-  s.add_argument("--model", required=True, help="zoo model name or model folder")
-  s.add_argument("--data", required=True, help="an .npz with one uint8 array 'x' [N,H,W(,C)], "
-                 "or 'test' for the model's bundled images")
-  s.add_argument("--out", required=True, help="the compressed file to write (.vlae)")
-  s.add_argument("--lossy", action="store_true", help="transmit only the latents; the decoder "
-                 "fills in the pixels with the mode of each pixel's distribution")
-  s.add_argument("--lossy_decode", choices=("mode", "mean", "sample"), default="mode",
-                 help="--lossy: the receiver fills in each pixel with its most probable value "
-                 "(mode), its rounded conditional mean (mean) or a draw seeded by --seed (sample)")
-  s.add_argument("--seed", type=int, default=0, help="--lossy_decode=sample: the stored seed")
-  s.add_argument("--bin_width_log2", type=int, default=None,
-                 help="latent bins of width 2^-B (default 10 lossless, 1 lossy; lossy: smaller "
-                 "B = fewer bits, more distortion)")
-  s.add_argument("--group_size", type=int, default=None,
-                 help="images coded side by side (the decoder's batch; stored in the file; "
-                 f"default {codec.DEFAULT_GROUP_SIZE})")
-  s.add_argument("--no_verify", action="store_true", help="skip the sha256 checks of the model")
-  d = sub.add_parser("decompress", help="decompress a .vlae file")
-  common(d, model=False)
-  d.add_argument("file", help="the compressed file (.vlae)")
-  d.add_argument("--out", required=True, help="the .npz to write (array 'x')")
-  d.add_argument("--model", default=None, help="zoo model name or folder (default: the name "
-                 "stored in the file)")
-  d.add_argument("--no_verify", action="store_true", help="skip the sha256 checks of the model")
 
 
 class _Progress:

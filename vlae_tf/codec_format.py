@@ -33,6 +33,7 @@ MAGIC = b"\x89VLAE\r\n\x1a"
 FORMAT_VERSION = 1
 _FIXED = len(MAGIC) + 2 + 4
 _DIGEST = 32
+DEFAULT_GROUP_SIZE = 64   # images coded side by side unless asked (stored in each file's header)
 
 
 class CodecError(ValueError):

@@ -240,10 +240,8 @@ def validate_config(config):
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
   need(is_int(cfg.get("seed")), f"seed must be an int, got {cfg.get('seed')!r}")
-  need(d["dataset"] in vdata.DATASETS, f"data.dataset must be one of {vdata.DATASETS}, "
-       f"got {d['dataset']!r}")
-  need(d["source"] in vdata.SOURCES, f"data.source must be one of {vdata.SOURCES}, "
-       f"got {d['source']!r}")
+  need(not vdata.dataset_name_error(d["dataset"]), vdata.dataset_name_error(d["dataset"]))
+  need(not vdata.source_error(d["source"]), vdata.source_error(d["source"]))
   need(d["binarization"] in vdata.BINARIZATIONS, f"data.binarization must be one of "
        f"{vdata.BINARIZATIONS}, got {d['binarization']!r}")
   shape = tuple(d["image_shape"]) if isinstance(d["image_shape"], (list, tuple)) else ()
