@@ -12,20 +12,7 @@ on the TEST split, and writes ``results.json`` (full precision), ``results.md``
 (tables, the computed checks of the paper's expected shape, figures) and PNG
 figures into ``--workdir``.
 
-Run sizes
-  ``smoke``  (``--smoke``) a tiny model (8 filters, 2-4 latent units), a
-             couple of steps, a few test images: proves the script runs end
-             to end in seconds. Synthetic 8x8 images by default
-             (``--smoke_data=real``: the real dataset at its native size). Its
-             numbers mean nothing and are labelled so.
-  ``cpu``    (default) the zoo config scaled down exactly as ``zoo/mnist_cpu.py``
-             / ``zoo/cifar10_cpu.py`` scale ``mnist`` / ``cifar10`` (see
-             :func:`scale_like`), a step budget per script chosen for 2 CPU
-             cores, and ``eval_examples`` test images evenly spaced over the
-             test split (:func:`test_images`).
-  ``full``   (``--full``) the paper-size zoo config with its own step count,
-             the whole test set and the config's IWAE sample count
-             (accelerator-sized).
+Run sizes (``smoke``, the default ``cpu``, ``full``): see :mod:`experiments.sizing`.
 
 Test-set metrics (:func:`test_set_metrics`) summarise the per-example values
 of :func:`vlae_tf.evaluation.elbo_per_example` / :func:`~vlae_tf.evaluation.iwae_per_example`
