@@ -54,7 +54,7 @@ from machine_info import header  # noqa: E402
 
 import vlae_tf  # noqa: E402
 from vlae_tf import codec, data  # noqa: E402
-from vlae_tf.cli import image_grid, save_png, to_display  # noqa: E402
+from vlae_tf.cli_commands import image_grid, save_png, to_display  # noqa: E402
 
 _CHILD = """
 import json, sys, time
