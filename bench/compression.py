@@ -64,7 +64,7 @@ tf.config.threading.set_inter_op_parallelism_threads(1)
 import numpy as np
 import vlae_tf
 from vlae_tf import codec
-model = vlae_tf.zoo.load_keras(sys.argv[1])
+model = vlae_tf.zoo.load_keras(sys.argv[1], sys.argv[4] or None)   # argv[4]: --zoo_dir
 blob = open(sys.argv[2], "rb").read()
 t = time.perf_counter()
 x = codec.decompress(model, blob)
@@ -163,7 +163,7 @@ def lossless(name, model, x, binary, res, args):
     path, back = os.path.join(tmp, "x.vlae"), os.path.join(tmp, "back.npz")
     with open(path, "wb") as f:
       f.write(blob)
-    child = subprocess.run([sys.executable, "-c", _CHILD, name, path, back],
+    child = subprocess.run([sys.executable, "-c", _CHILD, name, path, back, args.zoo_dir or ""],
                            capture_output=True, text=True, check=False)
     if child.returncode != 0:
       raise RuntimeError(f"fresh-process decompress failed: {child.stderr.strip()[-2000:]}")
