@@ -7,6 +7,9 @@ import sys
 
 from absl import app, flags, logging
 
+from vlae_tf import workdir as vwork
+
+
 def define_common_flags(fv=flags.FLAGS):
   """The flags every experiment script takes (on ``fv``: scripts and tests use their own)."""
   flags.DEFINE_string("workdir", None, "Experiment folder: one sub-folder per trained model, "
@@ -55,7 +58,11 @@ def make_main(run, options):
       opts = options(flags.FLAGS)
     except ValueError as e:                       # bad flag values: the message, no traceback
       raise app.UsageError(str(e)) from e
-    run(**opts)
+    try:
+      run(**opts)
+    except vwork.ConfigMismatch as e:             # a --workdir made by another config
+      print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+      sys.exit(2)
   return main
 
 

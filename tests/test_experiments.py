@@ -10,6 +10,7 @@ with the numbers it is computed from).
 import json
 import math
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -367,3 +368,18 @@ def test_z_features_smoke(tmp_path):
     assert f["test_accuracy_stderr"] == pytest.approx(math.sqrt(k / n_test * (1 - k / n_test)
                                                                 / n_test))
   assert r["probe_train_examples"] == z_features.SMOKE_SIZES["train"]
+
+
+def test_a_workdir_made_by_another_config_is_a_one_line_error(tmp_path):
+  """Reusing an experiment --workdir after its recipe changed: one line naming it, exit 2."""
+  wd = tmp_path / "zf"
+  (wd / "factorized").mkdir(parents=True)
+  vwork.write_config(tiny_config(), str(wd / "factorized"))     # not the config z_features trains
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "z_features.py"),
+                         f"--workdir={wd}", "--smoke"], capture_output=True, text=True, env=env,
+                        cwd=ROOT, timeout=600)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: work directory") and "was created by a different config" in last

@@ -70,11 +70,15 @@ def read_workdir_config(workdir):
   return vconfig.from_json(stored)
 
 
+class ConfigMismatch(ValueError):
+  """The work directory was created by another config (the message lists every difference)."""
+
+
 def check_config(config, workdir):
   """Validates ``config`` and checks it against the one stored in ``workdir`` (if any).
 
-  Raises ``ValueError`` naming every bad value, or listing every differing key
-  when the work directory was created by a different config (only
+  Raises ``ValueError`` naming every bad value, or :class:`ConfigMismatch` listing
+  every differing key when the work directory was created by a different config (only
   :data:`RESUMABLE_KEYS` may change).
   """
   vconfig.validate_config(config)
@@ -83,7 +87,7 @@ def check_config(config, workdir):
   diffs = config_differences(read_workdir_config(workdir), config)
   if diffs:
     lines = "\n  ".join(f"{k}: stored {a!r}, now {b!r}" for k, a, b in diffs)
-    raise ValueError(f"work directory {workdir!r} was created by a different config; "
+    raise ConfigMismatch(f"work directory {workdir!r} was created by a different config; "
                      f"differences:\n  {lines}\nUse a new --workdir, or the same config "
                      f"(only {', '.join(RESUMABLE_KEYS)} may change between runs).")
 
