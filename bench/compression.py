@@ -53,7 +53,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine_info import header  # noqa: E402
 
 import vlae_tf  # noqa: E402
-from vlae_tf import codec, data  # noqa: E402
+from vlae_tf import codec, data, evaluation  # noqa: E402
 from vlae_tf.cli_commands import image_grid, save_png, to_display  # noqa: E402
 
 _CHILD = """
@@ -75,9 +75,8 @@ print(json.dumps({"seconds": seconds}))
 
 
 def subset(x, num):
-  if not num or num >= len(x):
-    return x
-  return x[np.linspace(0, len(x) - 1, num).round().astype(int)]
+  """``num`` evenly spaced images of ``x`` (0: all), as every evaluation here picks them."""
+  return x[evaluation.iwae_subset(len(x), num)]
 
 
 def _pil(img, binary):
@@ -213,7 +212,7 @@ def lossy(name, model, x, binary, res, args):
       print(f"{fmt} q={q}: {row}")
   res["lossy_num_images"] = len(lx)
   if args.figures:
-    show = np.linspace(0, len(lx) - 1, min(8, len(lx))).round().astype(int)
+    show = evaluation.iwae_subset(len(lx), 8)
     rows = [lx[show]] + [d[show] for d in decodes]
     grid = image_grid(to_display(np.concatenate(rows), model.num_levels), ncol=min(8, len(lx)),
                       scale=3)
