@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 
 import numpy as np
 
-from vlae_tf import codec, codec_format, zoo_keras, zoo_store
+from vlae_tf import atomic, codec, codec_format, zoo_keras, zoo_store
 from vlae_tf.codec_format import CodecError
 
 
@@ -74,17 +73,9 @@ def read_images(path, model_dir=None):
 
 
 def write_npz(path, x):
-  """``np.savez(path, x=x)`` through a temporary file and a rename."""
-  folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, x=x)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  """``np.savez(path, x=x)``, atomically (:func:`vlae_tf.atomic.open_for_writing`)."""
+  with atomic.open_for_writing(path) as f:
+    np.savez(f, x=x)
 
 
 def _load(name, args):
