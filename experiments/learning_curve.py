@@ -32,6 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from vlae_tf import atomic  # noqa: E402
 from vlae_tf import workdir as vwork  # noqa: E402
 from vlae_tf.objective import nats_to_bits_per_dim  # noqa: E402
 
@@ -122,9 +123,8 @@ def plot(c, out, title, note=""):
   axes[0].set_ylim(*sorted((worst - pad if nats else worst + pad, best + pad if nats else best - pad)))
   fig.suptitle(f"{title}: last doubling of hours gained {gain_text(c)}" + (f"\n{note}" if note else ""))
   fig.tight_layout()
-  tmp = out + ".tmp.png"
-  fig.savefig(tmp, dpi=110)
-  os.replace(tmp, out)
+  with atomic.open_for_writing(out) as f:
+    fig.savefig(f, format="png", dpi=110)
 
 
 def main(argv):
@@ -136,9 +136,7 @@ def main(argv):
   if not c["steps"]:
     raise app.UsageError(f"{FLAGS.workdir!r} holds no periodic evaluation (eval/elbo) yet")
   plot(c, FLAGS.out, FLAGS.title or c["config_name"], FLAGS.note)
-  with open(FLAGS.out + ".json.tmp", "w") as f:
-    json.dump(c, f, indent=1)
-  os.replace(FLAGS.out + ".json.tmp", os.path.splitext(FLAGS.out)[0] + ".json")
+  atomic.write_text(os.path.splitext(FLAGS.out)[0] + ".json", json.dumps(c, indent=1))
   print(f"{len(c['steps'])} evaluations, last at step {c['steps'][-1]} after "
         f"{c['hours'][-1]:.2f} h: held-out ELBO {c['elbo'][-1]:.3f} "
         f"({c['bits_per_dim'][-1]:.4f} bits/dim); last doubling gained {gain_text(c)}")
