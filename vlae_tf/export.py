@@ -71,7 +71,6 @@ import pathlib
 import shutil
 import tempfile
 
-import numpy as np
 import tensorflow as tf
 
 from vlae_tf import atomic
@@ -356,7 +355,9 @@ def example_images(config, num=8):
   class (binarized MNIST's begins with a thousand zeros).
   """
   x = vdata.load_split(config, vdata.eval_split_name(config, "test"))
-  return x[np.linspace(0, len(x) - 1, min(num, len(x))).round().astype(int)]
+  if num <= 0:
+    return x[:0]
+  return x[evaluation.iwae_subset(len(x), num)]
 
 
 def _examples_or_none(config, num=8):
