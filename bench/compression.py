@@ -46,6 +46,7 @@ import sys
 import tempfile
 import time
 
+from ml_collections import ConfigDict
 import numpy as np
 from PIL import Image
 
@@ -133,7 +134,6 @@ def distortion(x, y, binary):
 
 def run(name, args):
   model = vlae_tf.zoo.load_keras(name, args.zoo_dir)
-  from ml_collections import ConfigDict
   cfg = ConfigDict(model.vlae_config)
   split = data.eval_split_name(cfg, "test")
   full = data.load_split(cfg, split)

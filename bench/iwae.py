@@ -23,6 +23,7 @@ noise.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import subprocess
 import sys
@@ -41,7 +42,6 @@ from vlae_tf import evaluation  # noqa: E402
 
 def measure_chunk(args, chunk):
   """Runs in a fresh process: peak RSS over the level after building the model."""
-  import gc
   cfg = vlae_tf.zoo.get_config(args.config)
   model = vlae_tf.build_model(cfg)
   h, w, c = model.image_shape

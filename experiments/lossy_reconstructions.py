@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from experiments import harness  # noqa: E402
+import vlae_tf  # noqa: E402
 from vlae_tf import workdir as vwork  # noqa: E402
 
 NAME = "lossy_reconstructions"
@@ -62,7 +63,6 @@ def define_flags(fv=flags.FLAGS):
 
 def load_source(exp, model_workdir="", zoo_model="", zoo_dir=""):
   """``(zoo-API model, its config, description)`` for the chosen source (module doc)."""
-  import vlae_tf
   if model_workdir and zoo_model:
     raise ValueError("give --model_workdir or --zoo_model, not both")
   if zoo_model:
