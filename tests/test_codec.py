@@ -226,6 +226,23 @@ def test_wrong_input_images_are_refused(bad, match):
     codec.compress(model_for(), bad)
 
 
+@pytest.mark.parametrize("kwargs,match", [
+    ({"latent_range": 0.0}, "latent_range must be a positive number"),
+    ({"latent_range": -8.0}, "latent_range must be a positive number"),
+    ({"latent_range": float("nan")}, "latent_range must be a positive number"),
+    ({"latent_range": 16.0, "bin_width_log2": 8}, "8192 bins per latent dimension; at most 4096"),
+    ({"bin_width_log2": 17}, "bin_width_log2 must be in")])
+def test_bad_coding_parameters_are_refused(kwargs, match):
+  with pytest.raises(codec.CodecError, match=match):
+    codec.encode(model_for(), images(model_for(), 2), **kwargs)
+
+
+def test_the_default_latent_grid_stays_under_the_leak_cap():
+  """Lossless default: few enough bins that constriction's minimum-mass leak stays small (codec_latent)."""
+  b = codec.DEFAULT_BIN_WIDTH_LOG2[codec.LOSSLESS]
+  assert 2 * codec.DEFAULT_LATENT_RANGE * 2.0 ** b + 1 <= 1025 <= codec.MAX_LATENT_SYMBOLS
+
+
 def test_write_atomic_leaves_nothing_behind_on_failure(tmp_path, monkeypatch):
   target = tmp_path / "out.vlae"
   codec_format.write_atomic(target, b"old")

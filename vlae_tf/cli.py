@@ -35,7 +35,7 @@ import argparse
 import sys
 
 from vlae_tf import atomic, quiet_tf
-from vlae_tf.codec_format import DEFAULT_GROUP_SIZE
+from vlae_tf.codec_format import DEFAULT_BIN_WIDTH_LOG2, DEFAULT_GROUP_SIZE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -132,8 +132,10 @@ def add_codec_parsers(sub, common):
                  "(mode), its rounded conditional mean (mean) or a draw seeded by --seed (sample)")
   s.add_argument("--seed", type=int, default=0, help="--lossy_decode=sample: the stored seed")
   s.add_argument("--bin_width_log2", type=int, default=None,
-                 help="latent bins of width 2^-B (default 10 lossless, 1 lossy; lossy: smaller "
-                 "B = fewer bits, more distortion)")
+                 help="latent bins of width 2^-B (default "
+                 f"{DEFAULT_BIN_WIDTH_LOG2['lossless']} lossless, "
+                 f"{DEFAULT_BIN_WIDTH_LOG2['lossy']} lossy; lossy: smaller B = fewer bits, "
+                 "more distortion)")
   s.add_argument("--group_size", type=int, default=None,
                  help="images coded side by side (the decoder's batch; stored in the file; "
                  f"default {DEFAULT_GROUP_SIZE})")

@@ -78,9 +78,9 @@ from vlae_tf.model import VLAE
 
 LOSSLESS, LOSSY = "lossless", "lossy"
 DEFAULT_GROUP_SIZE = codec_format.DEFAULT_GROUP_SIZE
-DEFAULT_BIN_WIDTH_LOG2 = {LOSSLESS: 8, LOSSY: 1}
+DEFAULT_BIN_WIDTH_LOG2 = codec_format.DEFAULT_BIN_WIDTH_LOG2
 DEFAULT_LATENT_RANGE = 8.0
-MAX_LATENT_SYMBOLS = 2 ** 13    # bins per latent dimension (see vlae_tf.codec_latent: leaks)
+MAX_LATENT_SYMBOLS = 2 ** 12    # bins per latent dimension (see vlae_tf.codec_latent: leaks)
 
 __all__ = ["compress", "decompress", "encode", "CodecError", "UnsupportedModel", "LOSSLESS",
            "LOSSY"]
@@ -161,7 +161,9 @@ def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
   b = int(DEFAULT_BIN_WIDTH_LOG2[mode] if bin_width_log2 is None else bin_width_log2)
   if not -4 <= b <= 16:
     raise CodecError(f"bin_width_log2 must be in [-4, 16], got {b}")
-  if not 0 < latent_range and 2 * latent_range * 2.0 ** b > MAX_LATENT_SYMBOLS:
+  if not (isinstance(latent_range, (int, float)) and 0 < latent_range < math.inf):
+    raise CodecError(f"latent_range must be a positive number, got {latent_range!r}")
+  if 2 * latent_range * 2.0 ** b > MAX_LATENT_SYMBOLS:
     raise CodecError(f"latent_range {latent_range} with bins of 2^-{b} makes "
                      f"{int(2 * latent_range * 2.0 ** b)} bins per latent dimension; at most "
                      f"{MAX_LATENT_SYMBOLS} (lower bin_width_log2 or latent_range)")

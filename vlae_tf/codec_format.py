@@ -34,6 +34,9 @@ FORMAT_VERSION = 1
 _FIXED = len(MAGIC) + 2 + 4
 _DIGEST = 32
 DEFAULT_GROUP_SIZE = 64   # images coded side by side unless asked (stored in each file's header)
+# Latent bins of 2^-B unless asked (stored in each file's header); lossless: see vlae_tf.codec_latent
+# ("The leak") for why not finer.
+DEFAULT_BIN_WIDTH_LOG2 = {"lossless": 6, "lossy": 1}
 
 
 class CodecError(ValueError):
