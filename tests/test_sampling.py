@@ -7,6 +7,7 @@ distribution depends strongly on its context, and each exactness test first
 checks that ignoring the context changes the images (so it can fail).
 """
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -26,6 +27,7 @@ def _sharpen(model, factor=25.0):
 
 
 def _build(context, likelihood, shape, **overrides):
+  keras.utils.set_random_seed(0)   # the same weights whatever ran before in this worker
   model = vlae_tf.build_model(tiny_config(context, likelihood, shape, **overrides))
   return _sharpen(model, 25.0 if likelihood == "bernoulli" else 4.0)
 
@@ -115,7 +117,7 @@ def test_binary_samples_follow_model_conditionals():
   an all-zero context must be rejected.
   """
   model = _build("stack", "bernoulli", (4, 4, 1), decoder_layers=2)
-  model.decoder.out.kernel.assign(model.decoder.out.kernel * 0.3)   # spread p over (0, 1)
+  model.decoder.out.kernel.assign(model.decoder.out.kernel * 0.5)   # spread p over (0, 1)
   n = 3000
   z = tf.tile(tf.random.stateless_normal([1, model.latent_size], [5, 6]), [n, 1])
   x = tf.function(lambda z: sampling.sample_x_given_z(model, z, seed=tf.constant([7, 8])))(z)
