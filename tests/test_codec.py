@@ -237,6 +237,11 @@ def test_bad_coding_parameters_are_refused(kwargs, match):
     codec.encode(model_for(), images(model_for(), 2), **kwargs)
 
 
+def test_a_numpy_latent_range_is_a_number():
+  data, _ = codec.encode(model_for(), images(model_for(), 2), latent_range=np.float32(8.0))
+  assert codec_format.unpack(data)[0]["latent_range"] == 8.0
+
+
 def test_the_default_latent_grid_stays_under_the_leak_cap():
   """Lossless default: few enough bins that constriction's minimum-mass leak stays small (codec_latent)."""
   b = codec.DEFAULT_BIN_WIDTH_LOG2[codec.LOSSLESS]

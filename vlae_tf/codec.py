@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import math
+import numbers
 
 import numpy as np
 import tensorflow as tf
@@ -161,7 +162,7 @@ def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
   b = int(DEFAULT_BIN_WIDTH_LOG2[mode] if bin_width_log2 is None else bin_width_log2)
   if not -4 <= b <= 16:
     raise CodecError(f"bin_width_log2 must be in [-4, 16], got {b}")
-  if not (isinstance(latent_range, (int, float)) and 0 < latent_range < math.inf):
+  if not (isinstance(latent_range, numbers.Real) and 0 < latent_range < math.inf):
     raise CodecError(f"latent_range must be a positive number, got {latent_range!r}")
   if 2 * latent_range * 2.0 ** b > MAX_LATENT_SYMBOLS:
     raise CodecError(f"latent_range {latent_range} with bins of 2^-{b} makes "
