@@ -11,7 +11,8 @@ naming the latest one. Resuming must never lose a run, so:
   ``latest_checkpoint`` returns None then, and the run used to restart at
   step 0 over them).
 * Each candidate is restored in turn; one that fails (``DataLossError`` of a
-  corrupted file, a missing data shard, variables that do not match the
+  corrupted file, the ``IndexError: Read less bytes than requested`` of a
+  truncated one, a missing data shard, variables that do not match the
   model) is reported with the reason and moved to ``checkpoints/unreadable/``
   (kept, never overwritten by the resumed run's later saves), and the next
   older one is tried.
@@ -35,12 +36,17 @@ import re
 import shutil
 
 import tensorflow as tf
+from tensorflow.python.util import deprecation as tf_deprecation
 
 from vlae_tf import atomic
 
 INDEX_FILE = "checkpoint"
 UNREADABLE_DIR = "unreadable"
 _CKPT = re.compile(r"^ckpt-(\d+)\.index$")
+# What restoring a damaged checkpoint raises: OpError (DataLossError of a flipped byte, NotFoundError
+# of a missing shard), AssertionError / ValueError (variables that do not match the model), and
+# IndexError ("Read less bytes than requested": TF's reader on a truncated .data-* file).
+_UNRESTORABLE = (tf.errors.OpError, AssertionError, ValueError, IndexError)
 
 
 class CheckpointError(RuntimeError):
@@ -140,8 +146,10 @@ def restore(checkpoint, ckpt_dir, log=print, repair=True):
       status = checkpoint.restore(path)
       status.assert_existing_objects_matched()
       status.expect_partial()            # eval / export restore only the model and the EMA
-    except (tf.errors.OpError, AssertionError, ValueError) as e:
+    except _UNRESTORABLE as e:
       reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else e}"
+      if isinstance(e, IndexError):
+        reason += "; a data file is shorter than its index says: truncated"
       failures.append((path, reason))
       log(f"warning: skipping checkpoint {path}: it cannot be restored ({reason})")
       continue
@@ -177,9 +185,12 @@ def rewrite_index(ckpt_dir, latest):
   older = [p for p in reversed(numbered_checkpoints(ckpt_dir)) if p != latest]
   step = _number(latest)
   older = [p for p in older if step is None or (_number(p) or 0) < step]
-  tf.compat.v1.train.update_checkpoint_state(ckpt_dir, os.path.basename(latest),
-                                             all_model_checkpoint_paths=[os.path.basename(p)
-                                                                         for p in older + [latest]])
+  # TF 2 has no public way to write the index file of checkpoints it did not save itself; the
+  # v1 function logs a deprecation warning (twice: TF's logger and absl's) that a user cannot act on.
+  with tf_deprecation.silence():
+    tf.compat.v1.train.update_checkpoint_state(
+        ckpt_dir, os.path.basename(latest),
+        all_model_checkpoint_paths=[os.path.basename(p) for p in older + [latest]])
 
 
 def _number(path):
