@@ -61,9 +61,36 @@ flags.DEFINE_string("init_from", None, "train: start a new run from a pretrained
 FLAGS = flags.FLAGS
 
 
+class UsageError(Exception):
+  """A command-line mistake found in main (one line, exit 2; absl's UsageError prints the help)."""
+
+
+def parse_flags(argv):
+  """absl's flag parsing, but a mistake is one line and exit status 2 (docs/TRAINING.md).
+
+  absl prints ``FATAL Flags parsing error: ...`` plus a help hint and exits 1 for a bad
+  value (``--config.train.learning_rate=abc``, ``--mode=bogus``), an unknown flag or a
+  missing ``--workdir``; an override naming an unknown config key raises a KeyError /
+  AttributeError here, before main.
+  """
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    _fail(f"bad command line: {e} (see python train.py --helpshort)")
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    while len(e.args) == 1 and isinstance(e.args[0], BaseException):  # AttributeError(KeyError(..))
+      e = e.args[0]
+    _fail(f"bad command line: {e.args[0] if isinstance(e, KeyError) and e.args else e}")
+
+
+def _fail(message):
+  print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+  sys.exit(2)
+
+
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    raise UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if FLAGS.deterministic and os.environ.get(ONEDNN_ENV) != "0":
     os.environ[ONEDNN_ENV] = "0"
     if "tensorflow" in sys.modules:  # imported with oneDNN on: start again with it off
@@ -86,13 +113,13 @@ def main(argv):
     data.resolve_data_config(config)  # a dataset of your own: image shape from its data
   if FLAGS.mode == "train":
     if config is None:
-      raise app.UsageError("--config is required to train (e.g. --config=zoo/mnist.py)")
+      raise UsageError("--config is required to train (e.g. --config=zoo/mnist.py)")
     workdir.check_config(config, FLAGS.workdir)  # validates once; fails before building anything
     if FLAGS.init_from:
       try:
         zoo_keras.check_init_from(FLAGS.init_from, config)
       except (ValueError, zoo_store.ZooError) as e:
-        raise app.UsageError(str(e)) from None
+        raise UsageError(str(e)) from None
     strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices, FLAGS.tpu)
     training.train(config, FLAGS.workdir, strategy, checked=True, init_from=FLAGS.init_from)
   elif FLAGS.mode == "eval":
@@ -102,33 +129,22 @@ def main(argv):
     print(json.dumps(result, indent=2, sort_keys=True))
   else:
     if not FLAGS.export_dir:
-      raise app.UsageError("--export_dir is required with --mode=export")
+      raise UsageError("--export_dir is required with --mode=export")
     print(export.export_workdir(FLAGS.workdir, FLAGS.export_dir, config))
 
 
-_STARTED = []
 _USER_ERRORS = []   # set in main (after the lazy TensorFlow import)
-
-
-def _main(argv):
-  _STARTED.append(True)
-  return main(argv)
 
 
 if __name__ == "__main__":
   try:
-    app.run(_main)
+    app.run(main, flags_parser=parse_flags)
   except Exception as e:  # noqa: BLE001 -- user errors get one line; anything else re-raises
-    # Before main: a --config.* override that names an unknown key or has a bad value.
-    # In main: config / workdir / data / checkpoint problems, a full disk. One clear line, exit 2.
-    if not _STARTED and isinstance(e, (AttributeError, KeyError, TypeError, ValueError)):
-      print(f"error: bad command line: {e}".replace("\\n", " "), file=sys.stderr)
-      sys.exit(2)
+    # Config / workdir / data / checkpoint problems, a full disk, a usage mistake: one clear
+    # line, exit 2 (flag parsing mistakes end in parse_flags the same way).
     vdata = sys.modules.get("vlae_tf.data")
     if vdata is not None and isinstance(e, vdata.DataError):  # bad data: file, array, expectation
-      print(f"error: data: {' '.join(str(e).split())}", file=sys.stderr)
-      sys.exit(2)
-    if _USER_ERRORS and isinstance(e, tuple(_USER_ERRORS)):  # incl. data / workdir not found
-      print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-      sys.exit(2)
+      _fail(f"data: {e}")
+    if isinstance(e, (UsageError, *_USER_ERRORS)):  # incl. data / workdir not found
+      _fail(e)
     raise
