@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TF_CPP_MIN_LOG_LEVEL: 2 unless the user set it (0 with --verbose), by vlae_tf.quiet_tf below.
 # oneDNN's CPU kernels are not bitwise deterministic, and TensorFlow reads this switch when it is
 # imported -- which happens while the flags are parsed (loading --config imports vlae_tf), before
 # main. So --deterministic is looked for here; main re-executes the process if it was missed (a

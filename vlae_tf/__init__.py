@@ -12,12 +12,18 @@ Public API::
 The names that need TensorFlow are resolved on first use (PEP 562 module
 ``__getattr__``), so ``import vlae_tf`` -- and with it the ``vlae`` command's
 ``--help``, the zoo configs and ``train.py``'s flag parsing -- does not import
-TensorFlow (4 s and its start-up log lines; see :mod:`vlae_tf.quiet_tf`).
+TensorFlow (4 s). When TensorFlow is imported, its start-up log lines are hidden
+unless the user set ``TF_CPP_MIN_LOG_LEVEL`` (see :mod:`vlae_tf.quiet_tf`).
 """
 
 import importlib as _importlib
 import os as _os
 
+from vlae_tf import quiet_tf as _quiet_tf
+
+# TensorFlow's start-up lines (oneDNN, CUDA drivers, cuInit) are hidden when it is first imported,
+# unless the user set TF_CPP_MIN_LOG_LEVEL themselves (vlae_tf/quiet_tf.py).
+_quiet_tf.quiet_library()
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 

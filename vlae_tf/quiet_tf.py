@@ -26,6 +26,15 @@ it (no ``CUDA_VISIBLE_DEVICES``, no ``TF_ENABLE_ONEDNN_OPTS``). Later C++ log
 lines obey ``TF_CPP_MIN_LOG_LEVEL``, which is set to 2 (errors only) unless the
 user set it. ``verbose=True`` does none of this.
 
+The library is quiet too (:func:`quiet_library`, called by ``vlae_tf/__init__``):
+unless the user set ``TF_CPP_MIN_LOG_LEVEL`` themselves (any value: then TF
+behaves exactly as it does without vlae_tf), ``import vlae_tf`` sets it to 2 and
+puts a finder on ``sys.meta_path`` that wraps the first ``import tensorflow``
+(by vlae_tf or by the user's own code after ``import vlae_tf``) in
+:func:`filtered_stderr_fd`, with the device enumeration, and then removes
+itself; :func:`spend_bool_line` is what ``zoo.load`` calls before a SavedModel's
+first input check. ``import vlae_tf`` itself still imports no TensorFlow.
+
 This module imports nothing heavy, so a command can parse its arguments and
 answer ``--help`` before deciding to import TensorFlow.
 """
@@ -33,10 +42,13 @@ answer ``--help`` before deciding to import TensorFlow.
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
 import os
 import re
 import sys
 import tempfile
+
+LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"
 
 # absl's C++ log prefix: severity letter, MMDD, time (odd before absl is initialised), thread, file:line]
 _ABSL_LINE = re.compile(r"^([IWEF])\d{4} \S+\s+\d+ [^\]\s]+:\d+\] (.*)$")
@@ -89,26 +101,108 @@ def filtered_stderr_fd():
         sys.stderr.flush()
 
 
+class _QuietLoader(importlib.abc.Loader):
+  """Runs TensorFlow's own loader inside :func:`filtered_stderr_fd`, then finds the devices."""
+
+  def __init__(self, loader):
+    self.loader = loader
+
+  def create_module(self, spec):
+    return self.loader.create_module(spec)
+
+  def exec_module(self, module):
+    module.__loader__ = module.__spec__.loader = self.loader   # TF sees its own loader
+    with filtered_stderr_fd():
+      self.loader.exec_module(module)
+      module.config.list_physical_devices()   # cuInit, inside the capture (devices unchanged)
+
+
+class _QuietFinder(importlib.abc.MetaPathFinder):
+  """Finds ``tensorflow`` with the other finders, once, and hands it to :class:`_QuietLoader`."""
+
+  def find_spec(self, fullname, path=None, target=None):
+    if fullname != "tensorflow":
+      return None
+    remove_import_hook()
+    for finder in sys.meta_path:
+      spec = finder.find_spec(fullname, path, target) if hasattr(finder, "find_spec") else None
+      if spec is not None:
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+          spec.loader = _QuietLoader(spec.loader)
+        return spec
+    return None
+
+
+_STATE = {"finder": None, "level_is_ours": False, "bool_line_spent": False}
+
+
+def quiet_library() -> bool:
+  """Quiets TensorFlow's start-up for library users (module doc); True if it did.
+
+  Nothing happens when the user set ``TF_CPP_MIN_LOG_LEVEL`` or TensorFlow is
+  already imported.
+  """
+  if LEVEL_ENV in os.environ or "tensorflow" in sys.modules or _STATE["finder"] is not None:
+    return False
+  os.environ[LEVEL_ENV] = "2"
+  _STATE["level_is_ours"] = True
+  _STATE["finder"] = _QuietFinder()
+  sys.meta_path.insert(0, _STATE["finder"])
+  return True
+
+
+def remove_import_hook():
+  """Takes the finder of :func:`quiet_library` off ``sys.meta_path`` (if it is there)."""
+  finder, _STATE["finder"] = _STATE["finder"], None
+  if finder is not None and finder in sys.meta_path:
+    sys.meta_path.remove(finder)
+
+
+def is_quiet() -> bool:
+  """True while TensorFlow's log lines are being hidden for the library (:func:`quiet_library`)."""
+  return _STATE["level_is_ours"] and os.environ.get(LEVEL_ENV) == "2"
+
+
+def spend_bool_line():
+  """Runs a bool transpose in a graph once per process, in :func:`filtered_stderr_fd`.
+
+  oneDNN logs "supports DT_BOOL only on platforms with AVX-512" the first time one
+  runs (a SavedModel's input checks do). This starts TensorFlow's runtime: after it
+  logical devices can no longer be configured, so only call it where that has
+  happened anyway (loading a SavedModel, the ``vlae`` command).
+  """
+  if _STATE["bool_line_spent"]:
+    return
+  tf = sys.modules["tensorflow"]
+  with filtered_stderr_fd():
+    tf.function(lambda x: tf.transpose(x > 0))(tf.ones([2, 2]))   # a 1x1 one is optimised away
+  _STATE["bool_line_spent"] = True
+
+
 def import_tensorflow(verbose: bool = False, run_bool_graph: bool = False):
   """``import tensorflow`` (and find its devices) without start-up noise unless ``verbose``.
 
   Returns the ``tensorflow`` module. Call it before anything else imports
   TensorFlow; once TensorFlow is imported it only returns the module.
   """
+  remove_import_hook()                   # this import decides for itself
   if "tensorflow" in sys.modules:
     return sys.modules["tensorflow"]
   if verbose:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+    if _STATE["level_is_ours"]:          # set by quiet_library, not by the user
+      os.environ[LEVEL_ENV] = "0"
+      _STATE["level_is_ours"] = False
+    os.environ.setdefault(LEVEL_ENV, "0")
     import tensorflow as tf
     return tf
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  os.environ.setdefault(LEVEL_ENV, "2")
   with filtered_stderr_fd():
     import tensorflow as tf
     tf.config.list_physical_devices()  # initialises the device platforms (cuInit) inside the capture
-    if run_bool_graph:
-      # spends oneDNN's once-only DT_BOOL line (a 1x1 transpose is optimised away: 2x2)
-      tf.function(lambda x: tf.transpose(x > 0))(tf.ones([2, 2]))
+  if run_bool_graph:
+    spend_bool_line()
   return tf
 
 
-__all__ = ["import_tensorflow", "is_startup_noise", "filtered_stderr_fd"]
+__all__ = ["import_tensorflow", "is_startup_noise", "filtered_stderr_fd", "quiet_library",
+           "remove_import_hook", "is_quiet", "spend_bool_line", "LEVEL_ENV"]

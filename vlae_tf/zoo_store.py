@@ -47,7 +47,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import atomic
+from vlae_tf import atomic, quiet_tf
 from vlae_tf import config as vconfig
 from vlae_tf.zoo_card import (CARD, CARD_SUM, ZooError, ZooWarning, card_checksum_problem,
                               check_card, sha256, write_card_checksum)
@@ -394,4 +394,6 @@ def load(name_or_path, zoo=None, verify_checksums=True, known_configs=()):
                    f"{first}); its files may be damaged"
                    + ("" if verify_checksums else ": load it without --no_verify / with "
                       "verify_checksums=True to check their sha256")) from None
+  if quiet_tf.is_quiet():
+    quiet_tf.spend_bool_line()     # oneDNN's DT_BOOL line of the first input check, hidden
   return ZooModel(saved_model, card=card, path=d)

@@ -1,0 +1,45 @@
+"""The library is as quiet as the ``vlae`` command (issue 21).
+
+``import vlae_tf`` followed by ``vlae_tf.zoo.load`` printed TensorFlow's C++
+start-up lines (oneDNN, CUDA drivers, ``cuInit``) and, at the SavedModel's first
+input check, oneDNN's DT_BOOL line: only the ``vlae`` command filtered them.
+A user who sets ``TF_CPP_MIN_LOG_LEVEL`` keeps TensorFlow's own behaviour.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+NOISE = re.compile(r"oneDNN|cuda|cuInit|absl::InitializeLog", re.IGNORECASE)
+LOAD = ("import sys, vlae_tf\n"
+        "assert 'tensorflow' not in sys.modules     # import vlae_tf stays light\n"
+        "m = vlae_tf.zoo.load('mnist')\n"
+        "m.sample(num=1, seed=0)                    # the SavedModel's bool input checks\n"
+        "import tensorflow as tf\n"
+        "assert type(tf.__spec__.loader).__name__ != '_QuietLoader'\n"
+        "print('OK', tf.constant(2).numpy())\n")
+
+
+def _python(code, **env):
+  e = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}   # a user's shell
+  e.pop("VLAE_ZOO_DIR", None)
+  e.update(env)
+  return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e,
+                        timeout=300, cwd=os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_import_and_zoo_load_print_no_tensorflow_start_up_lines():
+  r = _python(LOAD)
+  assert r.returncode == 0 and "OK 2" in r.stdout, r.stderr[-3000:]
+  assert not NOISE.search(r.stderr), f"TensorFlow start-up lines on stderr:\n{r.stderr}"
+  assert r.stderr == "", r.stderr
+
+
+def test_a_user_who_sets_the_log_level_gets_tensorflow_as_it_is():
+  r = _python(LOAD, TF_CPP_MIN_LOG_LEVEL="0")
+  assert r.returncode == 0 and "OK 2" in r.stdout, r.stderr[-3000:]
+  if not NOISE.search(r.stderr):
+    pytest.skip("TensorFlow printed no start-up lines on this machine")
