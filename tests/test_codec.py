@@ -255,7 +255,7 @@ def test_write_atomic_leaves_nothing_behind_on_failure(tmp_path, monkeypatch):
   def fail(*args):
     raise OSError("disk full")
 
-  monkeypatch.setattr(codec_format.os, "replace", fail)
+  monkeypatch.setattr(os, "replace", fail)
   with pytest.raises(OSError, match="disk full"):
     codec_format.write_atomic(target, b"new contents")
   assert list(tmp_path.iterdir()) == [target] and target.read_bytes() == b"old"

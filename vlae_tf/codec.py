@@ -22,8 +22,11 @@ Lossless (BB-ANS, Townsend et al. 2019), per image x
   *initial bits*). The sender keeps that small by coding growing groups
   (1 image, then as many as the message can lend bits to, up to
   ``group_size``). Decoding runs the steps backwards, groups in reverse order,
-  and ends by checking that the message is back at the initial words and that
-  the images hash to the sha256 stored in the file.
+  checking as it goes that each group is as large as the sender made it and
+  that the message never drops below its lowest point (so a header claiming
+  more images than the payload holds fails early), and ends by checking that
+  the message is back at the initial words and that the images hash to the
+  sha256 stored in the file.
 
 Lossy (z only)
   The sender codes ``k = round(v(mu) / delta)`` under ``P(k)``, ``mu`` the
@@ -77,11 +80,11 @@ from vlae_tf.codec_format import CodecError
 from vlae_tf.codec_latent import UnsupportedModel
 from vlae_tf.model import VLAE
 
-LOSSLESS, LOSSY = "lossless", "lossy"
+LOSSLESS, LOSSY = codec_format.LOSSLESS, codec_format.LOSSY
 DEFAULT_GROUP_SIZE = codec_format.DEFAULT_GROUP_SIZE
 DEFAULT_BIN_WIDTH_LOG2 = codec_format.DEFAULT_BIN_WIDTH_LOG2
 DEFAULT_LATENT_RANGE = 8.0
-MAX_LATENT_SYMBOLS = 2 ** 12    # bins per latent dimension (see vlae_tf.codec_latent: leaks)
+MAX_LATENT_SYMBOLS = codec_format.MAX_LATENT_SYMBOLS    # bins per latent dimension (codec_latent: leaks)
 
 __all__ = ["compress", "decompress", "encode", "CodecError", "UnsupportedModel", "LOSSLESS",
            "LOSSY"]
@@ -156,20 +159,15 @@ def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
   mode = LOSSY if lossy else LOSSLESS
   x = check_images(model, images)
   original_shape = list(np.asarray(images).shape)
-  group_size = int(group_size or DEFAULT_GROUP_SIZE)
-  if not 1 <= group_size <= 4096:
-    raise CodecError(f"group_size must be in [1, 4096], got {group_size}")
-  b = int(DEFAULT_BIN_WIDTH_LOG2[mode] if bin_width_log2 is None else bin_width_log2)
-  if not -4 <= b <= 16:
-    raise CodecError(f"bin_width_log2 must be in [-4, 16], got {b}")
-  if not (isinstance(latent_range, numbers.Real) and 0 < latent_range < math.inf):
-    raise CodecError(f"latent_range must be a positive number, got {latent_range!r}")
-  if 2 * latent_range * 2.0 ** b > MAX_LATENT_SYMBOLS:
-    raise CodecError(f"latent_range {latent_range} with bins of 2^-{b} makes "
-                     f"{int(2 * latent_range * 2.0 ** b)} bins per latent dimension; at most "
-                     f"{MAX_LATENT_SYMBOLS} (lower bin_width_log2 or latent_range)")
-  cod = codec_chain.Coder(model, group_size, b, latent_range)
-  payload, info = (codec_chain.encode_lossy if lossy else codec_chain.encode_lossless)(cod, x, progress)
+  group_size = DEFAULT_GROUP_SIZE if group_size is None else _integer(group_size)
+  b = DEFAULT_BIN_WIDTH_LOG2[mode] if bin_width_log2 is None else _integer(bin_width_log2)
+  codec_format.check_coding_parameters(group_size, b, latent_range)
+  if lossy:
+    check_lossy_options(lossy_decode, seed)
+  with codec_chain.coder_panics_as_errors("compression"):
+    cod = codec_chain.Coder(model, group_size, b, latent_range)
+    payload, info = (codec_chain.encode_lossy if lossy else codec_chain.encode_lossless)(cod, x,
+                                                                                        progress)
   header = {
       "mode": mode, "model": _model_name(model),
       "weights_sha256": codec_format.weights_fingerprint(model),
@@ -179,9 +177,6 @@ def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
       "constriction": _constriction_version(), **info,
   }
   if lossy:
-    if lossy_decode not in codec_chain.LOSSY_DECODES:
-      raise CodecError(f"lossy_decode must be one of {codec_chain.LOSSY_DECODES}, got "
-                       f"{lossy_decode!r}")
     header["lossy_decode"], header["lossy_seed"] = lossy_decode, int(seed)
   else:
     header["images_sha256"] = codec_chain.images_sha256(x)
@@ -194,8 +189,39 @@ def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
            "payload_bits": payload_bits, "initial_bits": info["initial_bits"], "net_bits": net,
            "bits_per_dim": net / dims, "bits_per_dim_with_initial": payload_bits / dims,
            "file_bits_per_dim": 8 * len(data) / dims, "bits_per_image": payload_bits / len(x),
-           "mode": mode, "groups": len(info["groups"])}
+           "file_bits_per_image": 8 * len(data) / len(x), "mode": mode,
+           "groups": len(info["groups"])}
   return data, stats
+
+
+def _integer(v):
+  """``v`` as an int if it is an integer (NumPy's too, not bool); else as given, to be refused."""
+  return int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
+
+
+def check_lossy_options(lossy_decode, seed):
+  """Raises :class:`CodecError` unless a lossy file can store this decoding rule and seed."""
+  if lossy_decode not in codec_format.LOSSY_DECODES:
+    raise CodecError(f"lossy_decode must be one of {codec_format.LOSSY_DECODES}, got "
+                     f"{lossy_decode!r}")
+  if not (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)
+          and 0 <= seed < 2 ** 64):
+    raise CodecError(f"seed must be an integer in [0, 2^64) (it seeds the receiver's draws), "
+                     f"got {seed!r}")
+
+
+def size_summary(header, file_bytes) -> dict:
+  """Sizes of a file from its header, per image and per image dimension (both commands print
+  these): ``payload_bits`` (the ANS words, initial bits included), ``net_bits`` (payload minus
+  the initial bits: what the images cost), ``file_bits`` (every byte, header included)."""
+  n = header["count"]
+  dims = n * int(np.prod(header["image_shape"]))
+  payload = 32 * header["payload_words"]
+  net, file_bits = payload - header["initial_bits"], 8 * file_bytes
+  return {"num_images": n, "file_bytes": file_bytes, "initial_bits": header["initial_bits"],
+          "payload_bits_per_image": payload / n, "file_bits_per_image": file_bits / n,
+          "bits_per_dim": net / dims, "payload_bits_per_dim": payload / dims,
+          "file_bits_per_dim": file_bits / dims}
 
 
 def compress(model, images, lossy=False, **kwargs) -> bytes:
@@ -204,7 +230,7 @@ def compress(model, images, lossy=False, **kwargs) -> bytes:
 
 
 def read_header(data, what="the input") -> dict:
-  """The header of a ``.vlae`` file's bytes (checked as :func:`decompress` does)."""
+  """The header of a ``.vlae`` file's bytes, every field checked (:func:`codec_format.unpack`)."""
   return codec_format.unpack(data, what)[0]
 
 
@@ -213,23 +239,27 @@ def decompress(model, data, progress=None, what="the input") -> np.ndarray:
   header, payload = codec_format.unpack(data, what)
   model = _model(model)
   fp = codec_format.weights_fingerprint(model)
-  if header.get("weights_sha256") != fp:
-    raise CodecError(f"{what} was compressed with model {header.get('model')!r} "
-                     f"(weights {str(header.get('weights_sha256'))[:12]}...), not with this "
+  if header["weights_sha256"] != fp:
+    raise CodecError(f"{what} was compressed with model {header['model']!r} "
+                     f"(weights {header['weights_sha256'][:12]}...), not with this "
                      f"model {_model_name(model)!r} (weights {fp[:12]}...)")
-  if list(header.get("image_shape", [])) != list(model.image_shape):
-    raise CodecError(f"{what} holds images of shape {header.get('image_shape')}, the model "
+  if header["image_shape"] != list(model.image_shape):
+    raise CodecError(f"{what} holds images of shape {header['image_shape']}, the model "
                      f"{list(model.image_shape)}")
-  if _minor(header.get("constriction")) != _minor(_constriction_version()):
-    raise CodecError(f"{what} was coded with constriction {header.get('constriction')}; this "
+  if header["latent_size"] != int(model.latent_size):
+    raise CodecError(f"{what}: header field 'latent_size' is {header['latent_size']}; the model's "
+                     f"latent has {int(model.latent_size)} dimensions")
+  if _minor(header["constriction"]) != _minor(_constriction_version()):
+    raise CodecError(f"{what} was coded with constriction {header['constriction']}; this "
                      f"installation has {_constriction_version()} (install the same minor "
                      "version)")
-  mode = header.get("mode")
-  if mode not in (LOSSLESS, LOSSY):
-    raise CodecError(f"{what} has an unknown coding mode {mode!r}")
+  mode = header["mode"]
   try:
-    cod = codec_chain.Coder(model, header["group_size"], header["bin_width_log2"], header["latent_range"])
-    x = (codec_chain.decode_lossy if mode == LOSSY else codec_chain.decode_lossless)(cod, header, payload, progress)
+    with codec_chain.coder_panics_as_errors(f"decoding {what}"):
+      cod = codec_chain.Coder(model, header["group_size"], header["bin_width_log2"],
+                              header["latent_range"])
+      x = (codec_chain.decode_lossy if mode == LOSSY else codec_chain.decode_lossless)(
+          cod, header, payload, progress)
     return x.reshape(header["input_shape"])
   except CodecError:
     raise

@@ -29,17 +29,47 @@ draw from it with uniforms seeded by the file's ``lossy_seed`` and the group
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 import constriction
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf.codec_format import CodecError
+from vlae_tf import codec_format
+from vlae_tf.codec_format import CodecError, group_sizes
 from vlae_tf.codec_latent import LatentScheme, check_codable
 from vlae_tf.codec_pixels import PixelWalker, channel_models
 
-INITIAL_SEED = 20170101
+INITIAL_SEED = codec_format.INITIAL_SEED
+LOSSY_DECODES = codec_format.LOSSY_DECODES
+_RAN_OUT = ("decoding failed: the payload ran out before the {count} images of the header's "
+            "'count' / 'groups' were decoded (the header claims more images than the file holds)")
+
+
+@contextlib.contextmanager
+def coder_panics_as_errors(doing):
+  """Turns a panic of constriction's Rust code (``pyo3_runtime.PanicException``, a
+  BaseException that no ``except Exception`` catches) into a one-line :class:`CodecError`."""
+  try:
+    yield
+  except BaseException as e:
+    if type(e).__name__ != "PanicException":
+      raise
+    text = " ".join(str(e).split()) or "no message"
+    raise CodecError(f"{doing} failed: the entropy coder (constriction) refused its input "
+                     f"({text})") from None
+
+
+def next_group_size(gained_bits, pop_per_image, g, remaining):
+  """How many images the lossless sender codes next: as many as the message can lend bits to.
+
+  ``gained_bits``: the message's growth over the initial words so far; ``pop_per_image``: the
+  bits each image of the previous group popped. The receiver recomputes it to check a file's
+  ``groups``.
+  """
+  lend = gained_bits + 2 * pop_per_image
+  return int(max(1, min(g, remaining, lend // max(pop_per_image, 1.0))))
 
 
 def images_sha256(x):
@@ -105,8 +135,7 @@ def encode_lossless(cod, x, progress):
     if pop_per_image is None:
       n = 1
     else:
-      lend = coder.num_bits() - init_bits + 2 * pop_per_image
-      n = int(max(1, min(cod.g, n_total - start, lend // max(pop_per_image, 1.0))))
+      n = next_group_size(coder.num_bits() - init_bits, pop_per_image, cod.g, n_total - start)
     xg = x[start:start + n]
     xp = cod.pad(xg)
     mu, sigma = cod.encode(xp)
@@ -154,27 +183,53 @@ def encode_lossless(cod, x, progress):
 
 
 def decode_lossless(cod, header, payload, progress):
+  """Runs the groups backwards. Two checks bound the work by the file: the message never
+  shrinks below :func:`codec_format.lowest_words` (below it the payload has run out), and each
+  group holds as many images as the sender's :func:`next_group_size` gave it (checked once the
+  group before it is decoded, which tells the bits that group popped)."""
   lik = cod.model.likelihood
   init = initial_words(int(header["initial_words"]))
+  init_bits = constriction.stream.stack.AnsCoder(init.copy()).num_bits()
   skip = int(header["skipped_words"])
+  floor = codec_format.lowest_words(skip)
   coder = constriction.stream.stack.AnsCoder(np.concatenate([init[:skip], payload]))
-  out, done, total = [], 0, int(header["count"])
-  for n in reversed(header["groups"]):
-    k = cod.latent.prior_walk(lambda i, mean, std: cod.full(coder.decode(cod.q_family, mean[:n],
-                                                                          std[:n]), n))
+  groups, total = header["groups"], int(header["count"])
+  starts = np.cumsum([0] + groups[:-1]).tolist()
+  out, done = [], 0
+
+  def pop(family, *params):
+    symbols = coder.decode(family, *params)
+    if coder.num_words() < floor:
+      raise CodecError(_RAN_OUT.format(count=total))
+    return symbols
+
+  after = coder.num_bits()                # the sender's message after group j
+  for j in reversed(range(len(groups))):
+    n = groups[j]
+    k = cod.latent.prior_walk(lambda i, mean, std: cod.full(pop(cod.q_family, mean[:n], std[:n]),
+                                                            n))
     _, z, shift, log_scale = cod.latent.z_walk(lambda i, s, ls: k[:, i])
 
     def choose(p, raw):
       return channel_models(lik, raw, lambda c, kind, params: cod.full(
-          coder.decode(cod.families[kind], params[:n]), n))
+          pop(cod.families[kind], params[:n]), n))
 
     x = cod.pixels.walk(z, choose).reshape((cod.g,) + cod.shape)
     x[n:] = 0
+    popped = coder.num_bits()
     mu, sigma = cod.encode(x.astype(np.float32))
     for i in reversed(range(cod.latent.d)):
       mean, std = cod.latent.posterior_params(mu[:n, i], sigma[:n, i], shift[:n, i],
                                               log_scale[:n, i])
       coder.encode_reverse(k[:n, i].astype(np.int32), cod.q_family, mean, std)
+    before = coder.num_bits()             # the sender's message before group j
+    if j + 1 < len(groups):
+      want = next_group_size(after - init_bits, (before - popped) / n, cod.g, total - starts[j + 1])
+      if groups[j + 1] != want:
+        raise CodecError(f"decoding failed: header field 'groups' says group {j + 2} of "
+                         f"{len(groups)} holds {groups[j + 1]} image(s); the encoder puts {want} "
+                         "there (the file was altered)")
+    after = before
     out.append(x[:n])
     done += n
     if progress is not None:
@@ -185,14 +240,26 @@ def decode_lossless(cod, header, payload, progress):
                      "was made by another codec)")
   x = np.concatenate(out[::-1]).astype(np.uint8)
   if images_sha256(x) != header["images_sha256"]:
-    raise CodecError("decoding failed: the decoded images do not match the sha256 stored in "
-                     "the file (probabilities not reproduced bit-exactly on this machine)")
+    raise CodecError("decoding failed: the decoded images do not match the hash recorded in the "
+                     "file's header field 'images_sha256' although the coder returned exactly to "
+                     "its initial state (the file was corrupted or tampered with)")
   return x
 
 
 # -------------------------------------------------------------------- lossy
-def group_sizes(n_total, g):
-  return [min(g, n_total - s) for s in range(0, n_total, g)]
+def _small_state(coder):
+  """The message if it fits in the coder's head: only then can coding a group leave it as it was
+  (pushing the lowest bin onto a message under 2^24 is free; popping an empty one gives it)."""
+  return coder.get_compressed().tobytes() if coder.num_words() <= 2 else None
+
+
+def _unchanged(coder, state):
+  """Whether a group's latents left the message as it was (``state``: :func:`_small_state` before).
+
+  The lossy encoder refuses such a group, so the receiver can tell a payload that ran out: a
+  message that decoding no longer changes (or an empty one) before the header's last image.
+  """
+  return state is not None and _small_state(coder) == state
 
 
 def encode_lossy(cod, x, progress):
@@ -201,6 +268,7 @@ def encode_lossy(cod, x, progress):
   m, delta = cod.latent.max_symbol, cod.latent.delta
   start = 0
   for n in groups:
+    state = _small_state(coder)
     mu, _ = cod.encode(cod.pad(x[start:start + n]))
     k = np.clip(np.round(cod.latent.encode_v(mu) / delta), -m, m).astype(np.int64)
     k[n:] = 0
@@ -208,14 +276,15 @@ def encode_lossy(cod, x, progress):
     cod.latent.prior_walk(lambda i, mean, std: (prior.append((i, mean[:n], std[:n])), k[:, i])[1])
     for i, mean, std in reversed(prior):
       coder.encode_reverse(k[:n, i].astype(np.int32), cod.q_family, mean, std)
+    if _unchanged(coder, state):   # the receiver takes that for a payload that ran out
+      raise CodecError(f"cannot code these images lossily: every latent of the first {start + n} "
+                       "lies at the lower edge of latent_range, which codes to nothing (raise "
+                       "latent_range or bin_width_log2)")
     start += n
     if progress is not None:
       progress(start, len(x))
   # Groups are pushed in order, so the receiver pops the last group first.
   return coder.get_compressed(), {"groups": groups, "initial_bits": 0}
-
-
-LOSSY_DECODES = ("mode", "mean", "sample")
 
 
 def _mode(c, kind, params):
@@ -250,8 +319,11 @@ def decode_lossy(cod, header, payload, progress):
   coder = constriction.stream.stack.AnsCoder(payload)
   out, done = [], 0
   for n in reversed(header["groups"]):
+    state = _small_state(coder)
     k = cod.latent.prior_walk(lambda i, mean, std: cod.full(coder.decode(cod.q_family, mean[:n],
                                                                           std[:n]), n))
+    if _unchanged(coder, state):   # never so for a group the encoder wrote
+      raise CodecError(_RAN_OUT.format(count=int(header["count"])))
     _, z, _, _ = cod.latent.z_walk(lambda i, s, ls: k[:, i])
     how = header.get("lossy_decode", "mode")
     rule = {"mode": _mode, "mean": _mean}.get(how) or _sampler(header["lossy_seed"], len(out))

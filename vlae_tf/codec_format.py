@@ -15,19 +15,26 @@ given, ``count``, ``dtype``; ``images_sha256`` of the pixels for lossless
 files), and the coding parameters (``mode``, ``group_size``, ``groups``,
 ``bin_width_log2``, ``latent_range``, the initial-bits parameters, the
 ``constriction`` version). :func:`unpack` checks the magic, version, length
-and checksum before anything is decoded, so a truncated, corrupted or foreign
-file ends in a one-line :class:`CodecError`.
+and checksum, then every header field (:func:`check_header`: types, ranges and
+the relations between fields, against what the encoder can write), before
+anything is decoded, so a truncated, corrupted, foreign or crafted file ends in
+a one-line :class:`CodecError` naming the problem. The checksum is no
+signature: anyone can reseal a file, so nothing trusts a header because the
+checksum matches. What a header cannot bound, how many bits decoding consumes,
+the decoder checks as it goes (:func:`lowest_words`, :mod:`vlae_tf.codec_chain`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import math
+import numbers
 import struct
-import tempfile
 
 import numpy as np
+
+from vlae_tf import atomic
 
 MAGIC = b"\x89VLAE\r\n\x1a"
 FORMAT_VERSION = 1
@@ -66,7 +73,10 @@ def pack(header: dict, payload: np.ndarray) -> bytes:
 
 
 def unpack(data: bytes, what="the input") -> tuple[dict, np.ndarray]:
-  """``(header, payload words)`` of a file's bytes; :class:`CodecError` if it is not a valid one."""
+  """``(header, payload words)`` of a file's bytes; :class:`CodecError` if it is not a valid one.
+
+  Every header field is checked (:func:`check_header`) before anything is decoded.
+  """
   data = bytes(data)
   if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
     raise CodecError(f"{what} is not a VLAE compressed file (bad magic bytes)")
@@ -80,27 +90,190 @@ def unpack(data: bytes, what="the input") -> tuple[dict, np.ndarray]:
     if len(data) < _FIXED + length + _DIGEST:
       raise CodecError(f"{what} is truncated ({len(data)} bytes)")
     raise CodecError(f"{what} is corrupted or truncated (checksum mismatch)")
+  payload_bytes = len(data) - _FIXED - length - _DIGEST
+  if payload_bytes < 0 or payload_bytes % 4:
+    raise CodecError(f"{what} is corrupted (a header of {length} bytes leaves {payload_bytes} "
+                     "payload bytes, not a whole number of 4-byte words)")
   try:
-    header = json.loads(data[_FIXED:_FIXED + length].decode("utf-8"))
-  except (UnicodeDecodeError, json.JSONDecodeError) as e:
-    raise CodecError(f"{what} has an unreadable header ({e})") from None
+    header = json.loads(data[_FIXED:_FIXED + length].decode("utf-8"),
+                        parse_constant=_refuse_constant)
+  except (UnicodeDecodeError, ValueError, RecursionError) as e:
+    raise CodecError(f"{what} has an unreadable header ({_first_line(e)})") from None
+  check_header(header, payload_bytes // 4, what)
   words = data[_FIXED + length:-_DIGEST]
-  if len(words) != 4 * int(header.get("payload_words", -1)):
-    raise CodecError(f"{what} is corrupted (payload of {len(words)} bytes, header says "
-                     f"{header.get('payload_words')} words)")
   return header, np.frombuffer(words, dtype="<u4").astype(np.uint32)
 
 
+def _refuse_constant(name):
+  raise ValueError(f"{name} is not a number the encoder writes")
+
+
+def _first_line(e):
+  text = str(e).strip()
+  return " ".join(text.splitlines()[0].split())[:200] if text else type(e).__name__
+
+
+# ------------------------------------------------------------- the header
+# What the encoder (vlae_tf.codec.encode) writes, and nothing else: a file whose header asks for
+# anything outside these ranges is refused before a model is loaded or a word decoded.
+LOSSLESS, LOSSY = "lossless", "lossy"
+LOSSY_DECODES = ("mode", "mean", "sample")
+INITIAL_SEED = 20170101         # the seed of the lossless initial words (vlae_tf.codec_chain)
+MAX_GROUP_SIZE = 4096
+BIN_WIDTH_LOG2_RANGE = (-4, 16)
+MAX_LATENT_SYMBOLS = 2 ** 12    # bins per latent dimension (see vlae_tf.codec_latent: leaks)
+INITIAL_SLACK_WORDS = 256       # lossless initial words: group_size * latent_size + this
+_MAX_DIM = 2 ** 16              # image height / width / channels, latent size
+_MAX_SEED = 2 ** 64
+_HEX64 = frozenset("0123456789abcdef")
+_COMMON = ("mode", "model", "weights_sha256", "image_shape", "input_shape", "count", "dtype",
+           "group_size", "bin_width_log2", "latent_range", "latent_size", "constriction",
+           "groups", "initial_bits", "payload_words")
+_KEYS = {LOSSLESS: frozenset(_COMMON + ("images_sha256", "initial_seed", "initial_words",
+                                        "skipped_words")),
+         LOSSY: frozenset(_COMMON + ("lossy_decode", "lossy_seed"))}
+
+
+def _is_int(v):
+  return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _show(v):
+  text = json.dumps(v) if isinstance(v, (list, dict, str, bool)) or v is None else repr(v)
+  return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_coding_parameters(group_size, bin_width_log2, latent_range, field=str):
+  """Raises :class:`CodecError` unless the encoder can code with these parameters.
+
+  ``field(name)`` names a parameter in the message (the header field of a file, or the
+  argument of :func:`vlae_tf.codec.encode`).
+  """
+  if not (_is_int(group_size) and 1 <= group_size <= MAX_GROUP_SIZE):
+    raise CodecError(f"{field('group_size')} must be in [1, {MAX_GROUP_SIZE}] (an integer), got "
+                     f"{_show(group_size)}")
+  lo, hi = BIN_WIDTH_LOG2_RANGE
+  b = bin_width_log2
+  if not (_is_int(b) and lo <= b <= hi):
+    raise CodecError(f"{field('bin_width_log2')} must be in [{lo}, {hi}] (an integer), got "
+                     f"{_show(b)}")
+  if not (isinstance(latent_range, numbers.Real) and not isinstance(latent_range, bool)
+          and 0 < latent_range < math.inf):
+    raise CodecError(f"{field('latent_range')} must be a positive number, got "
+                     f"{_show(latent_range)}")
+  bins = 2 * float(latent_range) * 2.0 ** b
+  if bins > MAX_LATENT_SYMBOLS:
+    raise CodecError(f"{field('latent_range')} {latent_range} with bins of 2^-{b} makes "
+                     f"{bins:.0f} bins per latent dimension; at most {MAX_LATENT_SYMBOLS} "
+                     "(lower bin_width_log2 or latent_range)")
+  if round(float(latent_range) * 2.0 ** b) < 1:
+    raise CodecError(f"{field('latent_range')} {latent_range} is under half a bin of 2^-{b}: "
+                     "every latent would fall in one bin (raise bin_width_log2 or latent_range)")
+
+
+def check_header(header, payload_words, what="the input"):
+  """Raises :class:`CodecError` naming the first header field the encoder could not have written.
+
+  ``payload_words``: the number of payload words the file holds. Checks types (JSON
+  ``true`` is not an integer), ranges and the relations between fields; what needs the
+  model (its weights, image shape, latent size) is checked by :func:`vlae_tf.codec.decompress`.
+  """
+  if not isinstance(header, dict):
+    raise CodecError(f"{what} has a header that is a JSON {type(header).__name__}, not an object")
+
+  def field(name):
+    return f"{what}: header field {name!r}"
+
+  def bad(name, expected):
+    raise CodecError(f"{field(name)} must be {expected}, got {_show(header[name])}")
+
+  mode = header.get("mode")
+  if mode not in _KEYS:
+    raise CodecError(f"{field('mode')} must be {LOSSLESS!r} or {LOSSY!r}, got {_show(mode)}")
+  missing = sorted(_KEYS[mode] - header.keys())
+  if missing:
+    raise CodecError(f"{what}: header lacks the field(s) {', '.join(missing)}")
+  unknown = sorted(header.keys() - _KEYS[mode])
+  if unknown:
+    raise CodecError(f"{what}: header has field(s) the {mode} encoder does not write: "
+                     f"{', '.join(map(_show, unknown))}")
+  if not _is_int(header["payload_words"]) or header["payload_words"] != payload_words:
+    bad("payload_words", f"the {payload_words} words the file holds")
+  if not (isinstance(header["model"], str) and 0 < len(header["model"]) <= 200
+          and header["model"].isprintable()):
+    bad("model", "a model name")
+  for name in ("weights_sha256",) + (("images_sha256",) if mode == LOSSLESS else ()):
+    if not (isinstance(header[name], str) and len(header[name]) == 64
+            and set(header[name]) <= _HEX64):
+      bad(name, "a sha256 (64 lowercase hex digits)")
+  if not (isinstance(header["constriction"], str) and 0 < len(header["constriction"]) <= 64):
+    bad("constriction", "a version string")
+  if header["dtype"] != "uint8":
+    bad("dtype", '"uint8"')
+  shape = header["image_shape"]
+  if not (isinstance(shape, list) and len(shape) == 3
+          and all(_is_int(v) and 1 <= v <= _MAX_DIM for v in shape)):
+    bad("image_shape", f"[height, width, channels], each an integer in [1, {_MAX_DIM}]")
+  check_coding_parameters(header["group_size"], header["bin_width_log2"],
+                          header["latent_range"], field)
+  g, count, d = header["group_size"], header["count"], header["latent_size"]
+  if not (_is_int(d) and 1 <= d <= _MAX_DIM):
+    bad("latent_size", f"an integer in [1, {_MAX_DIM}]")
+  groups = header["groups"]
+  if not (isinstance(groups, list) and groups
+          and all(_is_int(n) and 1 <= n <= g for n in groups)):
+    bad("groups", f"a non-empty list of group sizes, each an integer in [1, group_size = {g}]")
+  if not (_is_int(count) and count == sum(groups)):
+    bad("count", f"the number of images in 'groups' ({sum(groups)})")
+  h, w, c = shape
+  allowed = [[count, h, w, c]] + ([[count, h, w]] if c == 1 else [])
+  if not (isinstance(header["input_shape"], list)
+          and all(_is_int(v) for v in header["input_shape"]) and header["input_shape"] in allowed):
+    bad("input_shape", " or ".join(map(json.dumps, allowed)))
+  if mode == LOSSY:
+    if groups != group_sizes(count, g):
+      bad("groups", f"{_show(group_sizes(count, g))} (lossy files group {count} images "
+          f"{g} at a time)")
+    if header["initial_bits"] != 0 or not _is_int(header["initial_bits"]):
+      bad("initial_bits", "0 for a lossy file")
+    if header["lossy_decode"] not in LOSSY_DECODES:
+      bad("lossy_decode", " or ".join(map(repr, LOSSY_DECODES)))
+    if not (_is_int(header["lossy_seed"]) and 0 <= header["lossy_seed"] < _MAX_SEED):
+      bad("lossy_seed", "an integer in [0, 2^64)")
+    return
+  if groups[0] != 1:
+    bad("groups", "a list starting with 1 (the lossless encoder codes 1 image first)")
+  if header["initial_seed"] != INITIAL_SEED or not _is_int(header["initial_seed"]):
+    bad("initial_seed", str(INITIAL_SEED))
+  init = g * d + INITIAL_SLACK_WORDS
+  if header["initial_words"] != init or not _is_int(header["initial_words"]):
+    bad("initial_words", f"group_size * latent_size + {INITIAL_SLACK_WORDS} = {init}")
+  skip = header["skipped_words"]
+  if not (_is_int(skip) and 0 <= skip <= init - 2):
+    bad("skipped_words", f"an integer in [0, initial_words - 2 = {init - 2}]")
+  if header["initial_bits"] != 32 * (init - skip) or not _is_int(header["initial_bits"]):
+    bad("initial_bits", f"32 * (initial_words - skipped_words) = {32 * (init - skip)}")
+  if skip + payload_words < lowest_words(skip):
+    raise CodecError(f"{field('payload_words')} is {payload_words}: with skipped_words = {skip} "
+                     f"a lossless payload holds at least {lowest_words(skip) - skip} words")
+
+
+def lowest_words(skipped_words):
+  """The fewest words a lossless message holds at any point of coding (the floor the decoder
+  checks: below it the payload has run out).
+
+  The encoder refuses to go under 4 words and skips all but the 2 words below its lowest
+  point (or none), so a message never shrinks below ``max(4, skipped_words + 2)`` words.
+  """
+  return max(4, skipped_words + 2)
+
+
+def group_sizes(n_total, g):
+  """The groups of a lossy file: ``g`` images at a time, the last group shorter."""
+  return [min(g, n_total - s) for s in range(0, n_total, g)]
+
+
 def write_atomic(path, data: bytes):
-  """Writes ``data`` to ``path`` via a temporary file in the same folder and a rename."""
-  path = os.fspath(path)
-  folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  """Writes ``data`` to ``path`` through :func:`vlae_tf.atomic.write_bytes` (a temporary file
+  in the same folder, then a rename; the mode a new file gets under the umask, e.g. 0644)."""
+  atomic.write_bytes(path, data)
