@@ -17,6 +17,9 @@ The expected sets are computed here *independently* of the library:
   ``j-floor((A-1)/2) .. j-1``.
 * ``grayscale``: the same window, all three channels of each pixel.
 * ``full``: every earlier pixel in raster order. ``none``: nothing.
+* ``gated`` (n layers; vertical 2x3 and horizontal 2x2 stacks): the window of
+  width 2n + 1 and height n, no blind spot, by propagating hand-written
+  offsets through the two streams; ``gated_full``: every earlier pixel.
 
 For RGB (discretized logistic mixture) sub-pixel ``c`` additionally sees the
 sub-pixels ``c' < c`` of its own pixel, and nothing else of it.
@@ -250,6 +253,75 @@ def test_none_rgb_sees_only_earlier_subpixels_of_own_pixel():
                                     _rgb_expected(empty, i, j, c))
 
 
+# ------------------------------------------------------------------ gated (two streams)
+# Hand-written offsets of the gated decoder's kernels (not taken from the library).
+V_FIRST = {(-1, -1), (-1, 0), (-1, 1)}                          # x -> v_0: the row above
+H_FIRST = {(0, -1)}                                              # x -> h_0: the pixel to the left
+V_NEXT = {(u, v) for u in (-1, 0) for v in (-1, 0, 1)}           # v_{k-1} -> v_k (2x3)
+H_NEXT = {(-1, -1), (-1, 0), (0, -1), (0, 0)}                    # h_{k-1} -> h_k (2x2)
+
+
+def gated_field_by_propagation(h, w, i, j, n):
+  """Cells of x that h_{n-1} at (i, j) reads: v_k and h_k as sets, walked back by hand."""
+  def v_field(k, cells):
+    for _ in range(k):
+      cells = _clip({(a + u, b + v) for a, b in cells for u, v in V_NEXT}, h, w)
+    return _clip({(a + u, b + v) for a, b in cells for u, v in V_FIRST}, h, w)
+
+  seen, cells = set(), {(i, j)}
+  for k in range(n - 1, -1, -1):            # h_k reads v_k at (0, 0), and h_{k-1} (or x)
+    seen |= v_field(k, cells)
+    if k == 0:
+      seen |= _clip({(a + u, b + v) for a, b in cells for u, v in H_FIRST}, h, w)
+    else:
+      cells = _clip({(a + u, b + v) for a, b in cells for u, v in H_NEXT}, h, w)
+  return _to_array(seen, h, w)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_gated_receptive_field_is_the_window(n):
+  """n layers see exactly the (2n + 1) x n window, no blind spot; by autodiff, by hand, by geometry."""
+  h = w = 11
+  model = _model("gated", (h, w, 1), decoder_layers=n, decoder_blocks=1)
+  for i, j in _border_pixels(h, w) + [(8, 3)]:
+    want = window_field_formula(h, w, i, j, 2 * n + 1, n)
+    np.testing.assert_array_equal(gated_field_by_propagation(h, w, i, j, n), want)
+    np.testing.assert_array_equal(vlae_tf.receptive_field(model, (i, j)), want,
+                                  err_msg=f"gated n={n}, pixel {(i, j)}")
+    np.testing.assert_array_equal(
+        vlae_tf.expected_receptive_field(model.decoder.geometry, model.image_shape, (i, j)), want)
+
+
+def test_gated_has_no_blind_spot_where_the_stack_has_one():
+  """3 layers: (5, 5) sees (4, 8) through the gated decoder, not through the 3x3 stack."""
+  gated = vlae_tf.receptive_field(_model("gated", (10, 10, 1), decoder_layers=3), (5, 5))
+  stack = vlae_tf.receptive_field(_model("stack", (10, 10, 1), decoder_layers=3), (5, 5))
+  assert gated[4, 8] and not stack[4, 8]
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_gated_full_sees_every_earlier_pixel(layers):
+  h, w = 6, 7
+  model = _model("gated_full", (h, w, 1), decoder_layers=layers)
+  for i, j in _border_pixels(h, w) + [(3, 4)]:
+    np.testing.assert_array_equal(vlae_tf.receptive_field(model, (i, j)), full_field(h, w, i, j),
+                                  err_msg=f"gated_full ({layers} layers), pixel {(i, j)}")
+    np.testing.assert_array_equal(vlae_tf.expected_receptive_field(
+        model.decoder.geometry, model.image_shape, (i, j)), full_field(h, w, i, j))
+
+
+@pytest.mark.parametrize("context", ["gated", "gated_full"])
+def test_gated_rgb_subpixels(context):
+  h = w = 6
+  model = _model(context, (h, w, 3), decoder_layers=2)
+  for i, j in [(0, 0), (3, 3), (5, 5), (2, 0)]:
+    spatial = (window_field_formula(h, w, i, j, 5, 2) if context == "gated"
+               else full_field(h, w, i, j))
+    for c in range(3):
+      np.testing.assert_array_equal(vlae_tf.receptive_field(model, (i, j, c)),
+                                    _rgb_expected(spatial, i, j, c))
+
+
 # ------------------------------------------------------------------ causality without autodiff
 
 @pytest.mark.parametrize("context,shape,overrides", [
@@ -262,6 +334,9 @@ def test_none_rgb_sees_only_earlier_subpixels_of_own_pixel():
     ("window", (5, 5, 3), {"decoder_window": (7, 4)}),
     ("grayscale", (5, 5, 3), {"decoder_window": (3, 2)}),
     ("full", (4, 4, 3), {}),
+    ("gated", (6, 6, 1), {"decoder_layers": 3}),
+    ("gated", (4, 4, 3), {"decoder_layers": 2}),
+    ("gated_full", (5, 5, 1), {"decoder_layers": 2}),
 ])
 def test_no_output_depends_on_its_own_or_a_later_pixel(context, shape, overrides):
   _assert_causal(_model(context, shape, **overrides))

@@ -56,6 +56,11 @@ CASES = [
     ("full", "logistic_mixture", SHAPE_RGB, {}),
     ("none", "bernoulli", SHAPE_BIN, {}),
     ("none", "logistic_mixture", SHAPE_RGB, {}),
+    ("gated", "bernoulli", SHAPE_BIN, dict(decoder_layers=1)),
+    ("gated", "bernoulli", SHAPE_BIN, dict(decoder_layers=3, decoder_blocks=2)),
+    ("gated", "logistic_mixture", SHAPE_RGB, dict(decoder_layers=2)),
+    ("gated_full", "bernoulli", SHAPE_BIN, dict(decoder_layers=2)),
+    ("gated_full", "logistic_mixture", SHAPE_RGB, dict(decoder_layers=2)),
 ]
 
 

@@ -40,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from vlae_tf import sampling
+from vlae_tf.gated_decoder import GatedDecoder
 from vlae_tf.likelihoods import Bernoulli, DiscretizedLogisticMixture
 
 _MIN_LOG_SCALE = -7.0      # as vlae_tf.likelihoods
@@ -54,6 +55,14 @@ class _VariableCache:
   def gather(self, idx):
     return tf.gather(self.var, idx)
 
+  def write(self, slot, value):
+    self.var.scatter_nd_update([[slot]], value[None])
+    return self
+
+  def scatter(self, slots, values):
+    self.var.scatter_nd_update(slots[:, None], values)
+    return self
+
 
 class PixelWalker:
   """Step-by-step decoder of a :class:`vlae_tf.model.VLAE` for a fixed batch of ``G`` images."""
@@ -67,7 +76,17 @@ class PixelWalker:
     self.channels = c
     zeros = lambda *shape: tf.Variable(tf.zeros(shape), trainable=False)
     self.none = dec.context == "none"
-    if self.none:
+    self.gated = isinstance(dec, GatedDecoder)
+    if self.gated:
+      self.program = sampling.GatedPixelProgram(dec, (h, w))
+      self.x_cache = zeros(n + 1, g, self.program.x_channels)
+      self.pre_all = zeros(n, g, sum(dec.proj_sizes()))
+      k = self.program.num_streams
+      self.v_streams = [zeros(n + 1, g, dec.filters) for _ in range(k)]
+      self.h_streams = [zeros(n + 1, g, dec.filters) for _ in range(k)]
+      sizes = dec.proj_sizes()
+      self.h_terms = [zeros(w, g, sizes[2 * i + 1]) for i in range(dec.num_layers)]
+    elif self.none:
       self.raw_all = zeros(n, g, model.likelihood.num_params())
     else:
       self.first = sampling._TapLayer(dec.first, (h, w))
@@ -98,8 +117,13 @@ class PixelWalker:
       self.raw_all.assign(sampling._per_pixel(dec(model.normalize(tf.zeros([self.g, h, w, c])),
                                                   cond)))
       return tf.constant(0)
-    self.pre_first.assign(sampling._per_pixel(dec.first_proj(cond) + dec.first.bias))
     self.x_cache.assign(tf.zeros_like(self.x_cache))
+    if self.gated:
+      self.pre_all.assign(self.program.prepare(cond))
+      for cache in self.v_streams + self.h_streams:
+        cache.assign(tf.zeros_like(cache))
+      return tf.constant(0)
+    self.pre_first.assign(sampling._per_pixel(dec.first_proj(cond) + dec.first.bias))
     for block, _, pre, cache in self.masked:
       pre.assign(sampling._per_pixel(block.proj(cond) + block.conv.bias))
       cache.assign(tf.zeros_like(cache))
@@ -114,6 +138,22 @@ class PixelWalker:
     val = dec.context_input(model.normalize(prev))
     val = tf.where(p > 0, val, tf.zeros_like(val))          # slot 0 stays the zero padding
     self.x_cache.scatter_nd_update([[p]], val[None])        # slot p holds pixel p - 1
+    if self.gated:
+      w = self.program.width
+      j = p % w
+
+      def new_row():   # the vertical stream of this row, once its first pixel is reached
+        terms, _ = self.program.row(p, self.pre_all, _VariableCache(self.x_cache),
+                                    [_VariableCache(v) for v in self.v_streams])
+        for var, t in zip(self.h_terms, terms):
+          var.assign(t)
+        return tf.constant(0)
+
+      with tf.control_dependencies([tf.cond(tf.equal(j, 0), new_row, lambda: tf.constant(0))]):
+        h_terms = [tf.identity(v) for v in self.h_terms]
+      raw, _ = self.program.step(p, j, self.pre_all[p], h_terms, _VariableCache(self.x_cache),
+                                 [_VariableCache(v) for v in self.h_streams])
+      return raw
 
     def gate(hid, conv_out):
       a, b = tf.split(conv_out, 2, axis=-1)

@@ -69,15 +69,39 @@ def receptive_field(model, pixel, seed=0):
   return dep[..., 0] if c == 1 else dep
 
 
+def _graph_field(geometry, image_hw, i, j):
+  """Input positions the last node at ``(i, j)`` reads, through a graph geometry.
+
+  ``geometry``: ``[(node, [(source, mask, anchor), ...]), ...]`` in evaluation
+  order (see :func:`vlae_tf.gated_decoder.gated_geometry`); ``"x"`` is the input.
+  """
+  h, w = image_hw
+  inputs = dict(geometry)
+  pending = {geometry[-1][0]: {(i, j)}}
+  seen = set()
+  for node, _ in reversed(geometry):      # evaluation order is a topological order
+    for a, b in pending.pop(node, ()):
+      for source, mask, anchor in inputs[node]:
+        for u, v in mc.mask_offsets(mask, anchor):
+          if 0 <= a + u < h and 0 <= b + v < w:
+            if source == "x":
+              seen.add((a + u, b + v))
+            else:
+              pending.setdefault(source, set()).add((a + u, b + v))
+  return seen
+
+
 def expected_receptive_field(geometry, image_shape, pixel, channel_dependence=False):
-  """The receptive field implied by a list of ``(mask, anchor)`` layers.
+  """The receptive field implied by the decoder's geometry, without autodiff.
 
   The output at ``p`` of the last layer depends on positions ``p + o`` for the
   offsets ``o`` of that layer's mask; recursing through the layers gives the
   input positions. Positions outside the image are dropped (zero padding).
 
   Args:
-    geometry: the decoder's ``[(mask, anchor), ...]`` (first layer first).
+    geometry: the decoder's ``geometry``: a chain ``[(mask, anchor), ...]``
+      (first layer first; :mod:`vlae_tf.local_decoder`) or a graph
+      ``[(node, [(source, mask, anchor), ...]), ...]`` (:mod:`vlae_tf.gated_decoder`).
     image_shape: ``(H, W, C)``.
     pixel: ``(i, j)`` or ``(i, j, c)``.
     channel_dependence: whether sub-pixel c also sees sub-pixels c' < c of its
@@ -86,13 +110,16 @@ def expected_receptive_field(geometry, image_shape, pixel, channel_dependence=Fa
   h, w, c = image_shape
   i, j = pixel[0], pixel[1]
   ch = pixel[2] if len(pixel) == 3 else None
-  current = {(i, j)}
-  for mask, anchor in reversed(geometry):
-    offs = mc.mask_offsets(mask, anchor)
-    current = {(a + u, b + v) for (a, b) in current for (u, v) in offs
-               if 0 <= a + u < h and 0 <= b + v < w}
-  if not geometry:
-    current = set()
+  if geometry and isinstance(geometry[0][0], str):
+    current = _graph_field(geometry, (h, w), i, j)
+  else:
+    current = {(i, j)}
+    for mask, anchor in reversed(geometry):
+      offs = mc.mask_offsets(mask, anchor)
+      current = {(a + u, b + v) for (a, b) in current for (u, v) in offs
+                 if 0 <= a + u < h and 0 <= b + v < w}
+    if not geometry:
+      current = set()
   out = np.zeros((h, w, c), bool)
   for a, b in current:
     out[a, b, :] = True

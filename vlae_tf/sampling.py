@@ -64,6 +64,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf.gated_decoder import GatedDecoder
 from vlae_tf.likelihoods import uniform_noise
 
 METHODS = ("naive", "cached")
@@ -147,6 +148,14 @@ class _TapLayer:
     flat = tf.reshape(tf.transpose(patch, [1, 0, 2]), [b, self.num_taps * self.cin])
     return tf.matmul(flat, self.kernel)
 
+  def row(self, cache, p0, width):
+    """The layer at pixels ``p0 .. p0 + width - 1`` at once: ``[width, B, Cout]``."""
+    patch = cache.gather(tf.reshape(self.table[p0:p0 + width], [-1]))  # [W T, B, Cin]
+    b = tf.shape(patch)[1]
+    patch = tf.reshape(patch, tf.stack([width, self.num_taps, b, self.cin]))
+    flat = tf.reshape(tf.transpose(patch, [0, 2, 1, 3]), tf.stack([width, b, -1]))
+    return tf.einsum("wbk,kc->wbc", flat, self.kernel)
+
 
 def _per_pixel(t):
   """``[B, H, W, F]`` -> ``[H W, B, F]`` so step ``p`` reads a contiguous slice."""
@@ -161,6 +170,112 @@ def _slot_cache(b, channels, num_pixels):
   return ta.write(0, tf.zeros(tf.stack([b, channels])))
 
 
+class GatedPixelProgram:
+  """A :class:`vlae_tf.gated_decoder.GatedDecoder` evaluated from slot caches, a row at a time.
+
+  The same idea as :func:`cached_sample`, for the two-stream decoder. The
+  vertical stream at row i reads only rows above (and its own row at columns
+  j-1 .. j+1 of the previous vertical layer, which depend on rows above only),
+  so :meth:`row` computes it for a whole row as soon as the row above is
+  drawn; :meth:`step` then computes the horizontal stream at one pixel.
+
+  A cache is anything with ``gather(int32 [T]) -> [T, B, F]``, ``write(slot,
+  [B, F]) -> cache`` and ``scatter(slots, [S, B, F]) -> cache`` (a
+  ``tf.TensorArray`` here, ``tf.Variable`` s in the codec); slot 0 is the zero
+  padding, slot ``q + 1`` holds pixel ``q``. Cached streams: the input x
+  (written by the caller), ``elu(v_k)`` and ``elu(h_k)`` for ``k < n - 1``.
+  """
+
+  def __init__(self, dec, image_hw):
+    self.dec = dec
+    self.width = int(image_hw[1])
+    self.v_in, self.h_in = _TapLayer(dec.v_in, image_hw), _TapLayer(dec.h_in, image_hw)
+    self.v_taps = [_TapLayer(c, image_hw) for c in dec.v_convs]
+    self.h_taps = [_TapLayer(c, image_hw) for c in dec.h_convs]
+    t = tf.convert_to_tensor
+    self.links = [t(dec.h_in_link.kernel)] + [t(d.kernel) for d in dec.h_links]
+    self.pointwise = [t(d.kernel) for d in dec.pointwise]
+    self.out_kernel, self.out_bias = t(dec.out.kernel), t(dec.out.bias)
+    self.num_streams = dec.num_layers - 1      # cached v streams, and as many h streams
+    self.x_channels = self.v_in.cin
+
+  def prepare(self, cond):
+    """``[H W, B, P]``: every z-dependent per-pixel term (projections plus biases)."""
+    d = self.dec
+    biases = ([d.v_in.bias, d.h_in.bias]
+              + [b for v, h in zip(d.v_convs, d.h_convs) for b in (v.bias, h.bias)]
+              + [layer.bias for layer in d.pointwise])
+    return _per_pixel(d.cond_proj(cond) + tf.concat(biases, 0))
+
+  def row(self, p0, pre, x_cache, v_caches):
+    """The vertical stream of the row starting at pixel ``p0`` (rows above all drawn).
+
+    Returns ``(h_terms, v_caches)``: ``h_terms[k]`` ``[W, B, F_k]`` is what
+    ``h_k`` adds from outside its own stream (the link from ``elu(v_k)`` plus
+    its z-dependent term), for every pixel of the row.
+    """
+    w, n = self.width, self.dec.num_layers
+    pre = tf.split(pre[p0:p0 + w], self.dec.proj_sizes(), axis=-1)
+    slots = p0 + 1 + tf.range(w)
+    v = self.v_in.row(x_cache, p0, w) + pre[0]
+    h_terms = [tf.einsum("wbf,fc->wbc", tf.nn.elu(v), self.links[0]) + pre[1]]
+    v_caches = list(v_caches)
+    for k in range(1, n):
+      v_caches[k - 1] = v_caches[k - 1].scatter(slots, tf.nn.elu(v))
+      v = _gate(v, self.v_taps[k - 1].row(v_caches[k - 1], p0, w) + pre[2 * k])
+      h_terms.append(tf.einsum("wbf,fc->wbc", tf.nn.elu(v), self.links[k]) + pre[2 * k + 1])
+    return h_terms, v_caches
+
+  def step(self, p, j, pre_p, h_terms, x_cache, h_caches):
+    """Raw parameters ``[B, P]`` at pixel ``p`` (column ``j``) and the updated h caches."""
+    n = self.dec.num_layers
+    h = self.h_in(x_cache, p) + h_terms[0][j]
+    h_caches = list(h_caches)
+    for k in range(1, n):
+      h_caches[k - 1] = h_caches[k - 1].write(p + 1, tf.nn.elu(h))
+      h = _gate(h, self.h_taps[k - 1](h_caches[k - 1], p) + h_terms[k][j])
+    if self.pointwise:
+      pre = tf.split(pre_p[:, sum(self.dec.proj_sizes()[:2 * n]):], len(self.pointwise), axis=-1)
+      for kernel, term in zip(self.pointwise, pre):
+        h = _gate(h, tf.matmul(tf.nn.elu(h), kernel) + term)
+    return tf.matmul(tf.nn.elu(h), self.out_kernel) + self.out_bias, h_caches
+
+
+def _gate(hid, conv_out):
+  a, g = tf.split(conv_out, 2, axis=-1)
+  return hid + a * tf.sigmoid(g)
+
+
+@_no_autograph
+def _cached_sample_gated(model, cond, noise):
+  """:func:`cached_sample` for the two-stream decoder: rows (vertical), then pixels (horizontal)."""
+  h, w, c = model.image_shape
+  n, b = h * w, tf.shape(cond)[0]
+  prog = GatedPixelProgram(model.decoder, (h, w))
+  pre, noise_p = prog.prepare(cond), _per_pixel(noise)
+
+  def row_body(i, x_cache, v_caches, h_caches, out):
+    p0 = i * w
+    h_terms, v_caches = prog.row(p0, pre, x_cache, v_caches)
+
+    def pixel_body(j, x_cache, h_caches, out):
+      p = p0 + j
+      raw, h_caches = prog.step(p, j, pre[p], h_terms, x_cache, h_caches)
+      pix = model.likelihood.sample(raw, noise_p[p])
+      x_cache = x_cache.write(p + 1, model.decoder.context_input(model.normalize(pix)))
+      return j + 1, x_cache, h_caches, out.write(p, pix)
+
+    _, x_cache, h_caches, out = tf.while_loop(lambda j, *_: j < w, pixel_body,
+                                              [tf.constant(0), x_cache, h_caches, out])
+    return i + 1, x_cache, v_caches, h_caches, out
+
+  streams = lambda: [_slot_cache(b, model.decoder.filters, n) for _ in range(prog.num_streams)]
+  out = tf.TensorArray(tf.float32, size=n, element_shape=[None, c])
+  loop = [tf.constant(0), _slot_cache(b, prog.x_channels, n), streams(), streams(), out]
+  out = tf.while_loop(lambda i, *_: i < h, row_body, loop)[-1]
+  return tf.reshape(tf.transpose(out.stack(), [1, 0, 2]), tf.stack([b, h, w, c]))
+
+
 @_no_autograph
 def cached_sample(model, cond, noise):
   """x ~ p(x | z) given conditioning features, each activation computed once.
@@ -169,6 +284,8 @@ def cached_sample(model, cond, noise):
   ``noise``: ``[B, H, W, N]``. Returns ``[B, H, W, C]`` floats in data scale.
   """
   dec, lik = model.decoder, model.likelihood
+  if isinstance(dec, GatedDecoder):
+    return _cached_sample_gated(model, cond, noise)
   h, w, c = model.image_shape
   n = h * w
   if dec.context == "none":
@@ -190,9 +307,7 @@ def cached_sample(model, cond, noise):
   noise_p = _per_pixel(noise)
   filters = dec.filters
 
-  def gate(hid, conv_out):
-    a, g = tf.split(conv_out, 2, axis=-1)
-    return hid + a * tf.sigmoid(g)
+  gate = _gate
 
   def body(p, x_cache, caches, out):
     hid = pre_first[p] + first(x_cache, p)
