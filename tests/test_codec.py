@@ -334,14 +334,14 @@ def test_cli_errors_are_one_line_and_write_nothing(zoo, tmp_path, capsys):
   np.savez(bad, x=np.full((2, 6, 6), 7, np.uint8))
   out = tmp_path / "o.vlae"
   assert cli.main(["compress", f"--zoo_dir={zoo.root}", f"--model={NAME}", f"--data={bad}",
-                   f"--out={out}"]) == 1
+                   f"--out={out}"]) == 2
   err = capsys.readouterr().err.strip()
   assert err.count("\n") == 0 and "pixel values must be in [0, 1]" in err
   assert not out.exists() and list(tmp_path.iterdir()) == [bad]
   junk = tmp_path / "junk.vlae"
   junk.write_bytes(b"hello")
   assert cli.main(["decompress", str(junk), f"--zoo_dir={zoo.root}",
-                   f"--out={tmp_path / 'b.npz'}"]) == 1
+                   f"--out={tmp_path / 'b.npz'}"]) == 2
   err = capsys.readouterr().err.strip()
   assert err.count("\n") == 0 and "not a VLAE compressed file" in err
   assert not (tmp_path / "b.npz").exists()

@@ -1,4 +1,4 @@
-"""Crafted and damaged .vlae files (issue 21).
+"""Crafted and damaged .vlae files, and the codec commands' output files (issue 21).
 
 A crafted file carries a valid checksum (anyone can recompute it: it is no signature), so
 every header field must be checked against what the encoder writes before any work, and
@@ -7,6 +7,8 @@ the decoder must stop once the payload cannot hold what the header claims.
 
 import hashlib
 import json
+import os
+import re
 import struct
 import time
 
@@ -16,7 +18,8 @@ import pytest
 
 import vlae_tf
 from conftest import tiny_config
-from vlae_tf import codec, codec_chain, codec_format
+from vlae_tf import cli, codec, codec_chain, codec_format
+from zoo_testing import NAME, zoo  # noqa: F401  (zoo: fixture)
 
 _MODEL = {}
 _QUICK_S = 20.0      # a refused file costs at most a Coder's set-up (TF tracing), never a decode
@@ -228,3 +231,103 @@ def test_every_file_the_encoder_writes_passes_the_header_checks(files):
   for data in files.values():
     header, payload = codec_format.unpack(data)
     codec_format.check_header(header, len(payload))
+
+
+# --------------------------------------------------------------- the commands
+def _run(argv, capsys):
+  rc = cli.main(argv)
+  out, err = capsys.readouterr()
+  return rc, out, err.strip()
+
+
+def test_compress_to_a_missing_folder_is_refused_before_any_work(zoo, tmp_path, capsys,
+                                                                 monkeypatch):
+  def no_work(*args, **kwargs):
+    raise AssertionError("compressed before checking --out")
+
+  monkeypatch.setattr(codec, "encode", no_work)
+  out = tmp_path / "missing" / "x.vlae"
+  rc, _, err = _run(["compress", f"--zoo_dir={zoo.root}", f"--model={NAME}", "--data=test",
+                     f"--out={out}"], capsys)
+  assert rc == 2 and err.count("\n") == 0
+  assert "does not exist" in err and str(tmp_path / "missing") in err and ".tmp" not in err
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_decompress_to_a_missing_folder_is_refused_before_decoding(zoo, tmp_path, capsys,
+                                                                   monkeypatch, files):
+  def no_work(*args, **kwargs):
+    raise AssertionError("decoded before checking --out")
+
+  monkeypatch.setattr(codec, "decompress", no_work)
+  f = tmp_path / "t.vlae"
+  f.write_bytes(files["lossy"])
+  rc, _, err = _run(["decompress", str(f), f"--zoo_dir={zoo.root}",
+                     f"--out={tmp_path / 'missing' / 'b.npz'}"], capsys)
+  assert rc == 2 and "does not exist" in err and err.count("\n") == 0
+  assert list(tmp_path.iterdir()) == [f]
+
+
+@pytest.mark.parametrize("flag,match", [("--group_size=0", "--group_size must be in \\[1, 4096\\]"),
+                                        ("--group_size=-3", "--group_size must be in"),
+                                        ("--bin_width_log2=17", "--bin_width_log2 must be in")])
+def test_bad_coding_flags_are_refused_before_any_work(zoo, tmp_path, capsys, monkeypatch, flag,
+                                                      match):
+  monkeypatch.setattr(codec, "encode", lambda *a, **k: pytest.fail("compressed anyway"))
+  out = tmp_path / "x.vlae"
+  rc, _, err = _run(["compress", f"--zoo_dir={zoo.root}", f"--model={NAME}", "--data=test",
+                     f"--out={out}", flag], capsys)
+  assert rc == 2 and re.search(match, err) and err.count("\n") == 0
+  assert not out.exists()
+
+
+def test_a_crafted_file_on_the_command_line_is_one_line_and_exit_2(zoo, tmp_path, capsys):
+  data = codec.compress(zoo.model, zoo.examples, group_size=2)
+  f = tmp_path / "crafted.vlae"
+  f.write_bytes(craft(data, latent_range=-8.0))
+  rc, _, err = _run(["decompress", str(f), f"--zoo_dir={zoo.root}",
+                     f"--out={tmp_path / 'b.npz'}"], capsys)
+  assert rc == 2 and err.count("\n") == 0
+  assert err.startswith("vlae decompress: error: ") and _field("latent_range") in err
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["crafted.vlae"]
+
+
+def _sizes(text):
+  """The numbers of every '<x> <what> bits/<unit>' in a command's output (not the -ELBO)."""
+  return {m.group(2): float(m.group(1)) for m in re.finditer(
+      r"([\d.]+) ((?:payload |file |net )?bits/(?:image|dim))", text.split("-ELBO")[0])}
+
+
+@pytest.mark.parametrize("lossy", [False, True])
+def test_compress_and_decompress_print_the_same_sizes(zoo, tmp_path, capsys, lossy):
+  """One meaning per number: payload bits (the ANS words) vs file bits (header included)."""
+  f, back = tmp_path / "t.vlae", tmp_path / "b.npz"
+  rc, out_c, _ = _run(["compress", f"--zoo_dir={zoo.root}", f"--model={NAME}", "--data=test",
+                       f"--out={f}"] + (["--lossy"] if lossy else []), capsys)
+  assert rc == 0
+  rc, out_d, _ = _run(["decompress", str(f), f"--zoo_dir={zoo.root}", f"--out={back}"], capsys)
+  assert rc == 0
+  sizes_c, sizes_d = _sizes(out_c), _sizes(out_d)
+  assert sizes_c == sizes_d and "file bits/image" in sizes_c and "bits/dim" not in sizes_c
+  n = len(zoo.examples)
+  assert sizes_c["file bits/image"] == pytest.approx(8 * f.stat().st_size / n, abs=0.05)
+  payload = 32 * codec.read_header(f.read_bytes())["payload_words"]
+  if lossy:
+    assert sizes_c["payload bits/image"] == pytest.approx(payload / n, abs=0.05)
+  else:
+    assert sizes_c["payload bits/dim"] == pytest.approx(payload / zoo.examples.size, abs=5e-5)
+
+
+def test_vlae_files_get_the_mode_of_other_outputs(zoo, tmp_path, capsys):
+  """0644 under a 022 umask (the other outputs' mode), not mkstemp's private 0600."""
+  old = os.umask(0o022)
+  try:
+    f = tmp_path / "t.vlae"
+    codec_format.write_atomic(tmp_path / "api.vlae", b"bytes")
+    rc, _, _ = _run(["compress", f"--zoo_dir={zoo.root}", f"--model={NAME}", "--data=test",
+                     f"--out={f}", "--lossy"], capsys)
+  finally:
+    os.umask(old)
+  assert rc == 0
+  assert oct(f.stat().st_mode & 0o777) == oct(0o644)
+  assert oct((tmp_path / "api.vlae").stat().st_mode & 0o777) == oct(0o644)

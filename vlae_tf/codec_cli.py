@@ -9,11 +9,17 @@
 in the model's data scale ({0, 1} for the binary models, 0..255 for CIFAR-10);
 ``--data=test`` takes the model's bundled images (``examples.npz`` of its zoo
 folder). ``BACK.npz`` gets ``x`` back with the same shape and dtype. Both
-commands print the bits per dimension achieved beside the model's -ELBO on the
-same images, and a progress bar on stderr. The model comes from the zoo as a
-Keras model (:func:`vlae_tf.zoo_keras.load_keras`); ``decompress`` finds it by
-the name stored in the file (``--model`` overrides) and refuses a model whose
-weights differ from the compressing one's. Outputs are written atomically.
+commands print the same sizes for a file (:func:`describe_sizes`): *payload*
+bits (the ANS words; lossless: also *net* of the initial bits) and *file* bits
+(every byte, the ~440-byte header included), per image and per dimension,
+beside the model's -ELBO, and a progress bar on stderr. The model comes from
+the zoo as a Keras model (:func:`vlae_tf.zoo_keras.load_keras`); ``decompress``
+finds it by the name stored in the file (``--model`` overrides) and refuses a
+model whose weights differ from the compressing one's. The coding parameters,
+the file's header and ``--out``'s folder (it must exist and be writable) are
+checked before any work; a user mistake ends in one line ``vlae <command>:
+error: ...`` and exit status 2, and nothing is written. Outputs are written
+atomically (a ``.vlae`` file gets the usual mode under the umask, e.g. 0644).
 The sub-parsers are in :mod:`vlae_tf.cli` (so ``vlae --help`` needs no TensorFlow);
 :data:`COMMANDS` joins :data:`vlae_tf.cli_commands.COMMANDS`.
 """
@@ -82,33 +88,83 @@ def _load(name, args):
   return zoo_keras.load_keras(name, args.zoo_dir, verify_checksums=not args.no_verify)
 
 
+def check_output_folder(path):
+  """Raises :class:`vlae_tf.atomic.OutputError` unless ``path``'s folder exists and is writable
+  (checked before any work: the output is written only at the end)."""
+  folder = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(folder):
+    raise atomic.OutputError(f"--out {path}: the folder {folder} does not exist (create it "
+                             "first)")
+  if not os.access(folder, os.W_OK | os.X_OK):
+    raise atomic.OutputError(f"--out {path}: the folder {folder} is not writable")
+
+
+def describe_sizes(header, file_bytes):
+  """The sizes both commands print for a file, from its header (:func:`codec.size_summary`)."""
+  s = codec.size_summary(header, file_bytes)
+  if header["mode"] == codec.LOSSY:
+    return (f"{s['payload_bits_per_image']:.1f} payload bits/image "
+            f"({s['file_bits_per_image']:.1f} file bits/image incl. header) = "
+            f"{s['payload_bits_per_dim']:.4f} payload bits/dim")
+  return (f"{s['bits_per_dim']:.4f} net bits/dim ({s['payload_bits_per_dim']:.4f} payload "
+          f"bits/dim incl. {s['initial_bits']} initial bits; {s['file_bits_per_image']:.1f} file "
+          f"bits/image = {s['file_bits_per_dim']:.4f} file bits/dim incl. header)")
+
+
+# The user's mistakes in these commands: a bad file or header (CodecError), an uncodable model
+# (UnsupportedModel), --out or a missing input (OSError), an unknown or damaged model (ZooError).
+_USER_ERRORS = (ValueError, OSError, zoo_store.ZooError)
+
+
+def _exit_2_on_user_errors(command):
+  """Runs ``command``; a user mistake is one line ``vlae <command>: error: ...`` and exit status 2."""
+  def run(args):
+    try:
+      return command(args)
+    except _USER_ERRORS as e:
+      msg = str(e)
+      if isinstance(e, OSError) and not isinstance(e, atomic.OutputError) and e.filename:
+        msg = f"{e.filename}: {e.strerror}"
+      print(f"vlae {args.command}: error: {' '.join(msg.split())}", file=sys.stderr)
+      return 2
+  run.__name__ = run.__qualname__ = command.__name__
+  run.__doc__ = command.__doc__
+  return run
+
+
+_FLAGS = ("group_size", "bin_width_log2")
+
+
 def cmd_compress(args):
+  check_output_folder(args.out)
+  mode = codec.LOSSY if args.lossy else codec.LOSSLESS
+  codec_format.check_coding_parameters(
+      codec.DEFAULT_GROUP_SIZE if args.group_size is None else args.group_size,
+      codec.DEFAULT_BIN_WIDTH_LOG2[mode] if args.bin_width_log2 is None else args.bin_width_log2,
+      codec.DEFAULT_LATENT_RANGE, field=lambda name: f"--{name}" if name in _FLAGS else name)
+  if args.lossy:
+    codec.check_lossy_options(args.lossy_decode, args.seed)
   model_dir = zoo_store.model_dir(args.model, args.zoo_dir)
   x = read_images(args.data, model_dir)
   model = _load(args.model, args)
   bar = _Progress("compress")
   try:
-    data, st = codec.encode(model, x, lossy=args.lossy, group_size=args.group_size,
-                            bin_width_log2=args.bin_width_log2, lossy_decode=args.lossy_decode,
-                            seed=args.seed, progress=bar)
+    data, _ = codec.encode(model, x, lossy=args.lossy, group_size=args.group_size,
+                           bin_width_log2=args.bin_width_log2, lossy_decode=args.lossy_decode,
+                           seed=args.seed, progress=bar)
   finally:
     bar.close()
   codec_format.write_atomic(args.out, data)
+  header = codec.read_header(data)
   elbo = codec.negative_elbo_bits_per_dim(model, x)
-  name = codec._model_name(model)
-  if args.lossy:
-    print(f"wrote {args.out}: {st['num_images']} images, {st['file_bytes']} bytes; lossy "
-          f"{st['bits_per_image']:.1f} bits/image = {st['bits_per_dim_with_initial']:.4f} "
-          f"bits/dim (model {name}: lossless -ELBO {elbo:.4f} bits/dim on these images)")
-  else:
-    print(f"wrote {args.out}: {st['num_images']} images, {st['file_bytes']} bytes; "
-          f"{st['bits_per_dim']:.4f} bits/dim ({st['bits_per_dim_with_initial']:.4f} with "
-          f"{st['initial_bits']} initial bits, {st['file_bits_per_dim']:.4f} for the whole file) "
-          f"vs model {name} -ELBO {elbo:.4f} bits/dim on these images")
+  print(f"wrote {args.out}: {len(x)} images, {len(data)} bytes, {mode}; "
+        f"{describe_sizes(header, len(data))}; model {header['model']} lossless -ELBO "
+        f"{elbo:.4f} bits/dim on these images")
   return 0
 
 
 def cmd_decompress(args):
+  check_output_folder(args.out)
   if not os.path.isfile(args.file):
     raise FileNotFoundError(f"no such file: {args.file}")
   with open(args.file, "rb") as f:
@@ -121,18 +177,16 @@ def cmd_decompress(args):
   finally:
     bar.close()
   write_npz(args.out, x)
-  dims = x.size
-  bits = 8 * len(data)
+  sizes = describe_sizes(header, len(data))
   if header["mode"] == codec.LOSSY:
-    print(f"wrote {args.out}: {len(x)} lossy decodes {list(x.shape)} from {bits / len(x):.1f} "
-          f"bits/image ({bits / dims:.4f} bits/dim for the whole file)")
+    print(f"wrote {args.out}: {len(x)} lossy decodes {list(x.shape)} from {len(data)} bytes; "
+          f"{sizes}")
   else:
     elbo = codec.negative_elbo_bits_per_dim(model, x)
-    payload = 32 * header["payload_words"] - header["initial_bits"]
-    print(f"wrote {args.out}: {len(x)} images {list(x.shape)}, exact; {payload / dims:.4f} "
-          f"bits/dim ({bits / dims:.4f} for the whole file) vs model {header['model']} -ELBO "
-          f"{elbo:.4f} bits/dim on these images")
+    print(f"wrote {args.out}: {len(x)} images {list(x.shape)}, exact, from {len(data)} bytes; "
+          f"{sizes}; model {header['model']} lossless -ELBO {elbo:.4f} bits/dim on these images")
   return 0
 
 
-COMMANDS = {"compress": cmd_compress, "decompress": cmd_decompress}
+COMMANDS = {"compress": _exit_2_on_user_errors(cmd_compress),
+            "decompress": _exit_2_on_user_errors(cmd_decompress)}
