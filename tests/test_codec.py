@@ -43,7 +43,8 @@ CASES = [("stack", "bernoulli", (4, 4, 1)), ("window", "bernoulli", (4, 4, 1)),
          ("full", "bernoulli", (4, 4, 1)), ("none", "bernoulli", (4, 4, 1)),
          ("stack", "logistic_mixture", (3, 3, 3)), ("window", "logistic_mixture", (3, 3, 3)),
          ("grayscale", "logistic_mixture", (3, 3, 3)), ("full", "logistic_mixture", (3, 3, 3)),
-         ("none", "logistic_mixture", (3, 3, 3))]
+         ("none", "logistic_mixture", (3, 3, 3)),
+         ("gated", "bernoulli", (4, 4, 1)), ("gated_full", "logistic_mixture", (3, 3, 3))]
 
 
 # ------------------------------------------------------------- round trips
@@ -132,7 +133,8 @@ def test_the_coded_latent_has_the_models_rate():
   np.testing.assert_allclose(sch.encode_v(z), u, atol=1e-4)
 
 
-@pytest.mark.parametrize("context,likelihood,shape", [CASES[0], CASES[5], CASES[6]])
+@pytest.mark.parametrize("context,likelihood,shape", [CASES[0], CASES[5], CASES[6], CASES[9],
+                                                      CASES[10]])
 def test_step_by_step_probabilities_are_the_models(context, likelihood, shape):
   """The walker's per-pixel parameters equal the parallel decoder's, and the product of
   the coded sub-pixel distributions is the likelihood's p(x|z)."""

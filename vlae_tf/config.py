@@ -28,6 +28,7 @@ from vlae_tf import data as vdata
 
 OPTIMIZERS = ("adamax", "adam")
 DECAYS = ("cosine", "exponential", "constant")
+PRECISIONS = ("float32", "bfloat16")    # train.precision (evaluation is always float32)
 SECTIONS = ("data", "model", "objective", "train", "eval")
 # The one bound on k of the IWAE bound, for the library, config.eval and the SavedModel's ``iwae``.
 MAX_IWAE_SAMPLES = 4096
@@ -67,8 +68,8 @@ def default_config():
   c.model.encoder_blocks = 2
   c.model.cond_filters = 64
   c.model.cond_blocks = 1
-  c.model.decoder_context = "stack"    # stack | window | grayscale | full | none
-  c.model.decoder_layers = 6
+  c.model.decoder_context = "stack"    # stack | window | grayscale | full | none | gated | gated_full
+  c.model.decoder_layers = 6           # stack / full: masked layers; gated: n, window (2n+1) x n
   c.model.decoder_kernel = 3
   c.model.decoder_window = (3, 2)      # (A, B) for window / grayscale
   c.model.decoder_filters = 64
@@ -91,6 +92,7 @@ def default_config():
   c.train.steps = 200_000
   c.train.batch_size = 64              # global batch
   c.train.optimizer = "adamax"         # adamax | adam
+  c.train.precision = "float32"        # float32 | bfloat16 (mixed: bf16 compute, f32 variables)
   c.train.learning_rate = 2e-3
   c.train.warmup_steps = 1000
   c.train.decay = "cosine"             # cosine | exponential | constant
@@ -265,6 +267,8 @@ def validate_config(config):
   need(t["optimizer"] in OPTIMIZERS, f"train.optimizer must be one of {OPTIMIZERS}, "
        f"got {t['optimizer']!r}")
   need(t["decay"] in DECAYS, f"train.decay must be one of {DECAYS}, got {t['decay']!r}")
+  need(t["precision"] in PRECISIONS, f"train.precision must be one of {PRECISIONS}, "
+       f"got {t['precision']!r}")
   lr, min_lr = t["learning_rate"], t["min_learning_rate"]
   need(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0,
        f"train.learning_rate must be > 0, got {lr!r}")

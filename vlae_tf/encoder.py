@@ -63,10 +63,14 @@ class Encoder(keras.layers.Layer):
       self.stages.append((blocks, down))
     if latent_kind == "vector":
       self.flatten = keras.layers.Flatten()
-      self.head = keras.layers.Dense(2 * self.latent_dim)
-      self.context_head = keras.layers.Dense(self.context_size) if self.context_size else None
+      # The heads compute in float32 whatever the policy: mu, sigma and the IAF context feed
+      # the KL, which stays float32 under bfloat16 training (vlae_tf.model.VLAE).
+      self.head = keras.layers.Dense(2 * self.latent_dim, dtype="float32")
+      self.context_head = (keras.layers.Dense(self.context_size, dtype="float32")
+                           if self.context_size else None)
     elif latent_kind == "spatial":
-      self.head = keras.layers.Conv2D(2 * self.latent_channels, 3, padding="same")
+      self.head = keras.layers.Conv2D(2 * self.latent_channels, 3, padding="same",
+                                      dtype="float32")
       self.context_head = None
       if self.context_size:
         raise ValueError("an IAF posterior needs a vector latent")

@@ -120,13 +120,13 @@ class LocalDecoder(keras.layers.Layer):
     one, anchor1 = mc.identity_mask()
     self.blocks += [GatedBlock(filters, one, anchor1, name=f"pointwise_{i}")
                     for i in range(self.num_blocks)]
-    self.out = keras.layers.Dense(self.num_params, name="params",
+    self.out = keras.layers.Dense(self.num_params, name="params", dtype="float32",
                                   kernel_initializer=keras.initializers.VarianceScaling(0.1))
 
   def context_input(self, x_normalized):
     """What the network reads of x: all channels, or the grayscale for ``grayscale``."""
     if self.context == "grayscale":
-      w = tf.constant(np.array(GRAY_WEIGHTS, np.float32))
+      w = tf.constant(np.array(GRAY_WEIGHTS, np.float32), dtype=x_normalized.dtype)
       return tf.reduce_sum(x_normalized * w, axis=-1, keepdims=True)
     return x_normalized
 

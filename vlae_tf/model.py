@@ -11,17 +11,33 @@ posterior flow and the rate.
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from vlae_tf import objective
-from vlae_tf.config import with_defaults
+from vlae_tf.config import PRECISIONS, with_defaults
 from vlae_tf.af_prior import AFPrior, IAFPosterior, StandardNormalPrior, std_normal_log_prob
 from vlae_tf.encoder import Conditioning, Encoder
+from vlae_tf.gated_decoder import CONTEXTS as GATED_CONTEXTS, GatedDecoder
 from vlae_tf.likelihoods import make_likelihood
 from vlae_tf.local_decoder import LocalDecoder
 from vlae_tf.validation import check_images
+
+
+@contextlib.contextmanager
+def _dtype_policy(precision):
+  """Layers built inside compute in ``precision`` (variables stay float32); restores the policy."""
+  if precision not in PRECISIONS:
+    raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+  old = keras.config.dtype_policy()
+  keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+  try:
+    yield
+  finally:
+    keras.config.set_dtype_policy(old)
 
 
 def _normal_sample(shape, seed):
@@ -32,10 +48,19 @@ def _normal_sample(shape, seed):
 
 @keras.saving.register_keras_serializable(package="vlae_tf")
 class VLAE(keras.Model):
-  """Variational Lossy Autoencoder (Chen et al., ICLR 2017)."""
+  """Variational Lossy Autoencoder (Chen et al., ICLR 2017).
 
-  def __init__(self, config, **kwargs):
+  ``precision="bfloat16"`` (training only: ``train.precision``) makes the
+  encoder, the conditioning network and the decoder compute in bfloat16 with
+  float32 variables (Keras mixed precision); their outputs (mu, sigma, the
+  likelihood parameters) are float32, and the likelihood, the prior, the KL
+  and the loss are computed in float32. The weights are the same variables
+  in both precisions, so checkpoints move freely between them.
+  """
+
+  def __init__(self, config, precision="float32", **kwargs):
     super().__init__(**kwargs)
+    self.precision = precision
     cfg = with_defaults(config)   # keys the config lacks: vlae_tf.config.default_config()
     self._config_dict = cfg
     m, d = cfg["model"], cfg["data"]
@@ -53,18 +78,14 @@ class VLAE(keras.Model):
     self.latent_size = int(np.prod(self.latent_shape))
     posterior = m["posterior"]
     context_size = int(m["posterior_context"]) if posterior == "iaf" else 0
-    self.encoder = Encoder(m["latent_kind"], m["latent_dim"], m["latent_channels"],
-                           filters=m["encoder_filters"], num_blocks=m["encoder_blocks"],
-                           num_downsamples=n, context_size=context_size, name="encoder")
-    self.conditioning = Conditioning(m["latent_kind"], (h, w), filters=m["cond_filters"],
-                                     num_blocks=m["cond_blocks"], num_upsamples=n,
-                                     name="conditioning")
-    self.decoder = LocalDecoder(m["decoder_context"], self.image_shape,
-                                self.likelihood.num_params(), filters=m["decoder_filters"],
-                                num_layers=m["decoder_layers"],
-                                kernel_size=m["decoder_kernel"],
-                                window=m["decoder_window"],
-                                num_blocks=m["decoder_blocks"], name="decoder")
+    with _dtype_policy(precision):
+      self.encoder = Encoder(m["latent_kind"], m["latent_dim"], m["latent_channels"],
+                             filters=m["encoder_filters"], num_blocks=m["encoder_blocks"],
+                             num_downsamples=n, context_size=context_size, name="encoder")
+      self.conditioning = Conditioning(m["latent_kind"], (h, w), filters=m["cond_filters"],
+                                       num_blocks=m["cond_blocks"], num_upsamples=n,
+                                       name="conditioning")
+      self.decoder = _make_decoder(m, self.image_shape, self.likelihood.num_params())
     if m["prior"] == "af":
       self.prior = AFPrior(self.latent_size, m["prior_steps"], m["prior_hidden"], name="prior")
     elif m["prior"] == "normal":
@@ -111,7 +132,8 @@ class VLAE(keras.Model):
 
   def encode(self, x_f):
     """q0(z|x): ``(mu, sigma, context)``; mu and sigma flat ``[B, D]``."""
-    mu, sigma, context = self.encoder(self.normalize(x_f))
+    mu, sigma, context = (None if t is None else tf.cast(t, tf.float32)
+                          for t in self.encoder(self.normalize(x_f)))
     b = tf.shape(mu)[0]
     return tf.reshape(mu, [b, self.latent_size]), tf.reshape(sigma, [b, self.latent_size]), context
 
@@ -132,7 +154,7 @@ class VLAE(keras.Model):
     """Raw likelihood parameters ``[B, H, W, P]`` of p(x|z) at every pixel."""
     if cond is None:
       cond = self.conditioning_features(z_flat)
-    return self.decoder(self.normalize(x_f), cond)
+    return tf.cast(self.decoder(self.normalize(x_f), cond), tf.float32)
 
   def log_px_given_z(self, x_f, z_flat):
     return self.likelihood.log_prob(self.decoder_raw(x_f, z_flat), x_f)
@@ -202,9 +224,25 @@ class VLAE(keras.Model):
     return self.prior.sample_from_noise(eps)
 
 
-def build_model(config) -> VLAE:
-  """Builds (creates all weights of) the VLAE described by a zoo config."""
-  model = VLAE(config)
+def _make_decoder(m, image_shape, num_params):
+  """The decoder named by ``model.decoder_context`` (a model config section)."""
+  if m["decoder_context"] in GATED_CONTEXTS:
+    return GatedDecoder(m["decoder_context"], image_shape, num_params,
+                        filters=m["decoder_filters"], num_layers=m["decoder_layers"],
+                        num_blocks=m["decoder_blocks"], name="decoder")
+  return LocalDecoder(m["decoder_context"], image_shape, num_params,
+                      filters=m["decoder_filters"], num_layers=m["decoder_layers"],
+                      kernel_size=m["decoder_kernel"], window=m["decoder_window"],
+                      num_blocks=m["decoder_blocks"], name="decoder")
+
+
+def build_model(config, precision="float32") -> VLAE:
+  """Builds (creates all weights of) the VLAE described by a zoo config.
+
+  ``precision``: ``"float32"`` (evaluation, export, the codec: always) or
+  ``"bfloat16"`` (mixed-precision training, see :class:`VLAE`).
+  """
+  model = VLAE(config, precision)
   model.build()
   return model
 

@@ -63,7 +63,7 @@ class TrainState:
     self.strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(int(config.seed))  # same initial weights for every strategy
     with self.strategy.scope():
-      self.model = build_model(config)
+      self.model = build_model(config, config.train.get("precision", "float32"))
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                               aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
       self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_steps",

@@ -34,7 +34,8 @@ from vlae_tf.optimizer import EMA
 RESUMABLE_KEYS = ("name", "description", "paper_nll", "paper_bits_per_dim", "train.steps",
                   "train.checkpoint_every", "train.keep_checkpoints", "train.log_every",
                   "train.eval_every", "train.max_consecutive_skips", "train.shuffle_buffer",
-                  "data.data_dir", "data.source", "data.tfds_data_dir", "eval")
+                  "data.data_dir", "data.source", "data.tfds_data_dir", "eval",
+                  "train.precision")
 CONFIG_FILE = "config.json"
 EVAL_FILE = "eval.json"
 METRICS_FILE = "metrics.jsonl"
@@ -53,7 +54,11 @@ def config_differences(stored, new):
 
 
 def read_workdir_config(workdir):
-  """The ``ConfigDict`` stored in ``<workdir>/config.json`` (lists back to tuples)."""
+  """The ``ConfigDict`` stored in ``<workdir>/config.json`` (lists back to tuples).
+
+  Keys added to the schema after the run was made take their defaults (which
+  are what such runs used), so an old run resumes, evaluates and exports.
+  """
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: {workdir!r} is not a training work directory "
@@ -67,7 +72,7 @@ def read_workdir_config(workdir):
   if not isinstance(stored, dict) or not stored:
     raise ValueError(f"work directory {workdir!r}: {path} does not hold a config (a JSON "
                      f"object), got {type(stored).__name__} {str(stored)[:40]}")
-  return vconfig.from_json(stored)
+  return vconfig.from_json(vconfig.jsonable(vconfig.with_defaults(stored)))
 
 
 class ConfigMismatch(ValueError):
