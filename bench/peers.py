@@ -94,13 +94,21 @@ import tf_keras  # noqa: E402
 
 import vlae_tf  # noqa: E402
 from vlae_tf import data as vdata  # noqa: E402
-from vlae_tf import training  # noqa: E402
+from vlae_tf import atomic, training  # noqa: E402
 from vlae_tf import workdir as vwork  # noqa: E402
 from experiments import harness  # noqa: E402
 
-TITLE = "Equal-compute peers on static binarized MNIST: VLAE vs factorized VAE vs tfd.PixelCNN"
-CONTENDERS = ("vlae", "vae_factorized", "pixelcnn")
-LABELS = {"vlae": "VLAE (`mnist_cpu`)",
+TITLE = "Equal-compute peers on static binarized MNIST: VLAEs vs VAEs vs tfd.PixelCNN"
+CONTENDERS = ("vlae_gated", "vlae", "vae_full", "vae_factorized", "pixelcnn")
+DEFAULT_CONTENDERS = CONTENDERS
+# Each VAE contender's zoo config (CPU-sized) and every contender's kind in peers.json.
+ZOO = {"vlae_gated": "mnist_gated_cpu", "vlae": "mnist_cpu", "vae_full": "mnist_gated_full_cpu",
+       "vae_factorized": "mnist_vae_factorized"}
+KINDS = {"vlae_gated": "vlae", "vlae": "vlae", "vae_full": "vae_full",
+         "vae_factorized": "vae_factorized", "pixelcnn": "pixelcnn"}
+LABELS = {"vlae_gated": "VLAE, gated local decoder (`mnist_gated_cpu`)",
+          "vlae": "VLAE, masked 3x3 stack (`mnist_cpu`)",
+          "vae_full": "VAE, full-context gated decoder (`mnist_gated_full_cpu`)",
           "vae_factorized": "VAE, factorized decoder (`mnist_vae_factorized`, CPU-sized)",
           "pixelcnn": "tfd.PixelCNN (PixelCNN++)"}
 # tfd.PixelCNN at CPU size: 3 resolutions (28, 14, 7), one gated ResNet layer per stack and
@@ -118,12 +126,27 @@ RESULT, PER_EXAMPLE, TRAINED = "peer.json", "per_example.npz", "train.json"
 
 
 # ==================================================================== configs
-def vae_config(name, smoke=False, data_dir="", seed=0):
+def apply_settings(cfg, settings):
+  """Sets each ``"section.key=value"`` of ``settings`` (``--set``; the value parsed as JSON)."""
+  flat = vlae_tf.config.flatten(cfg)
+  for item in settings:
+    key, sep, raw = item.partition("=")
+    if not sep or key not in flat:
+      raise SystemExit(f"error: --set {item!r}: expected section.key=value with a config key")
+    try:
+      value = json.loads(raw)
+    except json.JSONDecodeError:
+      value = raw
+    vlae_tf.config.shrink(cfg, {key: tuple(value) if isinstance(value, list) else value})
+  return cfg
+
+
+def vae_config(name, smoke=False, data_dir="", seed=0, settings=()):
   """The VAE contender ``name``'s config: CPU-sized, evaluation-free training."""
-  zoo = {"vlae": "mnist_cpu", "vae_factorized": "mnist_vae_factorized"}[name]
-  cfg = vlae_tf.zoo.get_config(zoo)
+  cfg = vlae_tf.zoo.get_config(ZOO[name])
   if name == "vae_factorized":
     cfg, _ = harness.scale_like(cfg, "mnist", "mnist_cpu")
+  apply_settings(cfg, settings)
   if smoke:
     cfg = harness.make_tiny(cfg)
   if data_dir:
@@ -249,9 +272,9 @@ def train_vae(name, cfg, rundir, budget_s):
                  "num_params": harness.num_params(model)}
 
 
-def train_pixelcnn(cfg, budget_s, arch):
+def train_pixelcnn(cfg, budget_s, arch, learning_rate=PIXELCNN_LR):
   dist = pixelcnn(cfg.data.image_shape, arch)
-  trainer = PixelCNNTrainer(dist)
+  trainer = PixelCNNTrainer(dist, learning_rate=learning_rate)
   batches = iter(vdata.train_dataset(cfg, 0))
   steps = 0
   while True:                                      # at least one step, then until the budget
@@ -265,7 +288,7 @@ def train_pixelcnn(cfg, budget_s, arch):
   cpu = time.process_time()
   trainer.use_ema()
   return dist, {"steps": steps, "cpu_seconds": cpu, "num_params": harness.num_params(dist),
-                "optimizer": f"Adam {PIXELCNN_LR}, clip {PIXELCNN_CLIP}, EMA {EMA_DECAY}",
+                "optimizer": f"Adam {learning_rate}, clip {PIXELCNN_CLIP}, EMA {EMA_DECAY}",
                 "architecture": arch}
 
 
@@ -280,17 +303,19 @@ def run_contender(name, args):
   os.makedirs(d, exist_ok=True)
   budget_s = args.cpu_minutes * 60.0
   data_cfg = data_config(args.smoke, args.data_dir, args.seed)
-  arch = PIXELCNN_SMOKE if args.smoke else PIXELCNN
+  arch = dict(PIXELCNN_SMOKE if args.smoke else PIXELCNN)
+  if args.pixelcnn_filters:
+    arch["num_filters"] = args.pixelcnn_filters
   trained_path = os.path.join(d, TRAINED)
   if not os.path.exists(trained_path):
     t0, load0 = time.time(), _load_avg()
     if name == "pixelcnn":
-      model, rec = train_pixelcnn(data_cfg, budget_s, arch)
+      model, rec = train_pixelcnn(data_cfg, budget_s, arch, args.pixelcnn_lr)
       tf.train.Checkpoint(network=model.network).write(os.path.join(d, "ema_weights"))
     else:
-      cfg = vae_config(name, args.smoke, args.data_dir, args.seed)
+      cfg = vae_config(name, args.smoke, args.data_dir, args.seed, args.set)
       model, rec = train_vae(name, cfg, os.path.join(d, "run"), budget_s)
-      rec["config"] = cfg.name
+      rec["config"] = cfg.name + "".join(f" --set {v}" for v in args.set)
     rec.update(budget_cpu_seconds=budget_s, wall_seconds=time.time() - t0,
                batch_size=int(data_cfg.train.batch_size),
                examples_seen=rec["steps"] * int(data_cfg.train.batch_size),
@@ -338,33 +363,58 @@ def _fmt(mean, se):
   return "—" if mean is None else f"{mean:.2f} ± {se:.2f}"
 
 
+def contender_record(name, res):
+  """One contender as ``bench/results/peers.json`` lists it (nats; rate null for the PixelCNN)."""
+  t, e = res["train"], res["test"]
+  iwae = e["bound"].startswith("IWAE")
+  return {"name": name, "kind": KINDS[name], "label": LABELS[name],
+          "cpu_seconds": t["cpu_seconds"], "steps": t["steps"],
+          "examples_seen": t["examples_seen"], "nll": e["nll"], "nll_stderr": e["nll_stderr"],
+          "bound": e["bound"], "elbo": e.get("elbo"), "elbo_stderr": e.get("elbo_stderr"),
+          "rate": e.get("rate"), "active_units": e.get("active_units"),
+          "iwae_samples": int(e["bound"].split("=")[1]) if iwae else None,
+          "num_images": e["num_examples"], "params": t["num_params"],
+          "config": t.get("config") or f"tfd.PixelCNN {t.get('architecture')}, "
+                                         f"{t.get('optimizer')}",
+          "wall_seconds": t["wall_seconds"], "load_average": [t["load_average_start"],
+                                                              t["load_average_end"]]}
+
+
 def report(args, head):
-  """The side-by-side table (Markdown) and the JSON of all contenders."""
+  """The side-by-side table (Markdown) and the JSON of all contenders, paired differences."""
+  names = [n for n in args.contenders if os.path.exists(os.path.join(args.workdir, n, RESULT))]
   res, per = {}, {}
-  for name in CONTENDERS:
+  for name in names:
     d = os.path.join(args.workdir, name)
     with open(os.path.join(d, RESULT)) as f:
       res[name] = json.load(f)
     per[name] = dict(np.load(os.path.join(d, PER_EXAMPLE)))
+  ref = next((n for n in names if KINDS[n] == "vlae"), names[0])
+  paired = []
+  for a in names:
+    for b in names:
+      if a != b and KINDS[a] == "vlae":
+        mean, se = harness.paired_difference(per[a]["nll"], per[b]["nll"])
+        paired.append({"a": a, "b": b, "nll_a_minus_b": mean, "stderr": se})
   rows = []
-  for name in CONTENDERS:
+  for name in names:
     t, e = res[name]["train"], res[name]["test"]
-    if name == "vlae":
-      diff = (None, None)
-    else:
-      diff = harness.paired_difference(per[name]["nll"], per["vlae"]["nll"])
-    e["nll_minus_vlae"] = list(diff)
+    diff = (None, None) if name == ref else harness.paired_difference(per[name]["nll"],
+                                                                       per[ref]["nll"])
     elbo = (-e["elbo"], e["elbo_stderr"]) if "elbo" in e else (None, None)
+    rate = f"{e['rate']:.2f}" if "rate" in e else "—"
     rows.append(f"| {LABELS[name]} | {t['num_params']:,} | {t['steps']} | {t['examples_seen']:,} "
                 f"| {t['cpu_seconds']:.0f} | {_fmt(e['nll'], e['nll_stderr'])} ({e['bound']}) "
-                f"| {_fmt(*elbo)} | {_fmt(*diff)} |")
-  n = res["vlae"]["test"]["num_examples"]
+                f"| {_fmt(*elbo)} | {rate} | {_fmt(*diff)} |")
+  n = res[ref]["test"]["num_examples"]
   md = [f"Budget {args.cpu_minutes:g} CPU-minutes of training per contender, one after another, "
         f"each in a fresh process; test NLL in nats on the same {n} evenly spaced images of the "
-        f"test split; ± = standard error over those images; \"vs VLAE\" = mean paired "
-        "difference (negative: better than the VLAE).", "",
-        "| contender | params | steps | examples seen | training CPU s | test NLL | −ELBO "
-        "| NLL vs VLAE |", "| --- | --- | --- | --- | --- | --- | --- | --- |"] + rows
+        f"test split; ± = standard error over those images; rate = KL(q(z|x) || p(z)) in nats; "
+        f"\"vs {ref}\" = mean paired difference (negative: better than {ref}).", "",
+        f"| contender | params | steps | examples seen | training CPU s | test NLL | −ELBO | rate "
+        f"| NLL vs {ref} |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"] + rows
+  if args.set:
+    md += ["", "VAE settings changed with --set: " + ", ".join(args.set)]
   if args.smoke:
     md = ["**SMOKE RUN**: tiny models, synthetic 8x8 images, a few steps; no number here is a "
           "result.", ""] + md
@@ -372,11 +422,11 @@ def report(args, head):
   out = {"title": TITLE, "header": head, "command": [sys.executable] + sys.argv,
          "smoke": bool(args.smoke), "cpu_minutes": args.cpu_minutes,
          "eval_examples": args.eval_examples, "iwae_samples": args.iwae_samples,
-         "order": "sequential", "contenders": res, "table_md": "\n".join(md)}
-  with open(os.path.join(args.workdir, "peers.json"), "w") as f:
-    json.dump(out, f, indent=2)
-  with open(os.path.join(args.workdir, "peers.md"), "w") as f:
-    f.write(text + "\n")
+         "order": "sequential", "contenders": [contender_record(n, res[n]) for n in names],
+         "paired": paired, "table_md": "\n".join(md)}
+  atomic.write_text(args.out or os.path.join(args.workdir, "peers.json"),
+                            json.dumps(out, indent=2) + "\n")
+  atomic.write_text(os.path.join(args.workdir, "peers.md"), text + "\n")
   print("\n".join(md), flush=True)
   return out
 
@@ -438,6 +488,15 @@ def parse(argv=None):
                  help="Only print CPU s/step of the VLAE and tfd.PixelCNN sizes.")
   p.add_argument("--calibrate_filters", default="32,48,64")
   p.add_argument("--calibrate_steps", type=int, default=5)
+  p.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),
+                 help=f"Comma-separated subset of {', '.join(CONTENDERS)}.")
+  p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                 help="Change a setting of every VAE contender's config (repeatable), e.g. "
+                 "--set train.learning_rate=1e-3 --set model.decoder_layers=4.")
+  p.add_argument("--pixelcnn_lr", type=float, default=PIXELCNN_LR)
+  p.add_argument("--pixelcnn_filters", type=int, default=0, help="0: PIXELCNN's num_filters.")
+  p.add_argument("--out", default="", help="peers.json path (default <workdir>/peers.json; "
+                 "the published table is bench/results/peers.json).")
   p.add_argument("--contender", choices=CONTENDERS, help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   defaults = SMOKE if args.smoke else dict(cpu_minutes=60.0, eval_examples=1000, iwae_samples=1000)
@@ -446,6 +505,11 @@ def parse(argv=None):
       setattr(args, k, v)
   if not args.calibrate and not args.workdir:
     p.error("--workdir is required")
+  args.contenders = [c for c in args.contenders.split(",") if c]
+  unknown = sorted(set(args.contenders) - set(CONTENDERS))
+  if unknown or not args.contenders:
+    p.error(f"--contenders: unknown {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(CONTENDERS)}")
   if args.cpu_minutes <= 0:
     p.error(f"--cpu_minutes must be > 0, got {args.cpu_minutes}")
   if args.iwae_samples < 1:
@@ -466,7 +530,7 @@ def main(argv=None):
   head = header(TITLE)
   print(head, flush=True)
   os.makedirs(args.workdir, exist_ok=True)
-  for name in CONTENDERS:
+  for name in args.contenders:
     if os.path.exists(os.path.join(args.workdir, name, RESULT)):
       print(f"{name}: reusing {os.path.join(args.workdir, name, RESULT)}", flush=True)
       continue

@@ -78,38 +78,50 @@ def test_bad_flags_are_usage_errors(capsys):
 
 
 def test_smoke_run_end_to_end(tmp_path, capsys):
-  """Three fresh processes, one step each, evaluated on the same 8 synthetic test images."""
+  """Five fresh processes, one step each, evaluated on the same 8 synthetic test images."""
   wd = str(tmp_path / "peers")
   out = peers.main(["--smoke", f"--workdir={wd}"])
   printed = capsys.readouterr().out
   assert "command:" in printed and "| contender |" in printed and "SMOKE RUN" in printed
   with open(os.path.join(wd, "peers.json")) as f:
     saved = json.load(f)
-  assert saved["contenders"].keys() == set(peers.CONTENDERS) == out["contenders"].keys()
+  assert saved == json.loads(json.dumps(out))
+  names = [c["name"] for c in saved["contenders"]]
+  assert names == list(peers.CONTENDERS)
   assert saved["smoke"] and saved["order"] == "sequential"
   assert saved["header"].splitlines()[1].startswith("command:")
-  vlae_nll = np.load(os.path.join(wd, "vlae", peers.PER_EXAMPLE))["nll"]
-  for name in peers.CONTENDERS:
-    r = saved["contenders"][name]
-    t, e = r["train"], r["test"]
-    assert t["steps"] >= 1 and t["examples_seen"] == t["steps"] * t["batch_size"]
-    assert t["cpu_seconds"] >= t["budget_cpu_seconds"] == pytest.approx(3.0)
-    assert t["num_params"] > 0
-    assert e["num_examples"] == 8 and math.isfinite(e["nll"]) and e["nll"] > 0
-    assert math.isfinite(e["nll_stderr"]) and e["nll_stderr"] > 0
-    per = np.load(os.path.join(wd, name, peers.PER_EXAMPLE))
-    assert per["nll"].shape == (8,) and np.all(np.isfinite(per["nll"])) and np.all(per["nll"] > 0)
-    assert e["nll"] == pytest.approx(per["nll"].mean())
-    if name == "vlae":
-      assert e["nll_minus_vlae"] == [None, None]
-    else:
-      diff = per["nll"] - vlae_nll
-      assert e["nll_minus_vlae"][0] == pytest.approx(diff.mean())
-      assert e["nll_minus_vlae"][1] == pytest.approx(diff.std(ddof=1) / math.sqrt(8))
+  per = {n: np.load(os.path.join(wd, n, peers.PER_EXAMPLE))["nll"] for n in names}
+  for c in saved["contenders"]:
+    name = c["name"]
+    assert c["kind"] == peers.KINDS[name]
+    assert c["cpu_seconds"] >= 3.0 and c["params"] > 0 and c["num_images"] == 8
+    assert math.isfinite(c["nll"]) and c["nll"] > 0 and c["nll_stderr"] > 0
+    assert per[name].shape == (8,) and np.all(np.isfinite(per[name])) and np.all(per[name] > 0)
+    assert c["nll"] == pytest.approx(per[name].mean())
     if name == "pixelcnn":
-      assert e["bound"] == "exact" and "elbo" not in e
+      assert c["bound"] == "exact" and c["elbo"] is None and c["rate"] is None
+      assert c["iwae_samples"] is None
     else:
-      assert e["bound"] == "IWAE k=4" and e["elbo"] < 0
+      assert c["bound"] == "IWAE k=4" and c["iwae_samples"] == 4
+      assert c["elbo"] < 0 and c["rate"] >= 0 and c["config"]
+  # paired differences: every VLAE against every other contender, on the same images
+  pairs = {(q["a"], q["b"]): q for q in saved["paired"]}
+  assert set(pairs) == {(a, b) for a in ("vlae_gated", "vlae") for b in names if a != b}
+  for (a, b), q in pairs.items():
+    diff = per[a] - per[b]
+    assert q["nll_a_minus_b"] == pytest.approx(diff.mean())
+    assert q["stderr"] == pytest.approx(diff.std(ddof=1) / math.sqrt(8))
   rows = [ln for ln in saved["table_md"].splitlines() if ln.startswith("| ")]
   assert len(rows) == 2 + len(peers.CONTENDERS)                 # header, separator, contenders
   assert all(peers.LABELS[n] in r for n, r in zip(peers.CONTENDERS, rows[2:]))
+
+
+def test_settings_reach_the_vae_configs_and_bad_ones_are_refused():
+  cfg = peers.vae_config("vlae_gated", settings=["model.decoder_layers=4",
+                                                 "train.precision=bfloat16"])
+  assert cfg.model.decoder_layers == 4 and cfg.train.precision == "bfloat16"
+  assert peers.vae_config("vae_full").model.decoder_context == "gated_full"
+  with pytest.raises(SystemExit, match="model.no_such_key"):
+    peers.vae_config("vlae", settings=["model.no_such_key=1"])
+  with pytest.raises(SystemExit):
+    peers.parse(["--workdir", "x", "--contenders", "vlae,bogus"])
