@@ -10,17 +10,28 @@ are relative paths that stay inside the model folder (no ``..``, no absolute
 path, no symbolic link that leads out), each with a 64-hex-digit sha256, and
 whose numbers are finite numbers (or null). Extra keys, and extra files listed
 in ``files``, are allowed.
+
+A checksum only proves that the card was not changed *after* ``card.sha256`` was
+written: a card edited and re-summed would still load and misdescribe the model.
+So :func:`check_card_config` also holds the card's ``config`` to the config
+schema (:func:`vlae_tf.config.validate_config`: no unknown keys, valid values)
+and to the config the SavedModel itself was exported with (its ``info_json``,
+read from the variables without loading the graph: :func:`saved_model_config`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import numbers
 import pathlib
 import re
 
+import tensorflow as tf
+
 from vlae_tf import atomic
+from vlae_tf import config as vconfig
 
 CARD = "card.json"
 CARD_SUM = "card.sha256"
@@ -107,6 +118,64 @@ def check_card(card, d) -> None:
     raise ZooError(f"{where} is not a valid model card:\n  " + "\n  ".join(problems))
 
 
+INFO_KEY = "info_json/.ATTRIBUTES/VARIABLE_VALUE"   # vlae_tf.export.ServingModule.info_json
+
+
+def first_line(e) -> str:
+  """``"<ExceptionType>: <its first line>"`` (at most 300 characters of it)."""
+  text = " ".join(str(e).strip().split("\n")[0].split())[:300]
+  return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def short_repr(name: str) -> str:
+  """``repr(name)``, or its first 40 characters and its length when it is longer than 80."""
+  return repr(name) if len(name) <= 80 else f"{name[:40]!r}... ({len(name)} characters)"
+
+
+def has_card(d: pathlib.Path) -> bool:
+  """``d/card.json`` is a file (False, not OSError, for a name too long for the file system)."""
+  try:
+    return (pathlib.Path(d) / CARD).is_file()
+  except (OSError, ValueError):      # ENAMETOOLONG, a NUL byte
+    return False
+
+
+def saved_model_config(d, version) -> dict:
+  """The config stored in the SavedModel ``d/version`` (its ``info_json``), without loading it."""
+  prefix = pathlib.Path(d) / str(version) / "variables" / "variables"
+  try:
+    info = json.loads(tf.train.load_checkpoint(str(prefix)).get_tensor(INFO_KEY))
+    return info["config"]
+  except Exception as e:  # noqa: BLE001 -- damaged files fail in many ways (IndexError, DataLoss..)
+    raise ZooError(f"cannot read the config stored in the SavedModel {prefix} ({first_line(e)}); "
+                   "its files may be damaged") from None
+
+
+def check_card_config(card, d, stored=None) -> None:
+  """Raises :class:`ZooError` (one line) unless ``card["config"]`` is a valid config equal to the
+  SavedModel's own (``stored``: that config; default: read by :func:`saved_model_config`)."""
+  where = pathlib.Path(d) / CARD
+  config = card.get("config")
+  if not isinstance(config, dict):
+    raise ZooError(f"{where} has no config (a JSON object): re-package the model")
+  try:
+    vconfig.validate_config(vconfig.from_json(vconfig.with_defaults(config)))
+  except (ValueError, KeyError, TypeError, AttributeError) as e:
+    raise ZooError(f"{where}: the card's config does not fit the config schema ("
+                   f"{'; '.join(str(e).splitlines()[1:] or [str(e)]).strip()})") from None
+  if stored is None:
+    stored = saved_model_config(d, card["version"])
+  ours, model = (vconfig.flatten(vconfig.with_defaults(c)) for c in (config, stored))
+  diffs = sorted(k for k in set(ours) | set(model) if ours.get(k) != model.get(k))
+  if diffs:
+    shown = "; ".join(f"{k}: card {ours.get(k, '<missing>')!r}, model "
+                      f"{model.get(k, '<missing>')!r}" for k in diffs[:6])
+    raise ZooError(f"{where} does not describe the model it ships: its config differs from the "
+                   f"one stored in the SavedModel {card['version']}/ in {len(diffs)} key(s) ("
+                   f"{shown}{'; ...' if len(diffs) > 6 else ''}); re-package the model with "
+                   "`python -m vlae_tf.export`")
+
+
 def card_checksum_problem(d):
   """None if ``card.sha256`` matches ``card.json``, else what is wrong."""
   d = pathlib.Path(d)
@@ -135,4 +204,5 @@ def write_card_checksum(d) -> str:
 
 
 __all__ = ["CARD", "CARD_SUM", "ZooError", "ZooWarning", "sha256", "check_card",
-           "card_checksum_problem", "write_card_checksum"]
+           "card_checksum_problem", "write_card_checksum", "saved_model_config",
+           "check_card_config", "first_line", "short_repr", "has_card"]

@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from vlae_tf import config as vconfig
-from vlae_tf import zoo_store
+from vlae_tf import zoo_card, zoo_store
 from vlae_tf.model import build_model
 
 KERAS_WEIGHTS = zoo_store.KERAS_WEIGHTS
@@ -57,13 +57,20 @@ def load_keras(name_or_path, zoo=None, verify_checksums=True):
   """
   d = zoo_store.model_dir(name_or_path, zoo)
   card = zoo_store.verify(d) if verify_checksums else zoo_store.read_card(d)
+  zoo_card.check_card_config(card, d)      # the card describes the SavedModel it ships
   path = d / KERAS_WEIGHTS
   if not path.is_file():
     raise zoo_store.ZooError(
         f"zoo model at {d} has no Keras weights ({KERAS_WEIGHTS}); re-package it with "
         "`python -m vlae_tf.export` or add them with `python -m vlae_tf.zoo_keras " + str(d) + "`")
-  model = build_model(card["config"])
-  model.load_weights(str(path))
+  try:
+    model = build_model(card["config"])
+    model.load_weights(str(path))
+  except Exception as e:  # noqa: BLE001 -- damaged or foreign files fail in many ways
+    raise zoo_store.ZooError(
+        f"cannot load {path} into the model of its card's config ({zoo_card.first_line(e)}); the "
+        "file may be damaged" + ("" if verify_checksums else ": load it with "
+                                 "verify_checksums=True to check its sha256")) from None
   model.zoo_card = card
   return model
 
@@ -83,7 +90,9 @@ def check_init_from(spec, config, zoo=None) -> dict:
   and the image shape), or the weights do not fit: a ValueError says which keys
   differ. Objective, data and training settings may differ (fine-tuning).
   """
-  card = zoo_store.read_card(zoo_store.model_dir(parse_init_from(spec), zoo))
+  d = zoo_store.model_dir(parse_init_from(spec), zoo)
+  card = zoo_store.read_card(d)
+  zoo_card.check_card_config(card, d)
   ours = vconfig.jsonable(vconfig.with_defaults(config))
   theirs = vconfig.jsonable(vconfig.with_defaults(card["config"]))
   diff = sorted(k for k in set(ours["model"]) | set(theirs["model"])

@@ -50,7 +50,8 @@ import tensorflow as tf
 from vlae_tf import atomic, quiet_tf
 from vlae_tf import config as vconfig
 from vlae_tf.zoo_card import (CARD, CARD_SUM, ZooError, ZooWarning, card_checksum_problem,
-                              check_card, sha256, write_card_checksum)
+                              check_card, check_card_config, first_line, has_card, sha256,
+                              short_repr, write_card_checksum)
 from vlae_tf.zoo_model import ZooModel
 
 
@@ -98,17 +99,17 @@ def model_dir(name_or_path, zoo=None, known_configs=()) -> pathlib.Path:
   """
   if is_path(name_or_path):
     p = pathlib.Path(os.fspath(name_or_path)).expanduser()
-    if not (p / CARD).is_file():
-      raise ZooError(f"{str(p)!r} is not a zoo model folder (no {CARD})")
+    if not has_card(p):
+      raise ZooError(f"{short_repr(str(p))} is not a zoo model folder (no {CARD})")
     return p
   root = zoo_dir(zoo)
   d = root / str(name_or_path)
-  if not (d / CARD).is_file():
+  if not has_card(d):
     names = [m["name"] for m in list_models(root)]
     hint = (f" `{name_or_path}` is a config: train it (train.py --config=zoo/{name_or_path}.py) "
             "and package it with `python -m vlae_tf.export`."
             if name_or_path in known_configs else "")
-    raise ZooError(f"no pretrained model {name_or_path!r} in {root}; available: "
+    raise ZooError(f"no pretrained model {short_repr(str(name_or_path))} in {root}; available: "
                    f"{', '.join(names) or 'none yet'}.{hint}")
   return d
 
@@ -389,11 +390,11 @@ def load(name_or_path, zoo=None, verify_checksums=True, known_configs=()):
   try:
     saved_model = tf.saved_model.load(str(d / str(card["version"])))
   except Exception as e:  # noqa: BLE001 -- damaged files fail in many ways (IndexError, DecodeError..)
-    first = " ".join(str(e).strip().split("\n")[0].split())[:300]
-    raise ZooError(f"cannot load the SavedModel in {d / str(card['version'])} ({type(e).__name__}: "
-                   f"{first}); its files may be damaged"
+    raise ZooError(f"cannot load the SavedModel in {d / str(card['version'])} ({first_line(e)}); "
+                   "its files may be damaged"
                    + ("" if verify_checksums else ": load it without --no_verify / with "
                       "verify_checksums=True to check their sha256")) from None
+  check_card_config(card, d, json.loads(saved_model.info_json.numpy().decode("utf-8"))["config"])
   if quiet_tf.is_quiet():
     quiet_tf.spend_bool_line()     # oneDNN's DT_BOOL line of the first input check, hidden
   return ZooModel(saved_model, card=card, path=d)
