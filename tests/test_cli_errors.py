@@ -5,11 +5,16 @@
 status 1, and a usage error found in main (no ``--config`` to train, no
 ``--export_dir``) with the whole module help; docs/TRAINING.md promises exit 2
 and one line.
+
+``vlae info`` required ``--model`` where every other tool takes the name as
+an argument (``vlae info mnist``).
 """
 
 import pytest
 
 from test_faults import _run_train_py
+from vlae_tf import cli
+from zoo_testing import NAME, zoo  # noqa: F401  (zoo: fixture)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -34,3 +39,24 @@ def test_train_py_without_workdir_is_one_line_and_exit_2():
   rc, out, err = _run_train_py("--config=zoo/mnist_cpu.py")
   assert rc == 2 and len(err.strip().splitlines()) == 1, (rc, err)
   assert "--workdir" in err and err.startswith("error: ") and out == "", err
+
+
+# ------------------------------------------------------------------ vlae info NAME
+def test_vlae_info_takes_the_model_name_as_an_argument(zoo, capsys):
+  # Defect: `vlae info mnist` failed with "the following arguments are required: --model".
+  for argv in (["info", NAME], ["info", f"--model={NAME}"]):
+    assert cli.main([*argv, f"--zoo_dir={zoo.root}"]) == 0
+    out = capsys.readouterr().out
+    assert f'"name": "{NAME}"' in out and "ZooModel(" in out, out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["info"], "the model is required: vlae info NAME"),
+    (["info", NAME, "--model=other"], "two models given"),
+])
+def test_vlae_info_without_one_model_is_a_usage_error(zoo, argv, message, capsys):
+  with pytest.raises(SystemExit) as e:
+    cli.main([*argv, f"--zoo_dir={zoo.root}"])
+  err = capsys.readouterr().err
+  assert e.value.code == 2 and err.count("\n") == 1 and err.startswith("vlae info: error: "), err
+  assert message in err

@@ -8,7 +8,7 @@ Examples::
   vlae reconstruct --model=mnist --data=test --out=recon.png  # the test split ($VLAE_DATA_DIR / TFDS)
   vlae interpolate --model=mnist --out=interp.png
   vlae encode --model=mnist --data=images.npz --out=z.npz   # posterior means and stds
-  vlae info --model=mnist
+  vlae info mnist                                          # or --model=mnist
   vlae compress --model=mnist --data=test --out=digits.vlae   # lossless (bits-back); --lossy
   vlae decompress digits.vlae --out=digits.npz                # see vlae_tf.codec_cli
 
@@ -77,14 +77,17 @@ def build_parser():
                     "C++ log lines")
     sp.add_argument("--zoo_dir", default=None, help="zoo folder (default $VLAE_ZOO_DIR or "
                     "the repository's saved_models/)")
+    if model == "positional":
+      sp.add_argument("name", nargs="?", default=None, help="zoo model name or model folder "
+                      "(or --model)")
     if model:
-      sp.add_argument("--model", required=True, help="zoo model name or model folder")
+      sp.add_argument("--model", required=model is True, help="zoo model name or model folder")
       sp.add_argument("--seed", type=int, default=0)
       sp.add_argument("--scale", type=_at_least(1), default=2, help="pixel upscaling of the PNG")
       sp.add_argument("--no_verify", action="store_true", help="skip the sha256 checks")
 
   common(sub.add_parser("list", help="list pretrained models"), model=False)
-  common(sub.add_parser("info", help="print a model's card"))
+  common(sub.add_parser("info", help="print a model's card: vlae info mnist"), model="positional")
   s = sub.add_parser("sample", help="x ~ p(x): z from the prior, then x from p(x|z)")
   common(s)
   s.add_argument("--num", type=_at_least(1), default=64)
@@ -149,8 +152,23 @@ def add_codec_parsers(sub, common):
   d.add_argument("--no_verify", action="store_true", help="skip the sha256 checks of the model")
 
 
+def _model_of_info(parser, args):
+  """``vlae info NAME`` or ``vlae info --model=NAME`` (not two different names, not none)."""
+  if args.name is not None and args.model is not None and args.name != args.model:
+    problem = f"two models given: {args.name!r} and --model={args.model!r}"
+  elif args.name is None and args.model is None:
+    problem = "the model is required: vlae info NAME (e.g. vlae info mnist) or --model=NAME"
+  else:
+    args.model = args.model if args.model is not None else args.name
+    return
+  parser.exit(2, f"vlae info: error: {problem} (see vlae info --help)\n")
+
+
 def main(argv=None):
-  args = build_parser().parse_args(argv)            # --help and usage errors end here, without TF
+  parser = build_parser()
+  args = parser.parse_args(argv)                    # --help and usage errors end here, without TF
+  if args.command == "info":
+    _model_of_info(parser, args)
   if getattr(args, "out", None) is not None:
     try:
       atomic.check_output_path(args.out, "--out")     # before any work (and before TF)
