@@ -100,3 +100,29 @@ def test_init_from_needs_a_zoo_model_of_the_same_architecture(zoo):
   with pytest.raises(ValueError, match="latent_dim"):
     zoo_keras.check_init_from(f"zoo:{zoo.dir}", other)
   assert zoo_keras.check_init_from(f"zoo:{zoo.dir}", zoo.config)["name"] == NAME
+
+
+def test_init_skip_decoder_takes_every_other_part_and_a_new_decoder(zoo):
+  """--init_skip=decoder: encoder, conditioning and prior come from the zoo model; the
+  decoder (here of another kind) keeps its own initialization."""
+  cfg = ml_collections.ConfigDict(zoo.config.to_dict())
+  cfg.model.decoder_context = "gated"
+  with pytest.raises(ValueError, match="decoder_context"):
+    zoo_keras.check_init_from(f"zoo:{zoo.dir}", cfg)
+  with pytest.raises(ValueError, match="unknown part"):
+    zoo_keras.check_init_from(f"zoo:{zoo.dir}", cfg, skip=("prior_flow",))
+  other = ml_collections.ConfigDict(cfg.to_dict())
+  other.model.latent_dim = zoo.config.model.latent_dim + 1
+  with pytest.raises(ValueError, match="latent_dim"):     # only decoder_* may differ
+    zoo_keras.check_init_from(f"zoo:{zoo.dir}", other, skip=("decoder",))
+  model = vlae_tf.build_model(cfg)
+  before = [v.numpy().copy() for v in model.decoder.weights]
+  shadows = [tf.Variable(tf.zeros_like(v)) for v in model.trainable_variables]
+  zoo_keras.initialize_from_zoo(model, f"zoo:{zoo.dir}", shadows=shadows, skip=("decoder",))
+  for part in ("encoder", "conditioning", "prior"):
+    for a, b in zip(getattr(model, part).weights, getattr(zoo.model, part).weights, strict=True):
+      np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+  for a, b in zip(model.decoder.weights, before):
+    np.testing.assert_array_equal(a.numpy(), b)
+  for s, v in zip(shadows, model.trainable_variables):
+    np.testing.assert_array_equal(s.numpy(), v.numpy())

@@ -322,7 +322,8 @@ def _checkpoint_manager(state, workdir, chief):
                                     max_to_keep=int(state.config.train.keep_checkpoints))
 
 
-def train(config, workdir, strategy=None, fault_hook=None, checked=False, init_from=None):
+def train(config, workdir, strategy=None, fault_hook=None, checked=False, init_from=None,
+          init_skip=()):
   """Trains (or resumes) a run in ``workdir``; returns a dict of final counters.
 
   Args:
@@ -335,6 +336,7 @@ def train(config, workdir, strategy=None, fault_hook=None, checked=False, init_f
       (train.py does, to fail before building the strategy).
     init_from: ``"zoo:<name>"``: a new run starts from that zoo model's Keras weights
       (fine-tuning; same architecture, see :func:`vlae_tf.zoo_keras.initialize_from_zoo`).
+    init_skip: parts not taken from ``init_from`` (``("decoder",)``: a new decoder).
   """
   strategy = strategy or tf.distribute.get_strategy()
   if not checked:
@@ -350,8 +352,10 @@ def train(config, workdir, strategy=None, fault_hook=None, checked=False, init_f
   resumed = vwork.latest_checkpoint(workdir) is not None
   manager = _checkpoint_manager(state, workdir, chief)
   if init_from and not resumed:
-    zoo_keras.initialize_from_zoo(state.model, init_from, shadows=state.ema.shadow)
-    _log(f"initialized the weights (and their EMA) from {init_from}")
+    zoo_keras.initialize_from_zoo(state.model, init_from, shadows=state.ema.shadow,
+                                  skip=tuple(init_skip))
+    _log(f"initialized the weights (and their EMA) from {init_from}"
+         + (f", except the {', '.join(init_skip)}" if init_skip else ""))
   start = int(state.step.numpy())
   if start >= total:
     _log(f"already at step {start} >= train.steps={total}; nothing to do")

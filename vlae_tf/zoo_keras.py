@@ -83,20 +83,30 @@ def parse_init_from(spec):
   return spec[4:]
 
 
-def check_init_from(spec, config, zoo=None) -> dict:
+INIT_SKIPPABLE = ("decoder",)   # parts of a model --init_skip may leave at their initialization
+
+
+def check_init_from(spec, config, zoo=None, skip=()) -> dict:
   """Checks that the zoo model named by ``spec`` can initialize a run of ``config``; its card.
 
   The model architecture must be the same (the ``model`` section of the configs
   and the image shape), or the weights do not fit: a ValueError says which keys
   differ. Objective, data and training settings may differ (fine-tuning).
+  ``skip=("decoder",)``: the decoder is not loaded, so its settings
+  (``model.decoder_*``) may differ (a new decoder on a trained encoder and prior).
   """
+  bad = sorted(set(skip) - set(INIT_SKIPPABLE))
+  if bad:
+    raise ValueError(f"--init_skip: unknown part(s) {', '.join(bad)}; "
+                     f"choose from {', '.join(INIT_SKIPPABLE)}")
   d = zoo_store.model_dir(parse_init_from(spec), zoo)
   card = zoo_store.read_card(d)
   zoo_card.check_card_config(card, d)
   ours = vconfig.jsonable(vconfig.with_defaults(config))
   theirs = vconfig.jsonable(vconfig.with_defaults(card["config"]))
   diff = sorted(k for k in set(ours["model"]) | set(theirs["model"])
-                if ours["model"].get(k) != theirs["model"].get(k))
+                if ours["model"].get(k) != theirs["model"].get(k)
+                and not ("decoder" in skip and k.startswith("decoder_")))
   if list(ours["data"]["image_shape"]) != list(theirs["data"]["image_shape"]):
     diff.append("data.image_shape")
   if diff:
@@ -106,21 +116,36 @@ def check_init_from(spec, config, zoo=None) -> dict:
   return card
 
 
-def initialize_from_zoo(model, spec, zoo=None, shadows=()) -> dict:
+def initialize_from_zoo(model, spec, zoo=None, shadows=(), skip=()) -> dict:
   """Loads the Keras weights of the zoo model ``spec`` (``zoo:<name>``) into ``model``.
 
   For fine-tuning: ``model`` must have the same architecture
   (:func:`check_init_from`); checksums are verified. ``shadows``: EMA copies
   of ``model.trainable_variables`` (in that order), set to the loaded weights
-  too. Returns the zoo card.
+  too. ``skip``: parts left as they are (``("decoder",)``: every other part is
+  copied from the zoo model, variable by variable, shapes checked). Returns the
+  zoo card.
   """
-  check_init_from(spec, model.vlae_config, zoo)
+  check_init_from(spec, model.vlae_config, zoo, skip)
   d = zoo_store.model_dir(parse_init_from(spec), zoo)
   card = zoo_store.verify(d)
   path = d / KERAS_WEIGHTS
   if not path.is_file():
     raise zoo_store.ZooError(f"zoo model at {d} has no Keras weights ({KERAS_WEIGHTS})")
-  model.load_weights(str(path))
+  if skip:
+    source = build_model(card["config"])
+    source.load_weights(str(path))
+    for part in ("encoder", "conditioning", "prior", "posterior_flow"):
+      if part in skip or getattr(model, part) is None:
+        continue
+      for dst, src in zip(getattr(model, part).weights, getattr(source, part).weights,
+                          strict=True):
+        if tuple(dst.shape) != tuple(src.shape):
+          raise ValueError(f"--init_from={spec}: {dst.path} has shape {tuple(dst.shape)}, the "
+                           f"zoo model's {tuple(src.shape)}")
+        dst.assign(src)
+  else:
+    model.load_weights(str(path))
   for shadow, v in zip(shadows, model.trainable_variables):
     shadow.assign(v)
   return card
