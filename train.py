@@ -57,6 +57,9 @@ flags.DEFINE_bool("verbose", False, "Show TensorFlow's start-up and C++ log line
                   "logging (hidden by default: see vlae_tf/quiet_tf.py).")
 flags.DEFINE_string("init_from", None, "train: start a new run from a pretrained zoo model's "
                     "weights, zoo:<name> (fine-tuning; the config must have its architecture).")
+flags.DEFINE_list("init_skip", [], "train, with --init_from: parts NOT loaded from the zoo model "
+                  "(decoder: a new decoder on the zoo model's encoder, conditioning and prior; "
+                  "its model.decoder_* settings may differ).")
 
 FLAGS = flags.FLAGS
 
@@ -117,11 +120,12 @@ def main(argv):
     workdir.check_config(config, FLAGS.workdir)  # validates once; fails before building anything
     if FLAGS.init_from:
       try:
-        zoo_keras.check_init_from(FLAGS.init_from, config)
+        zoo_keras.check_init_from(FLAGS.init_from, config, skip=FLAGS.init_skip)
       except (ValueError, zoo_store.ZooError) as e:
         raise UsageError(str(e)) from None
     strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices, FLAGS.tpu)
-    training.train(config, FLAGS.workdir, strategy, checked=True, init_from=FLAGS.init_from)
+    training.train(config, FLAGS.workdir, strategy, checked=True, init_from=FLAGS.init_from,
+                   init_skip=FLAGS.init_skip)
   elif FLAGS.mode == "eval":
     result = workdir.evaluate_workdir(FLAGS.workdir, config, FLAGS.eval_iwae_samples,
                                       FLAGS.eval_num_examples,
