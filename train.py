@@ -129,7 +129,8 @@ def main(argv):
   elif FLAGS.mode == "eval":
     result = workdir.evaluate_workdir(FLAGS.workdir, config, FLAGS.eval_iwae_samples,
                                       FLAGS.eval_num_examples,
-                                      iwae_examples=FLAGS.eval_iwae_examples)
+                                      iwae_examples=FLAGS.eval_iwae_examples,
+                                      log=lambda line: print(line, flush=True))
     print(json.dumps(result, indent=2, sort_keys=True))
   else:
     if not FLAGS.export_dir:

@@ -31,6 +31,7 @@ Mutual information (Hoffman & Johnson 2016)
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -58,11 +59,25 @@ def iwae_nll_graph(model, x_f, num_samples, seed, chunk=None):
   """
   b = tf.shape(x_f)[0]
   k = tf.cast(num_samples, tf.int32)
-  seed = tf.cast(seed, tf.int64)
   if chunk is None:
     chunk = tf.maximum(1, tf.minimum(k, IWAE_BUDGET // b))
   chunk = tf.cast(chunk, tf.int32)
   num_chunks = (k + chunk - 1) // chunk
+  total = iwae_log_sum(model, x_f, k, seed, chunk, tf.constant(0), num_chunks,
+                       tf.fill([b], tf.constant(-np.inf, tf.float32)))
+  return iwae_nll_from_log_sum(total, k)
+
+
+def iwae_log_sum(model, x_f, num_samples, seed, chunk, start, stop, total):
+  """``total`` updated with ``logsumexp`` of the log weights of chunks ``start .. stop - 1``.
+
+  The loop of :func:`iwae_nll_graph`; a caller that runs the chunks in several
+  pieces, passing ``total`` on, gets exactly the same numbers (the same ops in the
+  same order: :func:`iwae_per_example` does, to report its progress).
+  """
+  k = tf.cast(num_samples, tf.int32)
+  seed = tf.cast(seed, tf.int64)
+  chunk = tf.cast(chunk, tf.int32)
 
   def body(i, total):
     s = tf.minimum(chunk, k - i * chunk)
@@ -70,9 +85,13 @@ def iwae_nll_graph(model, x_f, num_samples, seed, chunk=None):
                                                     tf.cast(i, tf.int64)]))
     return i + 1, tf.reduce_logsumexp(tf.concat([total[None], lw], 0), axis=0)
 
-  _, total = tf.while_loop(lambda i, _: i < num_chunks, body,
-                           [tf.constant(0), tf.fill([b], tf.constant(-np.inf, tf.float32))])
-  log_k = tf.cast(tf.math.log(tf.cast(k, tf.float64)), tf.float32)
+  _, total = tf.while_loop(lambda i, _: i < stop, body, [tf.cast(start, tf.int32), total])
+  return total
+
+
+def iwae_nll_from_log_sum(total, num_samples):
+  """``-(total - log k)``: the NLL bound from the log-sum of all k weights."""
+  log_k = tf.cast(tf.math.log(tf.cast(num_samples, tf.float64)), tf.float32)
   return -(total - log_k)
 
 
@@ -202,12 +221,13 @@ def iwae_subset(num_examples, iwae_examples):
   return np.unique(np.round(np.linspace(0, num_examples - 1, int(iwae_examples))).astype(int))
 
 
-def elbo_per_example(model, x, batch_size=100, seed=0):
+def elbo_per_example(model, x, batch_size=100, seed=0, progress=None):
   """Per-example one-sample ELBO terms and the posterior q0(z|x) of every example of ``x``.
 
   Returns a dict of NumPy arrays: ``elbo``, ``rate``, ``distortion`` ``[N]``
   (nats) and ``mu``, ``sigma`` ``[N, D]``. The batch starting at example ``i``
-  draws its posterior noise from the stateless seed ``[seed, i]``.
+  draws its posterior noise from the stateless seed ``[seed, i]``. ``progress``:
+  an optional :class:`Progress` counting images.
   """
   x = np.asarray(x)
   out = {k: [] for k in ("elbo", "rate", "distortion", "mu", "sigma")}
@@ -219,29 +239,126 @@ def elbo_per_example(model, x, batch_size=100, seed=0):
     mu, sigma = posterior_stats(model, xb)
     out["mu"].append(mu)
     out["sigma"].append(sigma)
+    if progress is not None:
+      progress.advance(len(xb))
   return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def iwae_per_example(model, x, num_samples, batch_size=100, seed=0):
-  """``[N]`` IWAE NLL bounds (:func:`iwae_nll`); the batch starting at example ``i`` uses seed ``seed + i``."""
+def iwae_per_example(model, x, num_samples, batch_size=100, seed=0, progress=None):
+  """``[N]`` IWAE NLL bounds (:func:`iwae_nll`); the batch starting at example ``i`` uses seed ``seed + i``.
+
+  The same numbers as :func:`iwae_nll` batch by batch, computed a few chunks of
+  samples per call (:func:`iwae_log_sum`, about :data:`SECONDS_PER_CALL` each), so
+  ``progress`` (a :class:`Progress` counting images) hears from it every few seconds
+  even at k = 4096.
+  """
   x = np.asarray(x)
-  return np.concatenate([iwae_nll(model, x[i:i + batch_size], num_samples, seed=seed + i)
-                         for i in range(0, len(x), batch_size)])
+  out = []
+  calls = _IwaeCalls(model)
+  for i in range(0, len(x), batch_size):
+    out.append(calls.batch(x[i:i + batch_size], int(num_samples), seed + i, progress))
+  return np.concatenate(out)
 
 
-def evaluate(model, x, num_samples=1000, batch_size=100, seed=0, iwae_examples=None):
+# Seconds of work per call of iwae_per_example (progress lines come between calls), and the
+# seconds between two progress lines: a line at least every PROGRESS_EVERY + one call (< 30 s).
+SECONDS_PER_CALL = 3.0
+PROGRESS_EVERY = 20.0
+
+
+class _IwaeCalls:
+  """Runs :func:`iwae_log_sum` over a batch's chunks a few at a time, sized by how long one took."""
+
+  def __init__(self, model):
+    self.model, self.per_call = model, 1
+    self.fn = getattr(model, "_iwae_log_sum_fn", None)
+    if self.fn is None:
+      self.fn = model._iwae_log_sum_fn = tf.function(
+          lambda *a: iwae_log_sum(model, *a), reduce_retracing=True)
+
+  def batch(self, xb, k, seed, progress):
+    x_f = self.model.check_inputs(xb)
+    n = int(x_f.shape[0])
+    chunk = default_chunk(n, k)
+    num_chunks = -(-k // chunk)
+    total = tf.fill([n], tf.constant(-np.inf, tf.float32))
+    args = (tf.constant(k, tf.int32), tf.constant([seed, 0], tf.int64), tf.constant(chunk, tf.int32))
+    i = 0
+    while i < num_chunks:
+      stop = min(num_chunks, i + self.per_call)
+      t0 = time.monotonic()
+      total = self.fn(x_f, *args, tf.constant(i), tf.constant(stop), total)
+      took = time.monotonic() - t0
+      if progress is not None:
+        progress.advance(n * (min(k, stop * chunk) - i * chunk) / k)
+      if took < SECONDS_PER_CALL / 2:
+        self.per_call *= 2
+      elif took > SECONDS_PER_CALL * 2 and self.per_call > 1:
+        self.per_call //= 2
+      i = stop
+    return iwae_nll_from_log_sum(total, k).numpy()
+
+
+def _duration(seconds):
+  seconds = int(round(seconds))
+  if seconds >= 3600:
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+  return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class Progress:
+  """``<what>: 340/1,000 images (34%), 1m05s elapsed, ETA 2m06s``, about every ``every`` seconds.
+
+  ``advance(n)`` counts work done (images; fractions of one allowed); a line is
+  written through ``log`` when ``every`` seconds (default :data:`PROGRESS_EVERY`) have
+  passed since the last one (so a short evaluation prints nothing), and by ``finish()``
+  if any line was written. ``log=None``: silent.
+  """
+
+  def __init__(self, what, total, log=print, every=None, unit="images"):
+    self.what, self.total, self.log, self.unit = what, total, log, unit
+    self.every = PROGRESS_EVERY if every is None else every
+    self.done, self.shown, self.lines = 0.0, 0.0, 0
+    self.start = self.last = time.monotonic()
+
+  def advance(self, amount):
+    self.done = round(self.done + amount, 9)     # fractions of images add up to whole ones
+    if self.log is not None and time.monotonic() - self.last >= self.every:
+      self._line()
+
+  def finish(self):
+    if self.lines and self.shown < self.done:      # a last line, unless it is already out
+      self._line()
+
+  def _line(self):
+    now = time.monotonic()
+    elapsed = now - self.start
+    frac = min(1.0, self.done / self.total) if self.total else 1.0
+    eta = f"ETA {_duration(elapsed / frac * (1 - frac))}" if frac > 0 else "ETA unknown"
+    self.log(f"{self.what}: {int(self.done):,}/{self.total:,} {self.unit} ({100 * frac:.0f}%), "
+             f"{_duration(elapsed)} elapsed, {eta if frac < 1 else 'done'}")
+    self.last, self.shown, self.lines = now, self.done, self.lines + 1
+
+
+def evaluate(model, x, num_samples=1000, batch_size=100, seed=0, iwae_examples=None, log=None):
   """Test-set summary: mean ELBO terms, IWAE NLL, bits/dim, active units, I(x; z).
 
   The ELBO, rate, distortion, active units and I(x; z) use every example of
   ``x``; the (expensive) IWAE bound uses all of them too unless
   ``iwae_examples`` asks for an evenly spaced subset, in which case the result
   also holds the ELBO on that same subset and the standard error of the mean
-  IWAE NLL, so the two can be compared honestly.
+  IWAE NLL, so the two can be compared honestly. ``log`` (e.g. ``print``): where
+  an evaluation that takes longer than half a minute reports its progress and ETA
+  (:class:`Progress`); None: silent.
   """
   x = np.asarray(x)
-  per = elbo_per_example(model, x, batch_size, seed)
   idx = iwae_subset(len(x), iwae_examples)
-  nll = iwae_per_example(model, x[idx], num_samples, batch_size, seed)
+  progress = Progress(f"ELBO on {len(x):,} images", len(x), log)
+  per = elbo_per_example(model, x, batch_size, seed, progress)
+  progress.finish()
+  progress = Progress(f"IWAE k={num_samples} on {len(idx):,} images", len(idx), log)
+  nll = iwae_per_example(model, x[idx], num_samples, batch_size, seed, progress)
+  progress.finish()
   mu, sigma, elbo = per["mu"], per["sigma"], per["elbo"]
   mi = iwae_subset(len(x), MUTUAL_INFORMATION_EXAMPLES)
   au, _ = active_units(mu)
@@ -268,6 +385,7 @@ def evaluate(model, x, num_samples=1000, batch_size=100, seed=0, iwae_examples=N
   }
 
 
-__all__ = ["iwae_nll", "iwae_nll_graph", "elbo_per_example", "iwae_per_example", "active_units",
+__all__ = ["iwae_nll", "iwae_nll_graph", "iwae_log_sum", "iwae_nll_from_log_sum", "Progress",
+           "elbo_per_example", "iwae_per_example", "active_units",
            "kl_per_dim", "mutual_information", "evaluate", "posterior_stats",
            "gaussian_kl_to_standard_normal", "std_normal_log_prob", "MAX_IWAE_SAMPLES"]

@@ -144,7 +144,7 @@ def load_model_from_workdir(workdir, use_ema=True, config=None):
 
 # ==================================================================== eval.json
 def evaluate_workdir(workdir, config=None, iwae_samples=None, num_examples=None, seed=0,
-                     write=True, iwae_examples=None):
+                     write=True, iwae_examples=None, log=None):
   """Test-set ELBO, IWAE NLL, bits/dim, active units and I(x; z) -> ``<workdir>/eval.json``.
 
   Args:
@@ -157,6 +157,8 @@ def evaluate_workdir(workdir, config=None, iwae_samples=None, num_examples=None,
     iwae_examples: compute the IWAE bound on an evenly spaced subset of this many of
       those examples (default ``config.eval.iwae_examples``; -1 all); the ELBO
       always uses all of them.
+    log: e.g. ``print``: say what is computed, then progress with an ETA at least every
+      half minute of a long evaluation (``train.py --mode=eval`` does); None: silent.
   """
   if config is not None:
     check_config(config, workdir)
@@ -169,8 +171,11 @@ def evaluate_workdir(workdir, config=None, iwae_samples=None, num_examples=None,
   split = cfg.data.test_split
   x = vdata.load_split(cfg, split, n)
   m = int(iwae_examples or cfg.eval.get("iwae_examples", -1))
+  if log is not None:
+    log(describe_evaluation(workdir, step, split, len(x), k,
+                            len(evaluation.iwae_subset(len(x), m))))
   result = evaluation.evaluate(model, x, num_samples=k, batch_size=int(cfg.eval.batch_size),
-                               seed=seed, iwae_examples=m)
+                               seed=seed, iwae_examples=m, log=log)
   result.update({"step": step, "checkpoint": latest_checkpoint(workdir), "weights": "ema",
                  "dataset": cfg.data.dataset, "split": split, "binarization": cfg.data.binarization,
                  "num_examples_requested": n, "iwae_samples_requested": k, "seed": seed,
@@ -184,6 +189,18 @@ def evaluate_workdir(workdir, config=None, iwae_samples=None, num_examples=None,
   return result
 
 
+def describe_evaluation(workdir, step, split, n, k, n_iwae):
+  """The line ``--mode=eval`` starts with: what it computes, and how to ask for the full bound."""
+  subset = f"all {n:,}" if n_iwae >= n else f"{n_iwae:,} evenly spaced ones"
+  full = ("" if n_iwae >= n and k >= evaluation.MAX_IWAE_SAMPLES else
+          f"; the full bound: --eval_iwae_samples={evaluation.MAX_IWAE_SAMPLES} "
+          "--eval_iwae_examples=-1, hours on a CPU")
+  return (f"evaluating {workdir} at step {step} (EMA weights): ELBO, rate and distortion on all "
+          f"{n:,} images of the {split!r} split, IWAE NLL bound with k={k} on {subset} "
+          f"(eval.iwae_samples, eval.iwae_examples{full})")
+
+
 __all__ = ["RESUMABLE_KEYS", "CONFIG_FILE", "EVAL_FILE", "METRICS_FILE", "config_differences",
            "read_workdir_config", "check_config", "write_config", "prepare_workdir",
-           "checkpoint_dir", "latest_checkpoint", "load_model_from_workdir", "evaluate_workdir"]
+           "checkpoint_dir", "latest_checkpoint", "load_model_from_workdir", "evaluate_workdir",
+           "describe_evaluation"]
