@@ -31,6 +31,9 @@ setup(
         # The experiment smoke tests draw their figures, so the test extra needs matplotlib too.
         "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "matplotlib>=3.8,<4"],
         "plots": ["matplotlib>=3.8,<4"],
+        # The viewer of the training summaries (docs/TRAINING.md): TensorFlow 2.21 no longer
+        # installs it, and training writes its events without it.
+        "tensorboard": ["tensorboard>=2.18,<2.22"],
     },
     entry_points={"console_scripts": ["vlae=vlae_tf.cli:main"]},
 )
