@@ -97,13 +97,13 @@ def test_list_and_info(zoo, capsys, loaded_once):
 
 
 def test_errors_are_one_line_messages_not_tracebacks(zoo, tmp_path, capsys, loaded_once):
-  assert _run(zoo, "sample", "--model=mnist", f"--out={tmp_path / 'a.png'}") == 1
+  assert _run(zoo, "sample", "--model=mnist", f"--out={tmp_path / 'a.png'}") == 2
   err = capsys.readouterr().err
   assert "no pretrained model 'mnist'" in err and "Traceback" not in err
   gray = tmp_path / "gray.npz"
   np.savez(gray, x_test=np.full((2, 6, 6), 255, np.uint8))    # 8-bit data for a binary model
   assert _run(zoo, "reconstruct", f"--model={NAME}", f"--data={gray}",
-              f"--out={tmp_path / 'b.png'}") == 1
+              f"--out={tmp_path / 'b.png'}") == 2
   err = capsys.readouterr().err
   assert "images: expected" in err and "got a pixel value of] [255]" in err
   assert "Detected at node" not in err
@@ -197,12 +197,12 @@ def test_encode_writes_the_posterior_means_and_stds(zoo, m, tmp_path, loaded_onc
     np.testing.assert_allclose(z["std"], want["std"], rtol=1e-5, atol=1e-6)
     assert z["mean"].shape == (7, m.latent_size) and (z["std"] > 0).all()
   assert "[7, 3]" in capsys.readouterr().out
-  # User mistakes: one line, exit 1, nothing written.
+  # User mistakes: one line, exit 2, nothing written.
   np.savez(tmp_path / "two.npz", a=x, b=x)
   for args, msg in ((["--data=nope.npz"], "no such file"),
                     ([f"--data={tmp_path / 'two.npz'}"], "has arrays ['a', 'b']")):
     bad = tmp_path / "bad.npz"
-    assert _run(zoo, "encode", f"--model={NAME}", f"--out={bad}", *args) == 1
+    assert _run(zoo, "encode", f"--model={NAME}", f"--out={bad}", *args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and msg in err and err.startswith("vlae encode: error:"), err
     assert not bad.exists()

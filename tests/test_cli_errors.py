@@ -6,9 +6,14 @@ status 1, and a usage error found in main (no ``--config`` to train, no
 ``--export_dir``) with the whole module help; docs/TRAINING.md promises exit 2
 and one line.
 
+``vlae`` exited 1 for a user mistake (an unknown model, an unwritable ``--out``)
+but 2 for a usage error: one rule now, exit 2 for every user mistake.
+
 ``vlae info`` required ``--model`` where every other tool takes the name as
 an argument (``vlae info mnist``).
 """
+
+import os
 
 import pytest
 
@@ -60,3 +65,20 @@ def test_vlae_info_without_one_model_is_a_usage_error(zoo, argv, message, capsys
   err = capsys.readouterr().err
   assert e.value.code == 2 and err.count("\n") == 1 and err.startswith("vlae info: error: "), err
   assert message in err
+
+
+# ------------------------------------------------------------------ one rule: user mistakes exit 2
+@pytest.mark.parametrize("argv, message", [
+    (["sample", "--model=no_such_model"], "no pretrained model 'no_such_model'"),
+    (["sample", f"--model={NAME}", "--out=."], "is a directory"),
+    (["encode", f"--model={NAME}", "--data=no_such.npz", "--out=z.npz"], "no such file"),
+    (["info", "x" * 5000], "(5000 characters)"),
+], ids=["unknown_model", "out_is_a_folder", "missing_data", "long_name"])
+def test_every_vlae_user_mistake_exits_2_like_a_usage_error(zoo, argv, message, capsys,
+                                                             tmp_path, monkeypatch):
+  # Defect: an unknown model, an unwritable --out or unreadable data exited 1, a usage error 2.
+  monkeypatch.chdir(tmp_path)
+  assert cli.main([*argv, f"--zoo_dir={zoo.root}"]) == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
+  assert not os.listdir(tmp_path)                                     # nothing written

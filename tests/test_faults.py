@@ -369,11 +369,11 @@ def _one_line_error(capsys, *fragments):
 
 
 def test_sample_into_a_directory_or_a_read_only_place_is_one_line(zoo, tmp_path, capsys):
-  assert _cli(zoo.root, "sample", "--num=2", f"--out={tmp_path}") == 1
+  assert _cli(zoo.root, "sample", "--num=2", f"--out={tmp_path}") == 2
   _one_line_error(capsys, "vlae sample: error: --out", "is a directory")
   if os.access("/sys", os.W_OK) and not os.path.ismount("/sys"):
     pytest.skip("no read-only place to write to")
-  assert _cli(zoo.root, "sample", "--num=2", "--out=/sys/vlae_samples.png") == 1
+  assert _cli(zoo.root, "sample", "--num=2", "--out=/sys/vlae_samples.png") == 2
   _one_line_error(capsys, "cannot write /sys/vlae_samples.png")
 
 
@@ -383,7 +383,7 @@ def test_a_full_disk_keeps_the_previous_png_and_leaves_no_partial_file(zoo, tmp_
   before = out.read_bytes()
   with file_size_limit(len(before) + 64):
     rc = _cli(zoo.root, "sample", "--num=64", "--scale=8", "--seed=1", f"--out={out}")
-  assert rc == 1
+  assert rc == 2
   _one_line_error(capsys, f"cannot write {out}", "the previous file is unchanged")
   assert out.read_bytes() == before and os.listdir(tmp_path) == ["samples.png"]
 
@@ -413,14 +413,14 @@ def test_data_test_without_data_is_one_line(zoo, tmp_path, monkeypatch, capsys):
   monkeypatch.setitem(m.info, "config", cfg.to_dict())
   monkeypatch.setattr(cli_commands, "_load", lambda args: m)
   monkeypatch.setenv("VLAE_DATA_DIR", str(tmp_path / "no_such_folder"))
-  assert _cli(zoo.root, "reconstruct", "--data=test", f"--out={tmp_path / 'r.png'}") == 1
+  assert _cli(zoo.root, "reconstruct", "--data=test", f"--out={tmp_path / 'r.png'}") == 2
   _one_line_error(capsys, "--data=test: cannot read the binarized_mnist test split")
 
 
 def test_no_verify_on_corrupted_weights_is_one_line(zoo_copy, tmp_path, capsys):
   var = next((zoo_copy / "tiny" / "1" / "variables").glob("variables.data-*"))
   var.write_bytes(var.read_bytes()[: var.stat().st_size // 2])
-  assert _cli(zoo_copy, "sample", "--num=1", "--no_verify", f"--out={tmp_path / 's.png'}") == 1
+  assert _cli(zoo_copy, "sample", "--num=1", "--no_verify", f"--out={tmp_path / 's.png'}") == 2
   _one_line_error(capsys, "cannot load the SavedModel", "without --no_verify")
   assert not (tmp_path / "s.png").exists()
 

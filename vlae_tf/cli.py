@@ -19,10 +19,11 @@ written as PNG grids; binary images are shown with 1 = white.
 Start-up: arguments are parsed (and ``--help`` or a usage error answered)
 before TensorFlow is imported, and TensorFlow is imported through
 :func:`vlae_tf.quiet_tf.import_tensorflow`, which keeps its start-up log lines
-off the terminal unless ``--verbose``. Every user mistake ends in one line
-``vlae <command>: error: ...`` on stderr and exit status 1 (2 for usage errors);
-an ``--out`` that cannot be written is refused before any work, and outputs are
-written atomically (:mod:`vlae_tf.atomic`).
+off the terminal unless ``--verbose``. Every user mistake -- a usage error, an
+unknown or damaged model, unreadable data, an ``--out`` that cannot be written --
+ends in one line ``vlae <command>: error: ...`` on stderr and exit status 2 (1
+is left to bugs: a traceback); an ``--out`` that cannot be written is refused
+before any work, and outputs are written atomically (:mod:`vlae_tf.atomic`).
 
 Adding a command: add its sub-parser in :func:`build_parser` (here, so
 ``--help`` stays fast) and write ``cmd_<name>(args) -> exit status`` with its
@@ -36,6 +37,9 @@ import sys
 
 from vlae_tf import atomic, quiet_tf
 from vlae_tf.codec_format import DEFAULT_BIN_WIDTH_LOG2, DEFAULT_GROUP_SIZE
+
+
+USER_ERROR = 2   # the exit status of every user mistake, usage errors included (argparse's 2)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -174,14 +178,14 @@ def main(argv=None):
       atomic.check_output_path(args.out, "--out")     # before any work (and before TF)
     except atomic.OutputError as e:
       print(f"vlae {args.command}: error: {' '.join(str(e).split())}", file=sys.stderr)
-      return 1
+      return USER_ERROR
   quiet_tf.import_tensorflow(verbose=args.verbose, run_bool_graph=True)
   from vlae_tf import cli_commands  # noqa: E402  (imports TensorFlow: only now, and quietly)
   try:
     return cli_commands.COMMANDS[args.command](args)
   except cli_commands.USER_ERRORS as e:
     print(f"vlae {args.command}: error: {cli_commands.one_line(e)}", file=sys.stderr)
-    return 1
+    return USER_ERROR
 
 
 if __name__ == "__main__":
