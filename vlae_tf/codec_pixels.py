@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from vlae_tf import sampling
-from vlae_tf.gated_decoder import GatedDecoder
+from vlae_tf.gated_decoder import GatedDecoder, gate
 from vlae_tf.likelihoods import Bernoulli, DiscretizedLogisticMixture
 
 _MIN_LOG_SCALE = -7.0      # as vlae_tf.likelihoods
@@ -80,11 +80,11 @@ class PixelWalker:
     if self.gated:
       self.program = sampling.GatedPixelProgram(dec, (h, w))
       self.x_cache = zeros(n + 1, g, self.program.x_channels)
-      self.pre_all = zeros(n, g, sum(dec.proj_sizes()))
+      sizes = dec.proj_sizes()
+      self.pre_all = zeros(n, g, sum(sizes))
       k = self.program.num_streams
       self.v_streams = [zeros(n + 1, g, dec.filters) for _ in range(k)]
       self.h_streams = [zeros(n + 1, g, dec.filters) for _ in range(k)]
-      sizes = dec.proj_sizes()
       self.h_terms = [zeros(w, g, sizes[2 * i + 1]) for i in range(dec.num_layers)]
     elif self.none:
       self.raw_all = zeros(n, g, model.likelihood.num_params())
@@ -154,10 +154,6 @@ class PixelWalker:
       raw, _ = self.program.step(p, j, self.pre_all[p], h_terms, _VariableCache(self.x_cache),
                                  [_VariableCache(v) for v in self.h_streams])
       return raw
-
-    def gate(hid, conv_out):
-      a, b = tf.split(conv_out, 2, axis=-1)
-      return hid + a * tf.sigmoid(b)
 
     hid = self.pre_first[p] + self.first(_VariableCache(self.x_cache), p)
     for _, layer, pre, cache in self.masked:

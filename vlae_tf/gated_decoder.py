@@ -141,7 +141,6 @@ class GatedDecoder(keras.layers.Layer):
 
   def call(self, x_normalized, cond):
     p = self.projections(cond)
-    gate = _gate
     v = self.v_in(x_normalized) + p[0]
     h = self.h_in(x_normalized) + self.h_in_link(tf.nn.elu(v)) + p[1]
     for k in range(self.num_layers - 1):
@@ -157,6 +156,7 @@ class GatedDecoder(keras.layers.Layer):
             "num_layers": self.num_layers, "num_blocks": self.num_blocks}
 
 
-def _gate(s, conv_out):
+def gate(s, conv_out):
+  """The gated residual update ``s + a * sigmoid(b)``, ``[a, b] = conv_out`` (every gated block)."""
   a, b = tf.split(conv_out, 2, axis=-1)
   return s + a * tf.sigmoid(b)

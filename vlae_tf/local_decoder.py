@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from vlae_tf import masked_conv as mc
+from vlae_tf.gated_decoder import gate
 
 CONTEXTS = ("stack", "window", "grayscale", "full", "none")
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
@@ -82,8 +83,7 @@ class GatedBlock(keras.layers.Layer):
     self.proj = keras.layers.Dense(2 * filters, name="proj")
 
   def call(self, h, cond):
-    a, b = tf.split(self.conv(tf.nn.elu(h)) + self.proj(cond), 2, axis=-1)
-    return h + a * tf.sigmoid(b)
+    return gate(h, self.conv(tf.nn.elu(h)) + self.proj(cond))
 
 
 @keras.saving.register_keras_serializable(package="vlae_tf")

@@ -64,7 +64,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf.gated_decoder import GatedDecoder
+from vlae_tf.gated_decoder import GatedDecoder, gate
 from vlae_tf.likelihoods import uniform_noise
 
 METHODS = ("naive", "cached")
@@ -222,7 +222,7 @@ class GatedPixelProgram:
     v_caches = list(v_caches)
     for k in range(1, n):
       v_caches[k - 1] = v_caches[k - 1].scatter(slots, tf.nn.elu(v))
-      v = _gate(v, self.v_taps[k - 1].row(v_caches[k - 1], p0, w) + pre[2 * k])
+      v = gate(v, self.v_taps[k - 1].row(v_caches[k - 1], p0, w) + pre[2 * k])
       h_terms.append(tf.einsum("wbf,fc->wbc", tf.nn.elu(v), self.links[k]) + pre[2 * k + 1])
     return h_terms, v_caches
 
@@ -233,17 +233,13 @@ class GatedPixelProgram:
     h_caches = list(h_caches)
     for k in range(1, n):
       h_caches[k - 1] = h_caches[k - 1].write(p + 1, tf.nn.elu(h))
-      h = _gate(h, self.h_taps[k - 1](h_caches[k - 1], p) + h_terms[k][j])
+      h = gate(h, self.h_taps[k - 1](h_caches[k - 1], p) + h_terms[k][j])
     if self.pointwise:
-      pre = tf.split(pre_p[:, sum(self.dec.proj_sizes()[:2 * n]):], len(self.pointwise), axis=-1)
+      first = sum(self.dec.proj_sizes()[:2 * n])      # the pointwise blocks' slices follow
+      pre = tf.split(pre_p[:, first:], len(self.pointwise), axis=-1)
       for kernel, term in zip(self.pointwise, pre):
-        h = _gate(h, tf.matmul(tf.nn.elu(h), kernel) + term)
+        h = gate(h, tf.matmul(tf.nn.elu(h), kernel) + term)
     return tf.matmul(tf.nn.elu(h), self.out_kernel) + self.out_bias, h_caches
-
-
-def _gate(hid, conv_out):
-  a, g = tf.split(conv_out, 2, axis=-1)
-  return hid + a * tf.sigmoid(g)
 
 
 @_no_autograph
@@ -306,8 +302,6 @@ def cached_sample(model, cond, noise):
   out_bias = tf.convert_to_tensor(dec.out.bias)
   noise_p = _per_pixel(noise)
   filters = dec.filters
-
-  gate = _gate
 
   def body(p, x_cache, caches, out):
     hid = pre_first[p] + first(x_cache, p)
