@@ -17,6 +17,7 @@ still run, and is dot-hidden otherwise.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -82,23 +83,43 @@ def write_text(path, text: str):
     f.write(text)
 
 
+def write_json(path, obj, indent=2, sort_keys=True):
+  """``json.dump(obj)`` to ``path`` atomically, with a final newline."""
+  write_text(path, json.dumps(obj, indent=indent, sort_keys=sort_keys) + "\n")
+
+
 @contextlib.contextmanager
-def folder(path):
-  """Yields a temporary sibling folder; on success it is renamed to ``path`` (which must not exist
-  or be empty). On failure it is deleted and ``path`` is left as it was."""
+def folder(path, replace=False):
+  """Yields a temporary sibling folder; on success it is renamed to ``path``. On failure it is
+  deleted and ``path`` is left as it was.
+
+  ``path`` must not exist or be empty, unless ``replace``: then an existing ``path`` is first
+  renamed aside (so at every moment the old folder or the new one is whole under a name) and
+  deleted once the new one is in place.
+  """
   path = os.path.normpath(os.fspath(path))
   parent = os.path.dirname(os.path.abspath(path))
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
+  old = None
   try:
     yield tmp
     os.chmod(tmp, 0o777 & ~_umask())    # mkdtemp makes it private; servers must read it
     if os.path.isdir(path) and not os.listdir(path):
       os.rmdir(path)
+    elif replace and os.path.exists(path):
+      old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old.", dir=parent)
+      os.rename(path, os.path.join(old, "previous"))
     os.rename(tmp, path)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
+    if old is not None and not os.path.exists(path):   # put the previous folder back
+      os.rename(os.path.join(old, "previous"), path)
+    if old is not None:
+      shutil.rmtree(old, ignore_errors=True)
     raise
+  if old is not None:
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _umask():
@@ -108,4 +129,4 @@ def _umask():
 
 
 __all__ = ["OutputError", "check_output_path", "open_for_writing", "write_bytes", "write_text",
-           "folder"]
+           "write_json", "folder"]

@@ -69,7 +69,6 @@ import json
 import os
 import pathlib
 import shutil
-import tempfile
 
 import tensorflow as tf
 
@@ -394,9 +393,8 @@ def package_run(workdir, name, out="saved_models", eval_json=None, version=1, nu
   if results.get("step") is not None and int(results["step"]) != int(step):
     raise ValueError(f"{eval_json} evaluates step {results['step']} but the checkpoint in "
                      f"{workdir} is at step {step}; re-run `train.py --mode=eval`")
-  pathlib.Path(out).mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out))
-  try:
+  with atomic.folder(target, replace=overwrite) as tmp:   # the old model stays whole until the swap
+    tmp = pathlib.Path(tmp)
     examples = example_images(config, num_examples) if num_examples else None
     if learning_curve is not None:
       shutil.copyfile(learning_curve, tmp / zoo_store.LEARNING_CURVE)
@@ -404,17 +402,6 @@ def package_run(workdir, name, out="saved_models", eval_json=None, version=1, nu
                        step=step, workdir=os.fspath(workdir),
                        weights="ema" if use_ema else "raw", examples=examples, **card_info)
     zoo_store.verify(tmp)
-    tmp.chmod(0o755)                       # mkdtemp makes it private; servers must read it
-    old = None
-    if target.exists():                    # set aside first: the old model stays whole until then
-      old = pathlib.Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=out))
-      target.rename(old / name)
-    tmp.rename(target)
-    if old is not None:
-      shutil.rmtree(old)
-  finally:
-    if tmp.exists():
-      shutil.rmtree(tmp)
   return target
 
 

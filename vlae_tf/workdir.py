@@ -23,7 +23,7 @@ import time
 
 import tensorflow as tf
 
-from vlae_tf import checkpoints
+from vlae_tf import atomic, checkpoints
 from vlae_tf import config as vconfig
 from vlae_tf import data as vdata
 from vlae_tf import evaluation
@@ -101,9 +101,7 @@ def write_config(config, workdir):
   """Stores ``config`` (checked with :func:`check_config` first) as ``<workdir>/config.json``."""
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, CONFIG_FILE)
-  with open(path + ".tmp", "w") as f:
-    json.dump(vconfig.jsonable(config), f, indent=2, sort_keys=True)
-  os.replace(path + ".tmp", path)
+  atomic.write_json(path, vconfig.jsonable(config))
 
 
 def prepare_workdir(config, workdir, write=True):
@@ -183,9 +181,7 @@ def evaluate_workdir(workdir, config=None, iwae_samples=None, num_examples=None,
                  "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
   if write:
     path = os.path.join(workdir, EVAL_FILE)
-    with open(path + ".tmp", "w") as f:
-      json.dump(result, f, indent=2, sort_keys=True)
-    os.replace(path + ".tmp", path)
+    atomic.write_json(path, result)
   return result
 
 

@@ -24,14 +24,13 @@ and the card's new checksums::
 
 from __future__ import annotations
 
-import json
-import os
 import pathlib
 import sys
 
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf import atomic
 from vlae_tf import config as vconfig
 from vlae_tf import zoo_card, zoo_store
 from vlae_tf.model import build_model
@@ -200,11 +199,7 @@ def add_keras_weights(model_dir, rtol=1e-5):
   save_keras_weights(model, d)
   card["keras_weights"] = KERAS_WEIGHTS
   card["files"] = zoo_store.compute_checksums(d)
-  tmp = d / (zoo_store.CARD + ".tmp")
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(card, f, indent=2, sort_keys=False)
-    f.write("\n")
-  os.replace(tmp, d / zoo_store.CARD)
+  atomic.write_json(d / zoo_store.CARD, card, sort_keys=False)
   zoo_store.write_card_checksum(d)                 # card.sha256 covers the new card
   zoo_store.verify(d)
   return diff
