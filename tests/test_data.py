@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import tiny_config
-from vlae_tf import data
+from vlae_tf import data, data_readers, data_tfds, datasets
 
 
 def _cfg(dataset="mnist", binarization="dynamic", shape=(4, 4, 1), data_dir="", batch=6):
@@ -30,31 +30,32 @@ def test_npz_single_file_nested_and_parts(tmp_path):
   rng = np.random.default_rng(0)
   a = rng.integers(0, 2, (5, 4, 4), dtype=np.uint8)
   np.savez(tmp_path / "mnist.npz", x_train=a, x_test=a[:2])
-  np.testing.assert_array_equal(data.load_npz_split(str(tmp_path), "mnist", "train"), a)
+  np.testing.assert_array_equal(data_readers.load_npz_split(str(tmp_path), "mnist", "train"), a)
   # The shared layout: <name>/<name>.npz, and numbered parts concatenated in order 1, 2, ..., 10.
   os.makedirs(tmp_path / "cifar10")
   parts = [rng.integers(0, 256, (2, 4, 4, 3), dtype=np.uint8) for _ in range(11)]
   for k, p in enumerate(parts, 1):
     np.savez(tmp_path / "cifar10" / f"cifar10_train_{k}.npz", x_train=p, y_train=np.zeros(2))
   np.savez(tmp_path / "cifar10" / "cifar10_test.npz", x_test=parts[0])
-  np.testing.assert_array_equal(data.load_npz_split(str(tmp_path), "cifar10", "train"),
+  np.testing.assert_array_equal(data_readers.load_npz_split(str(tmp_path), "cifar10", "train"),
                                 np.concatenate(parts))
-  np.testing.assert_array_equal(data.load_npz_split(str(tmp_path), "cifar10", "test"), parts[0])
+  np.testing.assert_array_equal(data_readers.load_npz_split(str(tmp_path), "cifar10", "test"),
+                                parts[0])
   # Omniglot's 28x28 copy with background / evaluation keys; data_dir may name a file directly.
   os.makedirs(tmp_path / "omniglot")
   np.savez(tmp_path / "omniglot" / "omniglot_28_box.npz", x_background=a, x_evaluation=a[:1])
   np.testing.assert_array_equal(
-      data.load_npz_split(str(tmp_path), "omniglot", "evaluation"), a[:1])
+      data_readers.load_npz_split(str(tmp_path), "omniglot", "evaluation"), a[:1])
   np.testing.assert_array_equal(
-      data.load_npz_split(str(tmp_path / "mnist.npz"), "anything", "test"), a[:2])
+      data_readers.load_npz_split(str(tmp_path / "mnist.npz"), "anything", "test"), a[:2])
 
 
 def test_npz_errors_name_the_problem(tmp_path):
   np.savez(tmp_path / "mnist.npz", x_train=np.zeros((2, 4, 4), np.uint8))
   with pytest.raises(FileNotFoundError, match=r"(?s)x_valid.*has x_train"):
-    data.load_npz_split(str(tmp_path), "mnist", "valid")
+    data_readers.load_npz_split(str(tmp_path), "mnist", "valid")
   with pytest.raises(FileNotFoundError, match="VLAE_DATA_DIR"):
-    data.load_npz_split("", "mnist", "train")
+    data_readers.load_npz_split("", "mnist", "train")
   cfg = _cfg(data_dir=str(tmp_path), shape=(5, 5, 1))
   with pytest.raises(ValueError, match=r"shape \(4, 4, 1\).*image_shape is \(5, 5, 1\)"):
     data.load_raw_split(cfg, "train")
@@ -63,13 +64,43 @@ def test_npz_errors_name_the_problem(tmp_path):
     data.load_split(_cfg("binarized_mnist", "static", data_dir=str(tmp_path)), "train")
 
 
+def test_read_npz_is_the_one_reader_of_an_array(tmp_path):
+  # data.py, the vlae command's --data and the codec read arrays of .npz files through it.
+  x = np.arange(8, dtype=np.uint8).reshape(2, 2, 2)
+  np.savez(tmp_path / "one.npz", images=x)
+  np.savez(tmp_path / "two.npz", x_test=x, labels=np.zeros(2))
+  got, key = data_readers.read_npz(str(tmp_path / "one.npz"), only_array=True)
+  assert key == "images" and np.array_equal(got, x)
+  assert data_readers.read_npz(str(tmp_path / "two.npz"), ["x", "x_test"])[1] == "x_test"
+  with pytest.raises(datasets.DataError, match=r"two\.npz has arrays \['x_test', 'labels'\]; "
+                                               r"expected 'x'$"):
+    data_readers.read_npz(str(tmp_path / "two.npz"), ["x"], only_array=True)
+  ragged = np.empty(2, dtype=object)
+  ragged[0], ragged[1] = x[0], x[0, 0]
+  np.savez(tmp_path / "ragged.npz", x=ragged)
+  with pytest.raises(datasets.DataError, match="ragged.npz key 'x': expected one numeric array"):
+    data_readers.read_npz(str(tmp_path / "ragged.npz"), ["x"])   # never unpickled
+  (tmp_path / "text.npz").write_text("not a zip")
+  with pytest.raises(datasets.DataError, match="text.npz: expected a NumPy .npz archive"):
+    data_readers.read_npz(str(tmp_path / "text.npz"), ["x"])
+  with pytest.raises(FileNotFoundError, match="no such file"):
+    data_readers.read_npz(str(tmp_path / "none.npz"), ["x"])
+
+
+def test_the_random_streams_have_one_table_of_distinct_fixed_tags():
+  # Changing a tag changes every run's data order, binarization or posterior noise (and a
+  # resumed run would no longer match its first part), so the values are fixed here.
+  assert data.STREAM_TAGS == {"permutation": 101, "binarization": 202, "posterior_noise": 303}
+  assert data.stream_seed(7, "posterior_noise").numpy().tolist() == [7, 303]
+
+
 def test_source_resolution(monkeypatch, tmp_path):
   cfg = _cfg()
   cfg.data.source = "auto"
-  monkeypatch.delenv(data.ENV_VAR, raising=False)
+  monkeypatch.delenv(datasets.ENV_VAR, raising=False)
   assert data.resolve_source(cfg) == "tfds"
-  monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
-  assert data.resolve_source(cfg) == "npz" and data.data_dir(cfg) == str(tmp_path)
+  monkeypatch.setenv(datasets.ENV_VAR, str(tmp_path))
+  assert data.resolve_source(cfg) == "npz" and datasets.data_dir(cfg) == str(tmp_path)
   cfg.data.dataset = "synthetic"
   assert data.resolve_source(cfg) == "synthetic"
 
@@ -145,20 +176,20 @@ def test_sharded_pipelines_partition_each_global_batch(tmp_path):
 
 
 def test_synthetic_images_are_structured():
-  x = data.synthetic_split((6, 6, 1), "train", seed=0, num_levels=2, size=400)
+  x = data_readers.synthetic_split((6, 6, 1), "train", seed=0, num_levels=2, size=400)
   assert x.shape == (400, 6, 6, 1) and set(np.unique(x)) <= {0, 1}
   # Four templates + 5% flips: each image is within 5 of 36 pixels of its nearest template, on average.
-  t = data.synthetic_split((6, 6, 1), "test", seed=0, num_levels=2, size=400)
+  t = data_readers.synthetic_split((6, 6, 1), "test", seed=0, num_levels=2, size=400)
   dist = np.abs(x[:, None].astype(int) - t[None].astype(int)).sum((2, 3, 4)).min(1)
   assert dist.mean() < 5
-  assert data.synthetic_split((2, 2, 3), "train", num_levels=256, size=3).max() == 255
+  assert data_readers.synthetic_split((2, 2, 3), "train", num_levels=256, size=3).max() == 255
 
 
 # ------------------------------------------------------------------ TFDS
 def test_omniglot_conversion_is_ink_box_filter():
   img = np.full((1, 105, 105, 3), 255, np.uint8)                   # white paper
   img[0, :15, :15] = 0                                             # a 15x15 black stroke block
-  out = data.omniglot_to_28(img)
+  out = data_tfds.omniglot_to_28(img)
   assert out.shape == (1, 28, 28, 1) and out.dtype == np.uint8
   # 15 = 4 output cells of 3.75: cells (0..3, 0..3) are all ink, the rest paper.
   np.testing.assert_array_equal(out[0, :4, :4, 0], 255)
@@ -187,4 +218,4 @@ def test_tfds_failure_says_how_to_use_local_files(monkeypatch):
     raise OSError("network unreachable")
   monkeypatch.setattr(tfds, "load", offline)
   with pytest.raises(RuntimeError, match=r"(?s)VLAE_DATA_DIR.*x_train"):
-    data.load_tfds_split("mnist", "train")
+    data_tfds.load_tfds_split("mnist", "train")

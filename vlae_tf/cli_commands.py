@@ -18,9 +18,10 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import atomic, codec_cli
+from vlae_tf import atomic, codec_cli, data_readers
 from vlae_tf import config as vconfig
 from vlae_tf import zoo, zoo_store
+from vlae_tf.datasets import DataError
 from vlae_tf.export import example_images
 
 
@@ -98,13 +99,11 @@ def read_npz_images(path, key=None):
   """The image array ``key`` of an ``.npz`` (default: its only array, else ``x_test``, else ``x``)."""
   if not os.path.isfile(path):
     raise FileNotFoundError(f"--data {path!r}: no such file")
-  with np.load(path, allow_pickle=False) as f:
-    if key is None:
-      names = f.files if len(f.files) == 1 else [k for k in ("x_test", "x") if k in f.files]
-      key = names[0] if names else None
-    if key is None or key not in f.files:
-      raise KeyError(f"--data {path!r} has arrays {f.files}; name the images with --data_key")
-    return f[key]
+  try:
+    return data_readers.read_npz(path, [key] if key else ["x_test", "x"],
+                                 only_array=key is None)[0]
+  except DataError as e:
+    raise DataError(f"--data {e} (--data_key names the array)") from None
 
 
 # ---------------------------------------------------------------- commands

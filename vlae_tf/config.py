@@ -24,7 +24,7 @@ import math
 import ml_collections
 import numpy as np
 
-from vlae_tf import data as vdata
+from vlae_tf import datasets
 
 OPTIMIZERS = ("adamax", "adam")
 DECAYS = ("cosine", "exponential", "constant")
@@ -245,14 +245,14 @@ def validate_config(config):
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
   need(is_int(cfg.get("seed")), f"seed must be an int, got {cfg.get('seed')!r}")
-  need(not vdata.dataset_name_error(d["dataset"]), vdata.dataset_name_error(d["dataset"]))
-  need(not vdata.source_error(d["source"]), vdata.source_error(d["source"]))
-  need(d["binarization"] in vdata.BINARIZATIONS, f"data.binarization must be one of "
-       f"{vdata.BINARIZATIONS}, got {d['binarization']!r}")
+  need(not datasets.dataset_name_error(d["dataset"]), datasets.dataset_name_error(d["dataset"]))
+  need(not datasets.source_error(d["source"]), datasets.source_error(d["source"]))
+  need(d["binarization"] in datasets.BINARIZATIONS, f"data.binarization must be one of "
+       f"{datasets.BINARIZATIONS}, got {d['binarization']!r}")
   shape = tuple(d["image_shape"]) if isinstance(d["image_shape"], (list, tuple)) else ()
   need(len(shape) == 3 and all(is_int(v) and v > 0 for v in shape),
        f"data.image_shape must be 3 positive ints (H, W, C), got {d['image_shape']!r}")
-  native = vdata._NATIVE_SHAPE.get(d["dataset"])
+  native = datasets.NATIVE_SHAPES.get(d["dataset"])
   need(native is None or shape == native, f"data.image_shape {shape} does not match "
        f"dataset {d['dataset']!r} ({native})")
   need(bool(d["train_split"]) and bool(d["test_split"]),

@@ -47,9 +47,6 @@ from vlae_tf import workdir as vwork
 from vlae_tf.model import build_model
 from vlae_tf.optimizer import EMA, learning_rate, make_optimizer
 
-_NOISE_TAG = 303
-
-
 class TrainingError(RuntimeError):
   """The run cannot continue (e.g. too many non-finite steps in a row)."""
 
@@ -82,7 +79,7 @@ def make_train_step(state):
   global_batch = int(cfg.train.batch_size)
   clip = float(cfg.train.grad_clip_norm)
   groups = int(cfg.objective.free_bits_groups)
-  seed = tf.constant([int(cfg.seed), _NOISE_TAG], tf.int64)
+  seed = vdata.stream_seed(cfg.seed, "posterior_noise")   # one table of stream seeds
   variables = model.trainable_variables
 
   def replica_step(x, step, poison):

@@ -1,0 +1,100 @@
+"""Reading a dataset's splits from TensorFlow Datasets (``data.source="tfds"`` or ``"tfds:<name>"``).
+
+Built-in names (``binarized_mnist``, ``mnist``, ``omniglot``, ``cifar10``) load
+with ``tfds.load``; TFDS names the validation split ``validation`` and
+Omniglot's background / evaluation sets ``train`` / ``test``, and we map
+``valid``, ``background``, ``evaluation`` to those; split slicing such as
+``"train[:90%]"`` passes through unchanged. TFDS Omniglot images are 105x105
+RGB (black ink on white): :func:`omniglot_to_28` takes ``ink = 255 - mean(R, G, B)``
+and box-filters (area-averages) to 28x28. Any other TFDS dataset is read
+through its builder: its ``image`` feature, else its only ``Image`` feature,
+all images of one size. ``tensorflow_datasets`` is imported only when TFDS is
+read (it is optional and slow to import).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from vlae_tf.datasets import ENV_VAR, DataError, is_builtin
+
+_TFDS_SPLITS = {"valid": "validation", "background": "train", "evaluation": "test"}
+
+
+def _tfds_split(split):
+  base, sep, rest = split.partition("[")
+  return _TFDS_SPLITS.get(base, base) + sep + rest
+
+
+def tfds_image_key(builder):
+  """The image feature of a TFDS builder: ``image``, else its only ``Image`` feature."""
+  import tensorflow_datasets as tfds
+  features = builder.info.features
+  images = [k for k, f in features.items() if isinstance(f, tfds.features.Image)]
+  if "image" in images:
+    return "image"
+  if len(images) == 1:
+    return images[0]
+  raise DataError(f"TFDS dataset {builder.name!r}: expected one image feature, has "
+                  f"{images or 'none'} among {list(features)}")
+
+
+def load_tfds_split(name, split, tfds_data_dir=None) -> np.ndarray:
+  """All images of a TFDS split as a uint8 numpy array (Omniglot converted to 28x28 ink)."""
+  import tensorflow_datasets as tfds
+  if not is_builtin(name):
+    return _load_tfds_any(name, split, tfds_data_dir)
+  try:
+    ds = tfds.load(name, split=_tfds_split(split), data_dir=tfds_data_dir or None,
+                   shuffle_files=False, download=True)
+  except Exception as e:  # noqa: BLE001 -- any download / build failure gets the same advice
+    raise RuntimeError(
+        f"TFDS could not load {name!r} split {split!r} ({type(e).__name__}: {e}). Without "
+        f"network access, point at local files instead: set ${ENV_VAR} (or --config.data.data_dir) "
+        f"to a folder with {name}.npz or {name}/{name}.npz holding uint8 arrays x_train, x_test "
+        f"(see vlae_tf/data_readers.py), or pass --config.data.source=npz") from e
+  images = [ex["image"] for ex in tfds.as_numpy(ds)]
+  if not images:
+    raise ValueError(f"TFDS split {split!r} of {name!r} is empty")
+  x = np.stack(images)
+  if name == "omniglot":
+    x = omniglot_to_28(x)
+  return x
+
+
+def _load_tfds_any(name, split, tfds_data_dir=None):
+  import tensorflow_datasets as tfds
+  try:
+    builder = tfds.builder(name, data_dir=tfds_data_dir or None)
+    key = tfds_image_key(builder)
+    builder.download_and_prepare()
+    ds = builder.as_dataset(split=_tfds_split(split), shuffle_files=False)
+  except DataError:
+    raise
+  except Exception as e:  # noqa: BLE001 -- unknown name, no network, unknown split
+    raise RuntimeError(f"TFDS could not load {name!r} split {split!r} ({type(e).__name__}: "
+                       f"{' '.join(str(e).split())[:500]})") from e
+  images = [ex[key] for ex in tfds.as_numpy(ds)]
+  if not images:
+    raise DataError(f"TFDS {name!r} split {split!r}: expected images, the split is empty")
+  shapes = {np.shape(x) for x in images}
+  if len(shapes) > 1:
+    raise DataError(f"TFDS {name!r} split {split!r} feature {key!r}: expected images of one "
+                    f"size, got {len(shapes)} sizes (e.g. {sorted(shapes)[:2]})")
+  return np.stack(images)
+
+
+def omniglot_to_28(x) -> np.ndarray:
+  """TFDS Omniglot ``[N, 105, 105, 3]`` (black ink on white) -> ``[N, 28, 28, 1]`` ink 0..255.
+
+  ``ink = 255 - mean_c(x)``, then an area-average (box filter) resize: each
+  output pixel is the mean of the 3.75 x 3.75 input area it covers.
+  """
+  x = np.asarray(x, np.float32)
+  ink = 255.0 - x.mean(axis=-1, keepdims=True)
+  out = tf.image.resize(ink, (28, 28), method="area").numpy()
+  return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+__all__ = ["tfds_image_key", "load_tfds_split", "omniglot_to_28"]
