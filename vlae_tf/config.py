@@ -4,7 +4,9 @@
 with its default and meaning. Every zoo config (``zoo/<name>.py``) starts
 from it and changes what differs; the model (:mod:`vlae_tf.model`) reads a
 config completed by :func:`with_defaults`, so no default is written twice.
-:func:`validate_config` names every unknown key and bad value;
+:func:`validate_config` names every unknown key and bad value at once (the
+allowed values of the choice fields are the tuples below, e.g. :data:`PRIORS`),
+so a bad config fails before TensorFlow does any work;
 :func:`shrink` is the one way to make a smaller variant of a config (the
 ``*_cpu`` zoo configs, the experiments' run sizes, the tests' tiny models).
 
@@ -26,6 +28,13 @@ import numpy as np
 
 from vlae_tf import datasets
 
+# The allowed values of every choice field, checked here once (validate_config) before anything is
+# built; the layers that read them keep their own names for the same values.
+LIKELIHOODS = ("bernoulli", "logistic_mixture")
+LATENT_KINDS = ("vector", "spatial")
+DECODER_CONTEXTS = ("stack", "window", "grayscale", "full", "none", "gated", "gated_full")
+PRIORS = ("af", "normal")
+POSTERIORS = ("gaussian", "iaf")
 OPTIMIZERS = ("adamax", "adam")
 DECAYS = ("cosine", "exponential", "constant")
 PRECISIONS = ("float32", "bfloat16")    # train.precision (evaluation is always float32)
@@ -44,8 +53,8 @@ def default_config():
   c.seed = 0
 
   c.data = ml_collections.ConfigDict()
-  c.data.dataset = "binarized_mnist"   # binarized_mnist | mnist | omniglot | cifar10 | synthetic
-  c.data.source = "auto"               # auto (npz if VLAE_DATA_DIR/data_dir set, else tfds) | tfds | npz
+  c.data.dataset = "binarized_mnist"   # binarized_mnist | mnist | omniglot | cifar10 | synthetic | own
+  c.data.source = "auto"               # auto | npz | images | tfds | tfds:<name> (vlae_tf.datasets)
   c.data.data_dir = ""                 # folder with the documented .npz files; default $VLAE_DATA_DIR
   c.data.binarization = "static"       # static (data already {0,1}) | dynamic | threshold | none
   c.data.image_shape = (28, 28, 1)
@@ -209,69 +218,151 @@ def shrink(config, sizes, unless_changed_from=None):
   return applied
 
 
-# The CPU size of every ``*_cpu`` zoo config (2 CPU cores): narrower networks, Adam and a
-# shorter schedule. The paper-size parent keeps its structure.
+# What every ``*_cpu`` zoo config shares (2 CPU cores): one ResNet block per encoder scale and a
+# shorter schedule, logged and checkpointed more often. Each sets its own widths and optimizer.
 CPU_SIZES = {
-    "model.encoder_filters": 32, "model.encoder_blocks": 1, "model.cond_filters": 32,
-    "model.decoder_filters": 32, "train.optimizer": "adam", "train.learning_rate": 1e-3,
-    "train.warmup_steps": 200, "train.steps": 20_000, "train.checkpoint_every": 500,
-    "train.log_every": 50, "train.eval_every": 2_000,
+    "model.encoder_blocks": 1, "train.warmup_steps": 200, "train.steps": 100_000,
+    "train.checkpoint_every": 500, "train.log_every": 50, "train.eval_every": 2_000,
 }
 
 
 # ==================================================================== validation
+def _is_int(v):
+  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _ints(v, n=None):
+  """``v`` as a tuple of ints (``n`` of them when given), else None."""
+  if not isinstance(v, (list, tuple)) or (n is not None and len(v) != n):
+    return None
+  return tuple(v) if all(_is_int(x) for x in v) else None
+
+
+class _Errors(list):
+  """The messages of a validation; ``need(cond, msg)`` adds ``msg`` when ``cond`` is false."""
+
+  def need(self, cond, msg):
+    if not cond:
+      self.append(msg)
+
+  def choice(self, key, value, allowed):
+    self.need(value in allowed, f"{key} must be one of {allowed}, got {value!r}")
+
+
+def _latent_size(m, shape):
+  """D, the number of latent dimensions of a model section (None when it cannot be told)."""
+  n = m["num_resolution_changes"]
+  if m["latent_kind"] == "vector" and _is_int(m["latent_dim"]):
+    return int(m["latent_dim"])
+  if (m["latent_kind"] == "spatial" and shape and _is_int(n) and n >= 0 and
+      _is_int(m["latent_channels"])):
+    return (shape[0] // 2 ** n) * (shape[1] // 2 ** n) * int(m["latent_channels"])
+  return None
+
+
+def _check_model(err, m, shape, binarization):
+  """The model section (``shape``: the checked image shape, or None)."""
+  for key, allowed in (("likelihood", LIKELIHOODS), ("latent_kind", LATENT_KINDS),
+                       ("decoder_context", DECODER_CONTEXTS), ("prior", PRIORS),
+                       ("posterior", POSTERIORS)):
+    err.choice(f"model.{key}", m[key], allowed)
+  if m["likelihood"] == "bernoulli":
+    err.need(binarization != "none", "a bernoulli likelihood needs binary data: "
+             "data.binarization must be static, dynamic or threshold, not 'none'")
+  elif m["likelihood"] in LIKELIHOODS:
+    err.need(binarization == "none", f"likelihood {m['likelihood']!r} models 8-bit pixels: "
+             f"data.binarization must be 'none', got {binarization!r}")
+  layers = 1 if m["decoder_context"] in ("stack", "full", "gated", "gated_full") else 0
+  for key, low in (("num_mixtures", 1), ("num_resolution_changes", 0), ("encoder_filters", 1),
+                   ("encoder_blocks", 0), ("cond_filters", 1), ("cond_blocks", 0),
+                   ("decoder_layers", layers), ("decoder_filters", 1), ("decoder_blocks", 0),
+                   ("prior_steps", 1), ("posterior_steps", 1), ("posterior_context", 0)):
+    err.need(_is_int(m[key]) and m[key] >= low,
+             f"model.{key} must be an int >= {low}, got {m[key]!r}")
+  err.need(_is_int(m["num_bits"]) and 1 <= m["num_bits"] <= 8,
+           f"model.num_bits must be an int in 1..8, got {m['num_bits']!r}")
+  k = m["decoder_kernel"]
+  err.need(_is_int(k) and k >= 1 and k % 2 == 1,
+           f"model.decoder_kernel must be a positive odd int, got {k!r}")
+  window = _ints(m["decoder_window"], 2)
+  err.need(window is not None and window[0] >= 1 and window[1] >= 0 and window != (1, 0),
+           f"model.decoder_window must be (A >= 1, B >= 0) reading at least one pixel, got "
+           f"{m['decoder_window']!r}")
+  for key in ("prior_hidden", "posterior_hidden"):
+    hidden = _ints(m[key])
+    err.need(hidden is not None and all(v >= 1 for v in hidden),
+             f"model.{key} must be a tuple of positive ints, got {m[key]!r}")
+  size_key = {"vector": "latent_dim", "spatial": "latent_channels"}.get(m["latent_kind"])
+  if size_key:
+    err.need(_is_int(m[size_key]) and m[size_key] >= 1, f"a {m['latent_kind']} latent needs "
+             f"model.{size_key} >= 1, got {m[size_key]!r}")
+  err.need(m["latent_kind"] != "spatial" or m["posterior"] != "iaf" or not m["posterior_context"],
+           "model.posterior='iaf' with model.posterior_context > 0 needs a vector latent")
+  n = m["num_resolution_changes"]
+  if shape and _is_int(n) and n >= 0:
+    err.need(shape[0] % 2 ** n == 0 and shape[1] % 2 ** n == 0, f"data.image_shape {shape}: "
+             f"H and W must be divisible by 2**model.num_resolution_changes = {2 ** n}")
+  if shape and m["decoder_context"] == "grayscale":
+    err.need(shape[2] == 3, "model.decoder_context='grayscale' needs RGB images (3 channels), "
+             f"data.image_shape is {shape}")
+
+
+def _check_objective(err, o, latent_size):
+  """The objective section (``latent_size``: D, or None when it cannot be told)."""
+  for key in ("beta", "free_bits"):
+    v = o[key]
+    err.need(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and
+             math.isfinite(v) and v >= 0, f"objective.{key} must be a number >= 0, got {v!r}")
+  g = o["free_bits_groups"]
+  err.need(_is_int(g) and g >= 1, f"objective.free_bits_groups must be an int >= 1, got {g!r}")
+  err.need(not (_is_int(g) and g >= 1 and latent_size) or latent_size % g == 0,
+           f"objective.free_bits_groups={g} must divide the latent size {latent_size}")
+  err.need(_is_int(o["kl_warmup_steps"]) and o["kl_warmup_steps"] >= 0,
+           f"objective.kl_warmup_steps must be an int >= 0, got {o['kl_warmup_steps']!r}")
+
+
 def validate_config(config):
-  """Raises ``ValueError`` naming every unknown key and bad value of a run config."""
+  """Raises ``ValueError`` naming every unknown key and bad value of a run config.
+
+  Every choice field and number the model, the objective, the data and the
+  training read is checked here, so a bad value fails before TensorFlow does
+  any work (``train.py`` calls this before importing it).
+  """
   ref = to_dict(default_config())
   cfg = to_dict(config)
-  errors = []
-  for key in sorted(set(cfg) - set(ref)):
-    errors.append(f"unknown top-level key {key!r}")
+  err = _Errors(f"unknown top-level key {key!r}" for key in sorted(set(cfg) - set(ref)))
   for section in SECTIONS:
     if not isinstance(cfg.get(section), dict):
-      errors.append(f"missing section {section!r}")
+      err.append(f"missing section {section!r}")
       continue
     for key in sorted(set(cfg[section]) - set(ref[section])):
-      errors.append(f"unknown key {section}.{key} (known: {', '.join(sorted(ref[section]))})")
-  if errors:
-    raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+      err.append(f"unknown key {section}.{key} (known: {', '.join(sorted(ref[section]))})")
+  if err:
+    raise ValueError("invalid config:\n  " + "\n  ".join(err))
+  cfg = with_defaults(cfg)      # keys older configs lack take their defaults, as in the model
   d, t, e, m = cfg["data"], cfg["train"], cfg["eval"], cfg["model"]
-
-  def need(cond, msg):
-    if not cond:
-      errors.append(msg)
-
-  def is_int(v):
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-  need(is_int(cfg.get("seed")), f"seed must be an int, got {cfg.get('seed')!r}")
+  need = err.need
+  need(_is_int(cfg["seed"]), f"seed must be an int, got {cfg['seed']!r}")
   need(not datasets.dataset_name_error(d["dataset"]), datasets.dataset_name_error(d["dataset"]))
   need(not datasets.source_error(d["source"]), datasets.source_error(d["source"]))
-  need(d["binarization"] in datasets.BINARIZATIONS, f"data.binarization must be one of "
-       f"{datasets.BINARIZATIONS}, got {d['binarization']!r}")
-  shape = tuple(d["image_shape"]) if isinstance(d["image_shape"], (list, tuple)) else ()
-  need(len(shape) == 3 and all(is_int(v) and v > 0 for v in shape),
-       f"data.image_shape must be 3 positive ints (H, W, C), got {d['image_shape']!r}")
+  err.choice("data.binarization", d["binarization"], datasets.BINARIZATIONS)
+  shape = _ints(d["image_shape"], 3)
+  shape = shape if shape and all(v > 0 for v in shape) else None
+  need(shape, f"data.image_shape must be 3 positive ints (H, W, C), got {d['image_shape']!r}")
   native = datasets.NATIVE_SHAPES.get(d["dataset"])
-  need(native is None or shape == native, f"data.image_shape {shape} does not match "
+  need(native is None or shape in (None, native), f"data.image_shape {shape} does not match "
        f"dataset {d['dataset']!r} ({native})")
   need(bool(d["train_split"]) and bool(d["test_split"]),
        "data.train_split and data.test_split must be non-empty")
-  binary = m["likelihood"] == "bernoulli"
-  need(not binary or d["binarization"] != "none", "a bernoulli likelihood needs binary data: "
-       "data.binarization must be static, dynamic or threshold, not 'none'")
-  need(binary or d["binarization"] == "none", f"likelihood {m['likelihood']!r} models 8-bit "
-       f"pixels: data.binarization must be 'none', got {d['binarization']!r}")
+  _check_model(err, m, shape, d["binarization"])
+  _check_objective(err, cfg["objective"], _latent_size(m, shape))
   for key in ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every",
               "max_consecutive_skips"):
-    need(is_int(t[key]) and t[key] >= 1, f"train.{key} must be an int >= 1, got {t[key]!r}")
+    need(_is_int(t[key]) and t[key] >= 1, f"train.{key} must be an int >= 1, got {t[key]!r}")
   for key in ("warmup_steps", "eval_every"):
-    need(is_int(t[key]) and t[key] >= 0, f"train.{key} must be an int >= 0, got {t[key]!r}")
-  need(t["optimizer"] in OPTIMIZERS, f"train.optimizer must be one of {OPTIMIZERS}, "
-       f"got {t['optimizer']!r}")
-  need(t["decay"] in DECAYS, f"train.decay must be one of {DECAYS}, got {t['decay']!r}")
-  need(t["precision"] in PRECISIONS, f"train.precision must be one of {PRECISIONS}, "
-       f"got {t['precision']!r}")
+    need(_is_int(t[key]) and t[key] >= 0, f"train.{key} must be an int >= 0, got {t[key]!r}")
+  for key, allowed in (("optimizer", OPTIMIZERS), ("decay", DECAYS), ("precision", PRECISIONS)):
+    err.choice(f"train.{key}", t[key], allowed)
   lr, min_lr = t["learning_rate"], t["min_learning_rate"]
   need(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0,
        f"train.learning_rate must be > 0, got {lr!r}")
@@ -283,20 +374,21 @@ def validate_config(config):
        f"train.grad_clip_norm must be >= 0 (0: no clipping), got {t['grad_clip_norm']!r}")
   need(isinstance(t["ema_decay"], (int, float)) and 0 <= t["ema_decay"] < 1,
        f"train.ema_decay must be in [0, 1), got {t['ema_decay']!r}")
-  need(is_int(e["iwae_samples"]) and 1 <= e["iwae_samples"] <= MAX_IWAE_SAMPLES,
+  need(_is_int(e["iwae_samples"]) and 1 <= e["iwae_samples"] <= MAX_IWAE_SAMPLES,
        f"eval.iwae_samples must be in [1, {MAX_IWAE_SAMPLES}], got {e['iwae_samples']!r}")
-  need(is_int(e["batch_size"]) and e["batch_size"] >= 1,
+  need(_is_int(e["batch_size"]) and e["batch_size"] >= 1,
        f"eval.batch_size must be >= 1, got {e['batch_size']!r}")
-  need(is_int(e["num_examples"]) and (e["num_examples"] == -1 or e["num_examples"] >= 1),
+  need(_is_int(e["num_examples"]) and (e["num_examples"] == -1 or e["num_examples"] >= 1),
        f"eval.num_examples must be -1 (all) or >= 1, got {e['num_examples']!r}")
-  iwae_examples = e.get("iwae_examples", -1)       # absent from configs older than the key
-  need(is_int(iwae_examples) and (iwae_examples == -1 or iwae_examples >= 1),
-       f"eval.iwae_examples must be -1 (all) or >= 1, got {iwae_examples!r}")
+  need(_is_int(e["iwae_examples"]) and (e["iwae_examples"] == -1 or e["iwae_examples"] >= 1),
+       f"eval.iwae_examples must be -1 (all) or >= 1, got {e['iwae_examples']!r}")
   for key in ("periodic_examples", "num_images"):
-    need(is_int(e[key]) and e[key] >= 0, f"eval.{key} must be an int >= 0, got {e[key]!r}")
-  if errors:
-    raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+    need(_is_int(e[key]) and e[key] >= 0, f"eval.{key} must be an int >= 0, got {e[key]!r}")
+  if err:
+    raise ValueError("invalid config:\n  " + "\n  ".join(err))
 
 
 __all__ = ["default_config", "validate_config", "to_dict", "with_defaults", "jsonable",
-           "from_json", "flatten", "shrink", "CPU_SIZES", "MAX_IWAE_SAMPLES"]
+           "from_json", "flatten", "shrink", "CPU_SIZES", "MAX_IWAE_SAMPLES", "LIKELIHOODS",
+           "LATENT_KINDS", "DECODER_CONTEXTS", "PRIORS", "POSTERIORS", "OPTIMIZERS", "DECAYS",
+           "PRECISIONS"]

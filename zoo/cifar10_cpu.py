@@ -26,6 +26,6 @@ def get_config():
   c.model.decoder_blocks = 2
   c.model.prior_hidden = (512,)
   c.objective.free_bits_groups = 8 * 8 * 8
+  c.train.optimizer = "adam"     # cifar10's learning rate, 1e-3
   c.train.batch_size = 16
-  c.train.steps = 100_000
   return c
