@@ -6,32 +6,26 @@
   python train.py --workdir=runs/mnist --mode=eval --eval_iwae_samples=100 --eval_num_examples=1000
   python train.py --workdir=runs/mnist --mode=export --export_dir=saved_models/mnist
 
-Data: set VLAE_DATA_DIR to a folder of .npz files (layout in vlae_tf/data.py) or let TFDS download.
+Data: set VLAE_DATA_DIR to a folder of .npz files (layout in vlae_tf/data_readers.py) or let TFDS
+download.
 """
 
 import json
 import os
 import sys
 
-# TF_CPP_MIN_LOG_LEVEL: 2 unless the user set it (0 with --verbose), by vlae_tf.quiet_tf below.
-# oneDNN's CPU kernels are not bitwise deterministic, and TensorFlow reads this switch when it is
-# imported -- which happens while the flags are parsed (loading --config imports vlae_tf), before
-# main. So --deterministic is looked for here; main re-executes the process if it was missed (a
-# --flagfile). See "Determinism" in docs/TRAINING.md.
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from vlae_tf import config as vconfig
+from vlae_tf import quiet_tf
+from vlae_tf.datasets import DataError
+
+# Reading the flags imports no TensorFlow (the zoo configs and vlae_tf.config do not), so main
+# sets the switches TensorFlow reads when it is imported -- TF_ENABLE_ONEDNN_OPTS=0 for
+# --deterministic, the log level for --verbose -- and only then imports it (docs/TRAINING.md,
+# "Determinism").
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
-if any(a in ("--deterministic", "--deterministic=true", "--deterministic=True", "--deterministic=1")
-       for a in sys.argv[1:]):
-  os.environ[ONEDNN_ENV] = "0"
-
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from vlae_tf import quiet_tf  # noqa: E402
-
-# The zoo config files import TensorFlow (through vlae_tf.config) while absl parses the flags, so
-# TensorFlow is imported here first, quietly unless --verbose (see vlae_tf/quiet_tf.py).
-quiet_tf.import_tensorflow(verbose=any(a in ("--verbose", "--verbose=true", "--verbose=1")
-                                       for a in (s.lower() for s in sys.argv[1:])))
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. zoo/mnist.py (train mode: "
                                 "required; eval/export: defaults to <workdir>/config.json).")
@@ -91,65 +85,69 @@ def _fail(message):
   sys.exit(2)
 
 
+def start_tensorflow(deterministic, verbose):
+  """Imports TensorFlow (quietly unless ``verbose``) after setting what it reads on import.
+
+  ``deterministic``: ``TF_ENABLE_ONEDNN_OPTS=0`` before the import (oneDNN's CPU kernels are
+  not bitwise reproducible), then ``enable_op_determinism()``. A ``--config`` file that
+  imports TensorFlow itself leaves it too late: a usage error says so.
+  """
+  if deterministic and os.environ.get(ONEDNN_ENV) != "0":
+    if "tensorflow" in sys.modules:
+      raise UsageError(f"--deterministic: the --config file imported TensorFlow before oneDNN "
+                       f"could be turned off; set {ONEDNN_ENV}=0 in the environment, or use a "
+                       f"config file that does not import TensorFlow")
+    os.environ[ONEDNN_ENV] = "0"
+  tf = quiet_tf.import_tensorflow(verbose=verbose)
+  if deterministic:
+    tf.config.experimental.enable_op_determinism()
+  return tf
+
+
 def main(argv):
   if len(argv) > 1:
     raise UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if FLAGS.deterministic and os.environ.get(ONEDNN_ENV) != "0":
-    os.environ[ONEDNN_ENV] = "0"
-    if "tensorflow" in sys.modules:  # imported with oneDNN on: start again with it off
-      sys.stdout.flush()
-      os.execv(sys.executable, [sys.executable] + sys.argv)
-  import tensorflow as tf
-  from vlae_tf import config as vconfig
-  from vlae_tf import (checkpoints, data, distribute, export, training, workdir, zoo_keras,
-                       zoo_store)
-
-  _USER_ERRORS[:] = [ValueError, OSError, checkpoints.CheckpointError, training.TrainingError]
-
+  config = FLAGS.config
+  if FLAGS.mode == "train" and config is None:
+    raise UsageError("--config is required to train (e.g. --config=zoo/mnist.py)")
+  if FLAGS.mode == "export" and not FLAGS.export_dir:
+    raise UsageError("--export_dir is required with --mode=export")
+  if config is not None:
+    vconfig.validate_config(config)   # every bad value, before TensorFlow is even imported
+  start_tensorflow(FLAGS.deterministic, FLAGS.verbose)
   if not FLAGS.verbose:
     logging.set_verbosity(logging.WARNING)  # TF's absl INFO chatter (checkpoint sharding, ...)
-  config = FLAGS.config
-  if FLAGS.deterministic:
-    tf.config.experimental.enable_op_determinism()
-  if config is not None:
-    vconfig.validate_config(config)
-    data.resolve_data_config(config)  # a dataset of your own: image shape from its data
-  if FLAGS.mode == "train":
-    if config is None:
-      raise UsageError("--config is required to train (e.g. --config=zoo/mnist.py)")
-    workdir.check_config(config, FLAGS.workdir)  # validates once; fails before building anything
-    if FLAGS.init_from:
-      try:
-        zoo_keras.check_init_from(FLAGS.init_from, config, skip=FLAGS.init_skip)
-      except (ValueError, zoo_store.ZooError) as e:
-        raise UsageError(str(e)) from None
-    strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices, FLAGS.tpu)
-    training.train(config, FLAGS.workdir, strategy, checked=True, init_from=FLAGS.init_from,
-                   init_skip=FLAGS.init_skip)
-  elif FLAGS.mode == "eval":
-    result = workdir.evaluate_workdir(FLAGS.workdir, config, FLAGS.eval_iwae_samples,
-                                      FLAGS.eval_num_examples,
-                                      iwae_examples=FLAGS.eval_iwae_examples,
-                                      log=lambda line: print(line, flush=True))
-    print(json.dumps(result, indent=2, sort_keys=True))
-  else:
-    if not FLAGS.export_dir:
-      raise UsageError("--export_dir is required with --mode=export")
-    print(export.export_workdir(FLAGS.workdir, FLAGS.export_dir, config))
-
-
-_USER_ERRORS = []   # set in main (after the lazy TensorFlow import)
+  # These import TensorFlow, so they come after start_tensorflow.
+  from vlae_tf import checkpoints, data, distribute, export, training, workdir, zoo_keras
+  from vlae_tf import zoo_store
+  try:
+    if config is not None:
+      data.resolve_data_config(config)  # a dataset of your own: image shape from its data
+    if FLAGS.mode == "train":
+      if FLAGS.init_from:
+        try:
+          zoo_keras.check_init_from(FLAGS.init_from, config, skip=FLAGS.init_skip)
+        except (ValueError, zoo_store.ZooError) as e:
+          raise UsageError(str(e)) from None
+      strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices, FLAGS.tpu)
+      training.train(config, FLAGS.workdir, strategy, init_from=FLAGS.init_from,
+                     init_skip=FLAGS.init_skip)   # checks config against the workdir first
+    elif FLAGS.mode == "eval":
+      result = workdir.evaluate_workdir(FLAGS.workdir, config, FLAGS.eval_iwae_samples,
+                                        FLAGS.eval_num_examples,
+                                        iwae_examples=FLAGS.eval_iwae_examples,
+                                        log=lambda line: print(line, flush=True))
+      print(json.dumps(result, indent=2, sort_keys=True))
+    else:
+      print(export.export_workdir(FLAGS.workdir, FLAGS.export_dir, config))
+  except (checkpoints.CheckpointError, training.TrainingError) as e:
+    _fail(e)   # no checkpoint restores, too many non-finite steps: one line, exit 2
 
 
 if __name__ == "__main__":
   try:
     app.run(main, flags_parser=parse_flags)
-  except Exception as e:  # noqa: BLE001 -- user errors get one line; anything else re-raises
-    # Config / workdir / data / checkpoint problems, a full disk, a usage mistake: one clear
-    # line, exit 2 (flag parsing mistakes end in parse_flags the same way).
-    vdata = sys.modules.get("vlae_tf.data")
-    if vdata is not None and isinstance(e, vdata.DataError):  # bad data: file, array, expectation
-      _fail(f"data: {e}")
-    if isinstance(e, (UsageError, *_USER_ERRORS)):  # incl. data / workdir not found
-      _fail(e)
-    raise
+  except DataError as e:  # bad data: file, array, expectation
+    _fail(f"data: {e}")
+  except (UsageError, ValueError, OSError) as e:  # config, workdir, data not found, full disk, ...
+    _fail(e)

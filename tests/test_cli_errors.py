@@ -30,8 +30,10 @@ from zoo_testing import NAME, zoo  # noqa: F401  (zoo: fixture)
     ([], "--config is required to train"),
     (["--mode=export"], "--export_dir is required with --mode=export"),
     (["stray"], "unexpected arguments: stray"),
+    (["--config=zoo/mnist_cpu.py", "--config.model.prior=bogus"],
+     "invalid config: model.prior must be one of ('af', 'normal'), got 'bogus'"),
 ], ids=["bad_value", "bad_enum", "unknown_flag", "no_config", "no_export_dir",
-        "stray_argument"])
+        "stray_argument", "bad_choice"])
 def test_train_py_flag_mistakes_are_one_line_and_exit_2(tmp_path, args, message):
   wd = tmp_path / "never"
   rc, out, err = _run_train_py(f"--workdir={wd}", *args)
@@ -44,6 +46,39 @@ def test_train_py_without_workdir_is_one_line_and_exit_2():
   rc, out, err = _run_train_py("--config=zoo/mnist_cpu.py")
   assert rc == 2 and len(err.strip().splitlines()) == 1, (rc, err)
   assert "--workdir" in err and err.startswith("error: ") and out == "", err
+
+
+# ------------------------------------------------------------------ train.py: flags before TensorFlow
+ONEDNN_ON = "oneDNN custom operations are on"
+
+
+def test_deterministic_from_a_flagfile_turns_onednn_off_before_tensorflow_is_imported(tmp_path):
+  # train.py parses its flags (a --flagfile too) before it imports TensorFlow, so
+  # --deterministic sets TF_ENABLE_ONEDNN_OPTS=0 in time (it sniffed argv and re-executed itself
+  # for a --flagfile). --verbose shows TensorFlow's start-up lines, among them oneDNN's "on".
+  flagfile = tmp_path / "run.flags"
+  flagfile.write_text(f"--workdir={tmp_path / 'none'}\n--mode=eval\n--deterministic\n")
+  env = {"TF_ENABLE_ONEDNN_OPTS": "", "TF_CPP_MIN_LOG_LEVEL": "0"}
+  for args, onednn in ((["--nodeterministic"], True), ([], False)):
+    rc, out, err = _run_train_py(f"--flagfile={flagfile}", "--verbose", *args, env=env)
+    assert rc == 2 and "not a training work directory" in err, err[-2000:]
+    assert (ONEDNN_ON in err) == onednn, err[-2000:]
+  rc, out, err = _run_train_py(f"--flagfile={flagfile}", env=dict(env, TF_CPP_MIN_LOG_LEVEL="2"))
+  assert rc == 2 and len(err.strip().splitlines()) == 1, err     # no --verbose: one line
+
+
+def test_deterministic_with_a_config_file_that_imports_tensorflow_is_a_usage_error(tmp_path):
+  path = tmp_path / "tf_config.py"
+  path.write_text("import tensorflow\nfrom vlae_tf.zoo import mnist_cpu\n\n\n"
+                  "def get_config():\n  return mnist_cpu.get_config()\n")
+  rc, out, err = _run_train_py(f"--config={path}", f"--workdir={tmp_path / 'never'}",
+                              "--deterministic", env={"TF_ENABLE_ONEDNN_OPTS": "1"})
+  # (the config file's own TensorFlow import prints its start-up lines: the test environment
+  # sets TF_CPP_MIN_LOG_LEVEL, which leaves TensorFlow's import to the user, vlae_tf/quiet_tf.py)
+  last = err.strip().splitlines()[-1]
+  assert rc == 2 and "Traceback" not in err, err
+  assert last.startswith("error: --deterministic: the --config file imported TensorFlow"), err
+  assert not (tmp_path / "never").exists()
 
 
 # ------------------------------------------------------------------ vlae info NAME

@@ -319,8 +319,7 @@ def _checkpoint_manager(state, workdir, chief):
                                     max_to_keep=int(state.config.train.keep_checkpoints))
 
 
-def train(config, workdir, strategy=None, fault_hook=None, checked=False, init_from=None,
-          init_skip=()):
+def train(config, workdir, strategy=None, fault_hook=None, init_from=None, init_skip=()):
   """Trains (or resumes) a run in ``workdir``; returns a dict of final counters.
 
   Args:
@@ -329,15 +328,12 @@ def train(config, workdir, strategy=None, fault_hook=None, checked=False, init_f
     strategy: a ``tf.distribute.Strategy`` (default: the default strategy).
     fault_hook: test hook ``step -> bool``; True poisons that step's loss with
       NaN (after input validation) to exercise the non-finite-update path.
-    checked: the caller already ran ``vlae_tf.workdir.check_config(config, workdir)``
-      (train.py does, to fail before building the strategy).
     init_from: ``"zoo:<name>"``: a new run starts from that zoo model's Keras weights
       (fine-tuning; same architecture, see :func:`vlae_tf.zoo_keras.initialize_from_zoo`).
     init_skip: parts not taken from ``init_from`` (``("decoder",)``: a new decoder).
   """
   strategy = strategy or tf.distribute.get_strategy()
-  if not checked:
-    vwork.check_config(config, workdir)
+  vwork.check_config(config, workdir)
   batch, replicas = int(config.train.batch_size), strategy.num_replicas_in_sync
   if batch % replicas:
     raise ValueError(f"train.batch_size={batch} must be divisible by the "

@@ -5,7 +5,11 @@ top-level ``zoo/`` folder). Each ``zoo/<name>.py`` defines ``get_config()``
 returning an ``ml_collections.ConfigDict`` (it starts from
 :func:`vlae_tf.config.default_config`); it is also a valid absl
 ``--config=zoo/<name>.py`` file. The packaged (trained) models are read by
-:mod:`vlae_tf.zoo_store`: :func:`list_models`, :func:`load`.
+:mod:`vlae_tf.zoo_store` (:func:`list_models`, :func:`load`) and
+:mod:`vlae_tf.zoo_keras` (:func:`load_keras`), which import TensorFlow: they
+are imported on the first call, so reading a config (:func:`get_config`,
+``from vlae_tf.zoo import mnist``, ``train.py --config=zoo/mnist.py``) does not
+import TensorFlow.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from vlae_tf import zoo_keras, zoo_store
+
+def _store():
+  return importlib.import_module("vlae_tf.zoo_store")   # imports TensorFlow: on first use
 
 
 def list_configs() -> list[str]:
@@ -32,7 +38,7 @@ def get_config(name: str):
 
 def list_models(zoo_dir=None) -> list[dict]:
   """Pretrained (packaged) models: name, description, headline numbers; see :mod:`vlae_tf.zoo_store`."""
-  return zoo_store.list_models(zoo_dir)
+  return _store().list_models(zoo_dir)
 
 
 def load(name, zoo_dir=None, verify_checksums=True):
@@ -42,11 +48,12 @@ def load(name, zoo_dir=None, verify_checksums=True):
   are looked up in ``zoo_dir``, else ``$VLAE_ZOO_DIR``, else the repository's
   ``saved_models/``; ``name`` may also be the path of a model folder.
   """
-  return zoo_store.load(name, zoo_dir, verify_checksums=verify_checksums,
-                        known_configs=list_configs())
+  return _store().load(name, zoo_dir, verify_checksums=verify_checksums,
+                       known_configs=list_configs())
 
 
 def load_keras(name, zoo_dir=None, verify_checksums=True):
   """The pretrained model ``name`` as a trainable Keras :class:`vlae_tf.model.VLAE` (card config +
   ``model.weights.h5``, checksums verified); see :mod:`vlae_tf.zoo_keras`."""
-  return zoo_keras.load_keras(name, zoo_dir, verify_checksums=verify_checksums)
+  return importlib.import_module("vlae_tf.zoo_keras").load_keras(
+      name, zoo_dir, verify_checksums=verify_checksums)
