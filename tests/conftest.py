@@ -1,36 +1,62 @@
-"""Shared fixtures: tiny configs that build in a second on 2 CPU cores."""
+"""Shared fixtures (plain helpers are in ``helpers.py``) and the suite's tiers.
+
+The expensive fixtures are session-scoped, so each pytest process (each
+xdist worker) builds them once however many modules use them:
+
+* ``zoo``: the tiny model exported as a zoo folder (``helpers.export_tiny_zoo``);
+  ``m``: it loaded through ``vlae_tf.zoo.load``; ``zoo_copy``: a private copy of
+  its folder, free to damage.
+* ``six_steps``: a finished 6-step training run (checkpoints 3 and 6); tests copy
+  it before they damage it.
+
+Markers (declared in ``pyproject.toml``): ``slow`` for a test that takes more than
+~5 s of CPU on its own, ``subprocess`` for one that starts Python processes
+(``train.py``, ``vlae``, scripts). ``python -m pytest -q -m "not slow" tests`` is the
+fast tier.
+"""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np
-import pytest
+import shutil  # noqa: E402
 
-import vlae_tf
-from vlae_tf import config as vconfig
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
-
-def tiny_config(context="stack", likelihood="bernoulli", image_shape=(4, 4, 1), latent_dim=3,
-                prior="af", posterior="gaussian", **model_overrides):
-  """A small variant of the ``mnist`` zoo config (or ``cifar10`` for RGB), by ``vlae_tf.config.shrink``."""
-  rgb = image_shape[-1] == 3
-  cfg = vlae_tf.zoo.get_config("cifar10" if rgb else "mnist")
-  vconfig.shrink(cfg, {
-      "data.dataset": "synthetic", "data.image_shape": tuple(image_shape),
-      "model.likelihood": likelihood, "model.num_mixtures": 2, "model.latent_kind": "vector",
-      "model.latent_dim": latent_dim, "model.latent_channels": 0,
-      "model.num_resolution_changes": 0, "model.encoder_filters": 8, "model.encoder_blocks": 1,
-      "model.cond_filters": 8, "model.cond_blocks": 1, "model.decoder_context": context,
-      "model.decoder_layers": 2, "model.decoder_window": (3, 2), "model.decoder_filters": 8,
-      "model.decoder_blocks": 1, "model.prior": prior, "model.prior_steps": 2,
-      "model.prior_hidden": (16,), "model.posterior": posterior, "model.posterior_steps": 2,
-      "model.posterior_hidden": (16,), "model.posterior_context": 4,
-      "objective.free_bits": 0.0, "objective.free_bits_groups": 1, "train.batch_size": 8,
-      **{f"model.{k}": v for k, v in model_overrides.items()}})
-  return cfg
+import vlae_tf  # noqa: E402
+from helpers import NAME, export_tiny_zoo, train_config  # noqa: E402
+from vlae_tf import training  # noqa: E402
 
 
 @pytest.fixture
 def rng():
   return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory):
+  """The tiny model exported once per session (``helpers.TinyZoo``); never modify its folder."""
+  return export_tiny_zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture(scope="session")
+def m(zoo):
+  """The tiny model loaded through ``vlae_tf.zoo.load`` (a test that changes it uses monkeypatch)."""
+  return vlae_tf.zoo.load(NAME, zoo.root)
+
+
+@pytest.fixture
+def zoo_copy(zoo, tmp_path):
+  """A private zoo folder holding a copy of the tiny model, free to damage."""
+  root = tmp_path / "zoo"
+  shutil.copytree(zoo.dir, root / NAME)
+  return root
+
+
+@pytest.fixture(scope="session")
+def six_steps(tmp_path_factory):
+  """A finished 6-step run (checkpoints 3 and 6) to copy and damage; never modify it in place."""
+  wd = str(tmp_path_factory.mktemp("six_steps") / "run")
+  training.train(train_config(steps=6), wd)
+  return wd

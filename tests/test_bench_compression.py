@@ -11,8 +11,8 @@ import os
 import sys
 
 import vlae_tf
+from helpers import NAME, binary_images
 from vlae_tf import codec
-from zoo_testing import NAME, binary_images, zoo  # noqa: F401  (zoo: fixture)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
 import compression  # noqa: E402

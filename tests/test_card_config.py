@@ -13,17 +13,16 @@ import pytest
 from ml_collections import ConfigDict
 
 import vlae_tf
-from test_faults import _edit_card, zoo_copy  # noqa: F401  (zoo_copy: fixture)
+from helpers import edit_card
 from vlae_tf import zoo_card, zoo_keras
 from vlae_tf.zoo_store import ZooError
-from zoo_testing import zoo  # noqa: F401  (fixture)
 
 
 def _edit_config(d, section, key, value):
   def edit(card):
     card["config"][section][key] = value
     return card
-  _edit_card(d, edit)
+  edit_card(d, edit)
   zoo_card.write_card_checksum(d)             # the checksum no longer gives the edit away
 
 

@@ -7,10 +7,12 @@ import sys
 
 import numpy as np
 import pytest
+from ml_collections import ConfigDict
 from PIL import Image
 
+import vlae_tf
+from helpers import NAME, file_size_limit
 from vlae_tf import cli, cli_commands
-from zoo_testing import NAME, m, zoo  # noqa: F401  (m, zoo: fixtures)
 
 
 def _run(zoo, *args):
@@ -212,3 +214,72 @@ def test_encode_writes_the_posterior_means_and_stds(zoo, m, tmp_path, loaded_onc
   err = capsys.readouterr().err
   assert e.value.code == 2 and err.count("\n") == 1 and "--batch_size" in err, err
   assert "expected an integer >= 1, got 0" in err and not bad.exists()
+
+
+# ------------------------------------------------------------------ one-line errors, atomic files
+def _cli(zoo_root, *args):
+  return cli.main([args[0], f"--zoo_dir={zoo_root}", "--model=tiny", *args[1:]])
+
+
+def _one_line_error(capsys, *fragments):
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+  for f in fragments:
+    assert f in err, err
+  return err
+
+
+def test_sample_into_a_directory_or_a_read_only_place_is_one_line(zoo, tmp_path, capsys):
+  assert _cli(zoo.root, "sample", "--num=2", f"--out={tmp_path}") == 2
+  _one_line_error(capsys, "vlae sample: error: --out", "is a directory")
+  if os.access("/sys", os.W_OK) and not os.path.ismount("/sys"):
+    pytest.skip("no read-only place to write to")
+  assert _cli(zoo.root, "sample", "--num=2", "--out=/sys/vlae_samples.png") == 2
+  _one_line_error(capsys, "cannot write /sys/vlae_samples.png")
+
+
+def test_a_full_disk_keeps_the_previous_png_and_leaves_no_partial_file(zoo, tmp_path, capsys):
+  out = tmp_path / "samples.png"
+  assert _cli(zoo.root, "sample", "--num=1", "--scale=1", f"--out={out}") == 0
+  before = out.read_bytes()
+  with file_size_limit(len(before) + 64):
+    rc = _cli(zoo.root, "sample", "--num=64", "--scale=8", "--seed=1", f"--out={out}")
+  assert rc == 2
+  _one_line_error(capsys, f"cannot write {out}", "the previous file is unchanged")
+  assert out.read_bytes() == before and os.listdir(tmp_path) == ["samples.png"]
+
+
+@pytest.mark.parametrize("flag", ["--num=-3", "--num=0", "--scale=-1", "--temperature=nan",
+                                  "--temperature=-1", "--ncol=0"])
+def test_negative_or_nan_sample_arguments_are_refused(zoo, tmp_path, flag, capsys):
+  with pytest.raises(SystemExit) as e:
+    _cli(zoo.root, "sample", flag, f"--out={tmp_path / 'x.png'}")
+  assert e.value.code == 2 and flag.split("=")[0] in capsys.readouterr().err
+  assert not os.listdir(tmp_path)
+
+
+def test_negative_reconstruct_arguments_are_refused(zoo, tmp_path, capsys):
+  for flag in ("--samples=-1", "--num=-2"):
+    with pytest.raises(SystemExit) as e:
+      _cli(zoo.root, "reconstruct", flag, f"--out={tmp_path / 'x.png'}")
+    assert e.value.code == 2 and "expected an integer >= 1" in capsys.readouterr().err
+
+
+def test_data_test_without_data_is_one_line(zoo, tmp_path, monkeypatch, capsys):
+  # The tiny model's config reads real data when its dataset is a real one.
+  m = vlae_tf.zoo.load("tiny", zoo.root)
+  cfg = ConfigDict(m.info["config"])
+  cfg.data.dataset, cfg.data.source = "binarized_mnist", "npz"
+  monkeypatch.setitem(m.info, "config", cfg.to_dict())
+  monkeypatch.setattr(cli_commands, "_load", lambda args: m)
+  monkeypatch.setenv("VLAE_DATA_DIR", str(tmp_path / "no_such_folder"))
+  assert _cli(zoo.root, "reconstruct", "--data=test", f"--out={tmp_path / 'r.png'}") == 2
+  _one_line_error(capsys, "--data=test: cannot read the binarized_mnist test split")
+
+
+def test_no_verify_on_corrupted_weights_is_one_line(zoo_copy, tmp_path, capsys):
+  var = next((zoo_copy / "tiny" / "1" / "variables").glob("variables.data-*"))
+  var.write_bytes(var.read_bytes()[: var.stat().st_size // 2])
+  assert _cli(zoo_copy, "sample", "--num=1", "--no_verify", f"--out={tmp_path / 's.png'}") == 2
+  _one_line_error(capsys, "cannot load the SavedModel", "without --no_verify")
+  assert not (tmp_path / "s.png").exists()

@@ -17,9 +17,8 @@ import os
 
 import pytest
 
-from test_faults import _run_train_py
+from helpers import NAME, run_train_py
 from vlae_tf import cli
-from zoo_testing import NAME, zoo  # noqa: F401  (zoo: fixture)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -36,14 +35,14 @@ from zoo_testing import NAME, zoo  # noqa: F401  (zoo: fixture)
         "stray_argument", "bad_choice"])
 def test_train_py_flag_mistakes_are_one_line_and_exit_2(tmp_path, args, message):
   wd = tmp_path / "never"
-  rc, out, err = _run_train_py(f"--workdir={wd}", *args)
+  rc, out, err = run_train_py(f"--workdir={wd}", *args)
   assert rc == 2 and len(err.strip().splitlines()) == 1, (rc, err)
   assert err.startswith("error: ") and message in err and "FATAL" not in err, err
   assert out == "" and not wd.exists()
 
 
 def test_train_py_without_workdir_is_one_line_and_exit_2():
-  rc, out, err = _run_train_py("--config=zoo/mnist_cpu.py")
+  rc, out, err = run_train_py("--config=zoo/mnist_cpu.py")
   assert rc == 2 and len(err.strip().splitlines()) == 1, (rc, err)
   assert "--workdir" in err and err.startswith("error: ") and out == "", err
 
@@ -60,10 +59,10 @@ def test_deterministic_from_a_flagfile_turns_onednn_off_before_tensorflow_is_imp
   flagfile.write_text(f"--workdir={tmp_path / 'none'}\n--mode=eval\n--deterministic\n")
   env = {"TF_ENABLE_ONEDNN_OPTS": "", "TF_CPP_MIN_LOG_LEVEL": "0"}
   for args, onednn in ((["--nodeterministic"], True), ([], False)):
-    rc, out, err = _run_train_py(f"--flagfile={flagfile}", "--verbose", *args, env=env)
+    rc, out, err = run_train_py(f"--flagfile={flagfile}", "--verbose", *args, env=env)
     assert rc == 2 and "not a training work directory" in err, err[-2000:]
     assert (ONEDNN_ON in err) == onednn, err[-2000:]
-  rc, out, err = _run_train_py(f"--flagfile={flagfile}", env=dict(env, TF_CPP_MIN_LOG_LEVEL="2"))
+  rc, out, err = run_train_py(f"--flagfile={flagfile}", env=dict(env, TF_CPP_MIN_LOG_LEVEL="2"))
   assert rc == 2 and len(err.strip().splitlines()) == 1, err     # no --verbose: one line
 
 
@@ -71,7 +70,7 @@ def test_deterministic_with_a_config_file_that_imports_tensorflow_is_a_usage_err
   path = tmp_path / "tf_config.py"
   path.write_text("import tensorflow\nfrom vlae_tf.zoo import mnist_cpu\n\n\n"
                   "def get_config():\n  return mnist_cpu.get_config()\n")
-  rc, out, err = _run_train_py(f"--config={path}", f"--workdir={tmp_path / 'never'}",
+  rc, out, err = run_train_py(f"--config={path}", f"--workdir={tmp_path / 'never'}",
                               "--deterministic", env={"TF_ENABLE_ONEDNN_OPTS": "1"})
   # (the config file's own TensorFlow import prints its start-up lines: the test environment
   # sets TF_CPP_MIN_LOG_LEVEL, which leaves TensorFlow's import to the user, vlae_tf/quiet_tf.py)

@@ -14,11 +14,10 @@ import pytest
 import tensorflow as tf
 
 import vlae_tf
-from conftest import tiny_config
+from helpers import NAME, tiny_config
 from vlae_tf import cli, codec, codec_format
 from vlae_tf.codec_latent import LatentScheme, UnsupportedModel
 from vlae_tf.codec_pixels import PixelWalker, channel_models
-from zoo_testing import NAME, zoo  # noqa: F401  (zoo: fixture)
 
 _MODELS = {}
 
@@ -284,7 +283,7 @@ def test_decompress_in_a_fresh_process_with_one_tf_thread(tmp_path):
       tf.config.threading.set_inter_op_parallelism_threads(1)
       import numpy as np
       sys.path.insert(0, sys.argv[1])
-      from conftest import tiny_config
+      from helpers import tiny_config
       import vlae_tf
       from vlae_tf import codec
       for name, spec in json.loads(sys.argv[2]).items():

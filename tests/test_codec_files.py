@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 
 import vlae_tf
-from conftest import tiny_config
+from helpers import NAME, tiny_config
 from vlae_tf import cli, codec, codec_chain, codec_format
-from zoo_testing import NAME, zoo  # noqa: F401  (zoo: fixture)
 
 _MODEL = {}
 _QUICK_S = 20.0      # a refused file costs at most a Coder's set-up (TF tracing), never a decode

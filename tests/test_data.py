@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import tiny_config
+from helpers import run_train_py, tiny_config
 from vlae_tf import data, data_readers, data_tfds, datasets
+from vlae_tf import training
 
 
 def _cfg(dataset="mnist", binarization="dynamic", shape=(4, 4, 1), data_dir="", batch=6):
@@ -219,3 +220,34 @@ def test_tfds_failure_says_how_to_use_local_files(monkeypatch):
   monkeypatch.setattr(tfds, "load", offline)
   with pytest.raises(RuntimeError, match=r"(?s)VLAE_DATA_DIR.*x_train"):
     data_tfds.load_tfds_split("mnist", "train")
+
+
+# ------------------------------------------------------------------ training on bad data: clear errors
+def _data_config(tmp_path, x_train):
+  path = tmp_path / "data.npz"
+  np.savez(path, x_train=x_train, x_test=np.zeros((4, 28, 28), np.uint8))
+  cfg = tiny_config(image_shape=(28, 28, 1))
+  cfg.data.dataset, cfg.data.source, cfg.data.data_dir = "binarized_mnist", "npz", str(path)
+  cfg.train.steps, cfg.eval.periodic_examples, cfg.eval.num_images = 2, 0, 0
+  return cfg
+
+
+@pytest.mark.parametrize("x_train, message", [
+    (np.zeros((0, 28, 28), np.uint8), r"key 'x_train': expected at least one image, the split "
+                                      r"is empty \(shape \(0, 28, 28"),
+    (np.full((8, 28, 28), np.nan, np.float32), "got float32 with 6272 NaN / infinite values"),
+    (np.full((8, 28, 28), 300.0, np.float32), r"values in \[300.0, 300.0\]"),
+    (np.full((8, 28, 28), 7, np.uint8), r"expected data.binarization='static' pixels in \{0, "
+                                        r"1\} .* got values up to 7"),
+])
+def test_bad_training_data_is_a_clear_error(tmp_path, x_train, message):
+  # Defect: an empty x_train ended in a bare ZeroDivisionError.
+  with pytest.raises(ValueError, match=message):
+    training.train(_data_config(tmp_path, x_train), str(tmp_path / "run"))
+
+
+def test_train_py_with_a_missing_data_folder_is_one_line_exit_2(tmp_path):
+  rc, _, err = run_train_py("--config=zoo/mnist_cpu.py", f"--workdir={tmp_path / 'run'}",
+                            f"--config.data.data_dir={tmp_path / 'nope'}",
+                            "--config.data.source=npz")
+  assert rc == 2 and "Traceback" not in err and "split 'train' of 'binarized_mnist' not found" in err

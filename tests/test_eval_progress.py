@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 import vlae_tf
-from conftest import tiny_config
-from test_train import train_config
+from helpers import tiny_config, train_config
 from vlae_tf import config as vconfig
 from vlae_tf import evaluation, training
 from vlae_tf import workdir as vwork

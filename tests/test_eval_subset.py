@@ -3,7 +3,7 @@
 import numpy as np
 
 import vlae_tf
-from conftest import tiny_config
+from helpers import tiny_config
 from vlae_tf.evaluation import iwae_subset
 
 

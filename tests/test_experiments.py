@@ -22,7 +22,7 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 import vlae_tf  # noqa: E402
-from conftest import tiny_config  # noqa: E402
+from helpers import tiny_config  # noqa: E402
 from experiments import (af_vs_iaf, grayscale_context, harness, lossy_reconstructions,  # noqa: E402
                          posterior_collapse, rate_distortion, z_features)
 from vlae_tf import evaluation, training  # noqa: E402

@@ -11,9 +11,8 @@ import pytest
 import tensorflow as tf
 
 import vlae_tf
-from conftest import tiny_config
+from helpers import binary_images, tiny_config
 from vlae_tf import export, sampling
-from zoo_testing import binary_images, zoo  # noqa: F401  (zoo: a fixture)
 
 
 @pytest.fixture(scope="module")

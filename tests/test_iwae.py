@@ -26,7 +26,7 @@ import pytest
 import tensorflow as tf
 
 import vlae_tf
-from conftest import tiny_config
+from helpers import adam_step_fn, exact_log_px, tiny_config
 
 PROTOTYPES = np.array([[1, 1, 1, 0, 0, 0, 1, 1, 1],
                        [0, 1, 0, 0, 1, 0, 0, 1, 0],
@@ -38,40 +38,10 @@ def _data(rng, n, flip=0.1):
   return np.abs(x - (rng.random(x.shape) < flip)).astype(np.float32)
 
 
-def adam_step_fn(model, lr=1e-2):
-  """A compiled Adam step on ``model.training_loss``: ``step(x, seed) -> loss``."""
-  opt = keras.optimizers.Adam(lr)
-
-  @tf.function
-  def step(x, seed):
-    with tf.GradientTape() as tape:
-      loss, _ = model.training_loss(x, 0, seed)
-    grads = tape.gradient(loss, model.trainable_variables)
-    opt.apply_gradients(zip(grads, model.trainable_variables))
-    return loss
-
-  return step
-
-
 def _train(model, rng, steps, lr=1e-2):
   step = adam_step_fn(model, lr)
   for i in range(steps):
     step(tf.constant(_data(rng, 32)), tf.constant([0, i]))
-
-
-def exact_log_px(model, x, lim=10.0, num=4001):
-  """Trapezoid rule for log integral p(x|z) N(z) dz over a 1-D latent, per example (float64)."""
-  g = np.linspace(-lim, lim, num).astype(np.float32)
-  w = np.full(num, g[1] - g[0], np.float64)
-  w[[0, -1]] /= 2
-  out = []
-  for xb in x:
-    log_px_z = model.log_px_given_z(tf.constant(np.repeat(xb[None], num, 0)),
-                                    tf.constant(g[:, None])).numpy().astype(np.float64)
-    lj = log_px_z - 0.5 * g.astype(np.float64) ** 2 - 0.5 * math.log(2 * math.pi) + np.log(w)
-    m = lj.max()
-    out.append(m + math.log(np.exp(lj - m).sum()))
-  return np.array(out)
 
 
 @functools.lru_cache(maxsize=None)

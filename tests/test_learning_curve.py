@@ -11,8 +11,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
-from conftest import tiny_config  # noqa: E402
 from experiments import learning_curve  # noqa: E402
+from helpers import tiny_config  # noqa: E402
 from vlae_tf import summaries  # noqa: E402
 from vlae_tf import workdir as vwork  # noqa: E402
 

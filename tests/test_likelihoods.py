@@ -18,8 +18,8 @@ import pytest
 import tensorflow as tf
 
 import vlae_tf
+from helpers import tiny_config
 from vlae_tf.likelihoods import Bernoulli, DiscretizedLogisticMixture, uniform_noise
-from conftest import tiny_config
 
 
 def _all_images(h, w, c, levels):

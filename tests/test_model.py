@@ -23,8 +23,7 @@ from vlae_tf import config as vconfig
 from vlae_tf import masked_conv as mc
 from vlae_tf.af_prior import AFPrior, StandardNormalPrior
 from vlae_tf.likelihoods import Bernoulli, DiscretizedLogisticMixture
-from conftest import tiny_config
-from test_iwae import adam_step_fn, exact_log_px
+from helpers import adam_step_fn, exact_log_px, tiny_config
 
 
 def _shrunk(name):

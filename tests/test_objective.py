@@ -20,9 +20,9 @@ import pytest
 import tensorflow as tf
 
 import vlae_tf
+from helpers import tiny_config
 from vlae_tf import objective
 from vlae_tf.evaluation import active_units, gaussian_kl_to_standard_normal, mutual_information
-from conftest import tiny_config
 
 SEED = tf.constant([4, 2], tf.int64)
 

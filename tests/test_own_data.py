@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import tiny_config
+from helpers import tiny_config
 from vlae_tf import config as vconfig
 from vlae_tf import data, training, workdir
 

@@ -15,9 +15,9 @@ import pytest
 import tensorflow as tf
 
 import vlae_tf
+from helpers import tiny_config
 from vlae_tf import training
 from vlae_tf import workdir as vwork
-from conftest import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -33,8 +33,8 @@ import numpy as np
 import pytest
 
 import vlae_tf
+from helpers import tiny_config
 from vlae_tf import masked_conv as mc
-from conftest import tiny_config
 
 # Hand-written offsets (di, dj) of the 3x3 PixelCNN masks (not taken from the library).
 MASK_A_OFFSETS = {(-1, -1), (-1, 0), (-1, 1), (0, -1)}

@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 
 import vlae_tf
+from helpers import tiny_config
 from vlae_tf import sampling
-from conftest import tiny_config
 
 SHAPE_BIN = (6, 6, 1)
 SHAPE_RGB = (6, 6, 3)

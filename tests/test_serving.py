@@ -1,4 +1,4 @@
-"""The TF Serving contract: saved_model_cli's view of the signatures, and REST request bodies.
+"""The TF Serving contract: saved_model_cli's view of the signatures, REST bodies, bounded requests.
 
 TF Serving itself cannot be installed here; ``rest_emulation`` maps JSON
 bodies to signature calls the way TF Serving's ``json_tensor.cc`` does.
@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import vlae_tf
+from helpers import IMAGE_SHAPE, binary_images
 from rest_emulation import predict
-from vlae_tf import export
-from zoo_testing import binary_images, m, zoo  # noqa: F401  (m, zoo: fixtures)
+from vlae_tf import export, zoo_model
 
 DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "SERVING.md"
 
@@ -137,3 +138,86 @@ def test_serving_doc_matches_the_signatures(sigs):
                  str(export.MAX_SAMPLE_NUM)):
     assert phrase in doc, phrase
   assert os.path.exists(DOC)
+
+
+# ------------------------------------------------------------------ bounded requests (issue 11)
+def _sig(m, name, **inputs):
+  return m.signatures[name](**{k: tf.constant(v) for k, v in inputs.items()})
+
+
+def test_every_image_signature_refuses_a_batch_over_the_bound(m):
+  # Defect: N was unbounded (log_prob on 100,000 images: SIGSEGV; iwae N=2048, k=4096: ~13 h).
+  n = export.MAX_BATCH + 1
+  x = np.zeros((n,) + IMAGE_SHAPE, np.float32)
+  seed = np.int64(0)
+  calls = {"log_prob": dict(images=x), "serving_default": dict(images=x),
+           "encode": dict(images=x, seed=seed), "reconstruct": dict(images=x, seed=seed),
+           "iwae": dict(images=x, num_samples=np.int32(1), seed=seed)}
+  for name, inputs in calls.items():
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=rf"at most {export.MAX_BATCH} images per request.*{n}"):
+      _sig(m, name, **inputs)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=rf"z: at most {export.MAX_BATCH} latents per request"):
+    _sig(m, "decode", z=np.zeros((n, m.latent_size), np.float32), seed=seed)
+  # iwae's cost N x k is bounded too: 17 x 4096 > 65,536.
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=rf"N x num_samples = {export.MAX_IWAE_COST}.*{17 * 4096}"):
+    _sig(m, "iwae", images=x[:17], num_samples=np.int32(4096), seed=seed)
+  assert m.info["max_batch"] == export.MAX_BATCH and m.limits["max_batch"] == export.MAX_BATCH
+  assert m.info["max_iwae_cost"] == export.MAX_IWAE_COST
+
+
+def test_zoo_model_splits_large_inputs_into_requests_under_the_bound(m, monkeypatch):
+  monkeypatch.setitem(m.limits, "max_batch", 4)
+  monkeypatch.setitem(m.limits, "max_iwae_cost", 6)
+  monkeypatch.setitem(m.limits, "max_sample_num", 3)
+  x = binary_images(10, seed=3)
+  chunks = [x[0:4], x[4:8], x[8:10]]
+  seeds = [tf.constant(5, tf.int64)] + [tf.cast(tf.random.experimental.stateless_fold_in(
+      tf.constant([5, 5], tf.int64), c), tf.int64) for c in (1, 2)]
+  got = m.log_prob(x)
+  want = [_sig(m, "log_prob", images=c.astype(np.float32)) for c in chunks]
+  np.testing.assert_array_equal(got["elbo"], np.concatenate([w["elbo"].numpy() for w in want]))
+  got = m.encode(x, seed=5)["z"]
+  want = [m.signatures["encode"](images=tf.constant(c, tf.float32), seed=s)["z"].numpy()
+          for c, s in zip(chunks, seeds)]
+  np.testing.assert_array_equal(got, np.concatenate(want))
+  np.testing.assert_array_equal(got[:4], m.encode(x[:4], seed=5)["z"])   # chunk 0: the seed as is
+  assert m.reconstruct(x, seed=1).shape == x.shape
+  assert m.decode(np.zeros((9, m.latent_size)), seed=1).shape == (9,) + IMAGE_SHAPE
+  # iwae: chunks of max_iwae_cost // k = 3 images for k = 2.
+  got = m.iwae(x[:7], num_samples=2, seed=5)["nll"]
+  want = m.signatures["iwae"](images=tf.constant(x[3:6], tf.float32), num_samples=tf.constant(2),
+                              seed=seeds[1])["nll"].numpy()
+  np.testing.assert_array_equal(got[3:6], want)
+  assert got.shape == (7,) and np.all(np.isfinite(got))
+  assert m.sample(num=7, seed=2).shape == (7,) + IMAGE_SHAPE          # 3 + 3 + 1
+
+
+def test_models_exported_before_the_bounds_get_the_default_limits():
+  old = vlae_tf.zoo.load("mnist", verify_checksums=False)
+  for key, default in zoo_model.DEFAULT_LIMITS.items():
+    assert old.limits[key] == old.info.get(key, default)
+  assert zoo_model.DEFAULT_LIMITS["max_batch"] == export.MAX_BATCH
+  assert zoo_model.DEFAULT_LIMITS["max_iwae_cost"] == export.MAX_IWAE_COST
+  assert zoo_model.DEFAULT_LIMITS["max_abs_z"] == export.MAX_ABS_Z
+
+
+def test_nan_temperature_is_refused_for_its_value_not_its_shape(m):
+  # Defect: the graph said "expected one float32 (a scalar ...), got shape []" for a NaN.
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"temperature: expected a float in "
+                     r"\(0, 10\], got\] \[nan\]"):
+    _sig(m, "sample", num=np.int32(1), seed=np.int64(0), temperature=np.float32("nan"))
+  with pytest.raises(ValueError, match=r"temperature must be a finite float in \(0, 10\], got nan"):
+    m.sample(num=1, temperature=float("nan"))
+
+
+def test_decoding_a_huge_latent_is_refused_not_an_all_zero_image(m):
+  # Defect: the shipped CIFAR-10 model decoded z = 3e38 into an all-zero image without complaint
+  # (non-finite logits cast to uint8).
+  z = np.full((1, m.latent_size), 3e38, np.float32)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"\|z\| <= 10000.*3e\+38"):
+    _sig(m, "decode", z=z, seed=np.int64(0))
+  with pytest.raises(ValueError, match=r"\|z\| <= 10000"):
+    m.decode(z)

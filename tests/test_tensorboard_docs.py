@@ -12,7 +12,7 @@ import re
 
 import tensorflow as tf
 
-from test_train import train_config
+from helpers import train_config
 from vlae_tf import training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,32 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import tiny_config
+from helpers import read_metrics, train_config
 from vlae_tf import training
 from vlae_tf import config as vconfig
 from vlae_tf import optimizer as voptim
 from vlae_tf import workdir as vwork
-
-
-def train_config(steps=6, **train):
-  """A tiny synthetic run: 4x4 binary images, batch 8, a few steps."""
-  cfg = tiny_config()
-  cfg.train.steps = steps
-  cfg.train.warmup_steps = 2
-  cfg.train.log_every = 1
-  cfg.train.checkpoint_every = 3
-  cfg.train.eval_every = 0
-  cfg.eval.periodic_examples = 16
-  cfg.eval.num_images = 2
-  cfg.eval.batch_size = 16
-  for k, v in train.items():
-    setattr(cfg.train, k, v)
-  return cfg
-
-
-def _metrics(workdir):
-  with open(os.path.join(workdir, vwork.METRICS_FILE)) as f:
-    return [json.loads(line) for line in f]
 
 
 def _all_variables(state):
@@ -119,13 +98,13 @@ def test_train_resume_eval_end_to_end(tmp_path):
   assert out["step"] == 6 and out["skipped_steps"] == 0
   assert sorted(os.listdir(os.path.join(wd, "checkpoints")))[:2] == ["checkpoint", "ckpt-3.data-00000-of-00001"]
   assert vwork.latest_checkpoint(wd).endswith("ckpt-6")
-  assert [r["step"] for r in _metrics(wd)] == list(range(1, 7))
+  assert [r["step"] for r in read_metrics(wd)] == list(range(1, 7))
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(wd, "tensorboard")))
   # Extend the run: resumes at 6, only train.steps changed.
   cfg.train.steps = 8
   out = training.train(cfg, wd)
   assert out["trained_steps"] == 2 and out["step"] == 8
-  assert [r["step"] for r in _metrics(wd)][-2:] == [7, 8]
+  assert [r["step"] for r in read_metrics(wd)][-2:] == [7, 8]
   model, stored, step = vwork.load_model_from_workdir(wd)
   assert step == 8 and stored.train.steps == 8 and tuple(stored.data.image_shape) == (4, 4, 1)
   # The loaded model holds the EMA weights.
@@ -151,7 +130,7 @@ def test_consecutive_non_finite_steps_stop_the_run(tmp_path):
   with pytest.raises(training.TrainingError, match="3 consecutive non-finite.*step 7.*ckpt-6"):
     training.train(cfg, wd, fault_hook=lambda step: step >= 4 or step == 1)
   assert vwork.latest_checkpoint(wd).endswith("ckpt-6")   # nothing written after the error
-  assert [r["skipped_steps"] for r in _metrics(wd)] == [0, 1, 1, 1, 2, 3]
+  assert [r["skipped_steps"] for r in read_metrics(wd)] == [0, 1, 1, 1, 2, 3]
   # Skipped steps 5 and 6 changed no weight: checkpoint 6 holds checkpoint 4's weights.
   r4 = tf.train.load_checkpoint(os.path.join(wd, "checkpoints", "ckpt-4"))
   r6 = tf.train.load_checkpoint(os.path.join(wd, "checkpoints", "ckpt-6"))
@@ -219,7 +198,7 @@ def test_train_and_eval_on_tfds_mock_data(tmp_path):
   with tfds.testing.mock_data(num_examples=16):
     out = training.train(cfg, wd)
     result = vwork.evaluate_workdir(wd, iwae_samples=2, num_examples=8)
-  assert out["step"] == 2 and np.isfinite(_metrics(wd)[-1]["elbo"])
+  assert out["step"] == 2 and np.isfinite(read_metrics(wd)[-1]["elbo"])
   assert result["num_examples"] == 8 and result["step"] == 2 and result["dataset"] == "mnist"
   assert np.isfinite(result["iwae_nll"]) and result["iwae_nll"] > 0
 

@@ -11,8 +11,7 @@ import pytest
 import tensorflow as tf
 
 import vlae_tf
-from conftest import tiny_config
-from zoo_testing import zoo  # noqa: F401  (fixture)
+from helpers import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 import vlae_tf
-from conftest import tiny_config
+from helpers import tiny_config
 
 IAE = tf.errors.InvalidArgumentError
 

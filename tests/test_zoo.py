@@ -2,23 +2,20 @@
 
 import json
 import shutil
-import sys
 
 import numpy as np
 import pytest
 
 import vlae_tf
-from vlae_tf import export, zoo_store
+from helpers import NAME, edit_card
+from vlae_tf import cli, export, zoo_store
 from vlae_tf.zoo_store import ZooError
-from zoo_testing import NAME, m, zoo  # noqa: F401  (m, zoo: fixtures)
 
 
 @pytest.fixture
-def copy(zoo, tmp_path):
+def copy(zoo_copy):
   """A private copy of the tiny model folder, free to corrupt."""
-  d = tmp_path / NAME
-  shutil.copytree(zoo.dir, d)
-  return d
+  return zoo_copy / NAME
 
 
 # ------------------------------------------------------------------ cards
@@ -242,3 +239,69 @@ def test_train_py_export_call_writes_version_folder_and_card(zoo, tmp_path, caps
   assert path == str(target / "2") and "no model card" in capsys.readouterr().out
   with pytest.raises(ZooError, match="unlisted file 2/saved_model.pb"):
     zoo_store.verify(target)
+
+
+# ------------------------------------------------------------------ a trusted zoo (issue 11)
+def test_the_card_is_covered_by_its_checksum(zoo_copy):
+  d = zoo_copy / "tiny"
+  assert zoo_store.verify(d)["name"] == "tiny"
+  edit_card(d, lambda c: dict(c, results=dict(c["results"], iwae_nll=1.0)))
+  with pytest.raises(ZooError, match=r"card.json was modified.*card.sha256"):
+    vlae_tf.zoo.load(str(d))
+  (d / "card.sha256").unlink()
+  with pytest.raises(ZooError, match=r"card.sha256 is missing: the card is not covered"):
+    vlae_tf.zoo.load(str(d))
+
+
+def test_card_paths_cannot_leave_the_model_folder(zoo_copy, tmp_path):
+  # Defect: an edited card ('version': '../omniglot/1') made zoo.load("mnist") load omniglot.
+  shutil.copytree(zoo_copy / "tiny", zoo_copy / "other")
+  d = zoo_copy / "tiny"
+  edit_card(d, lambda c: dict(c, version="../other/1"))
+  zoo_store.write_card_checksum(d)                    # even with a matching checksum
+  for verify in (True, False):
+    with pytest.raises(ZooError, match=r"'version' must name a numeric SavedModel folder"):
+      vlae_tf.zoo.load("tiny", zoo_copy, verify_checksums=verify)
+  edit_card(d, lambda c: dict(c, version="1", files=dict(
+      c["files"], **{"../other/1/saved_model.pb": "0" * 64, "/etc/passwd": "0" * 64})))
+  with pytest.raises(ZooError, match=r"(?s)'../other/1/saved_model.pb' is not a relative path "
+                     r"inside.*'/etc/passwd' is not"):
+    vlae_tf.zoo.load("tiny", zoo_copy, verify_checksums=False)
+  outside = tmp_path / "outside.bin"
+  outside.write_bytes(b"x")
+  (d / "link.bin").symlink_to(outside)
+  edit_card(d, lambda c: dict(c, files={k: v for k, v in c["files"].items() if "/" not in k
+                                         or k.startswith("1/")} | {"link.bin": "0" * 64}))
+  with pytest.raises(ZooError, match=r"'link.bin' is not a relative path inside"):
+    vlae_tf.zoo.load("tiny", zoo_copy, verify_checksums=False)
+
+
+def test_a_bare_name_is_looked_up_only_in_the_zoo(zoo_copy, tmp_path, monkeypatch):
+  # Defect: a stray ./tiny folder in the working directory won over the zoo silently.
+  cwd = tmp_path / "cwd"
+  shutil.copytree(zoo_copy / "tiny", cwd / "tiny")
+  monkeypatch.chdir(cwd)
+  assert zoo_store.model_dir("tiny", zoo_copy) == zoo_copy / "tiny"
+  assert zoo_store.model_dir("./tiny", zoo_copy).resolve() == (cwd / "tiny").resolve()
+  assert zoo_store.model_dir(str(cwd / "tiny")) == cwd / "tiny"
+  with pytest.raises(ZooError, match="no pretrained model 'tiny'"):
+    zoo_store.model_dir("tiny", zoo_copy / "tiny" / "1")      # a zoo folder without it
+
+
+@pytest.mark.parametrize("card", ['[1, 2]', '{"name": "x"}', 'CHANGE_NLL'])
+def test_list_skips_a_malformed_card_with_a_warning_naming_it(zoo_copy, card, capsys):
+  # Defect: a card that was a JSON list, or held a non-numeric NLL, broke `vlae list` for all.
+  bad = zoo_copy / "bad"
+  shutil.copytree(zoo_copy / "tiny", bad)
+  if card == "CHANGE_NLL":
+    edit_card(bad, lambda c: dict(c, results=dict(c["results"], iwae_nll="80.1")))
+  else:
+    (bad / "card.json").write_text(card)
+  zoo_store.write_card_checksum(bad)
+  with pytest.warns(zoo_store.ZooWarning, match=rf"skipping {bad / 'card.json'}"):
+    models = zoo_store.list_models(zoo_copy)
+  assert [m["name"] for m in models] == ["tiny"]
+  assert cli.main(["list", f"--zoo_dir={zoo_copy}"]) == 0
+  out, err = capsys.readouterr()
+  assert out.startswith("tiny ") and f"vlae list: warning: skipping {bad / 'card.json'}" in err
+  assert len(err.strip().splitlines()) == 1

@@ -10,11 +10,10 @@ import pytest
 import tensorflow as tf
 
 import vlae_tf
-from conftest import tiny_config
+from helpers import NAME, tiny_config
 from vlae_tf import training, workdir, zoo_keras, zoo_store
 from vlae_tf.model import VLAE
 from vlae_tf.zoo_store import ZooError
-from zoo_testing import NAME, zoo  # noqa: F401  (zoo: fixture)
 
 
 def _agree(model, saved_model, images, rtol=1e-5):
