@@ -16,7 +16,7 @@ from helpers import ROOT, checkpoint_values, read_metrics, run_train_py, run_unt
 from vlae_tf import training
 from vlae_tf import workdir as vwork
 
-# A tiny synthetic run (the same model as conftest.tiny_config), free bits off so that the
+# A tiny synthetic run (the same model as helpers.tiny_config), free bits off so that the
 # global-batch objective does not depend on how the batch is split over replicas.
 OVERRIDES = {
     "data.dataset": "synthetic", "data.image_shape": (4, 4, 1),

@@ -154,7 +154,7 @@ def test_wrapper_rejects_wrong_python_types_with_named_errors(m):
   with pytest.raises(TypeError, match="num must be an int"):
     m.sample(num=2.5)
   with pytest.raises(ValueError, match=r"num must be in \[1, 2147483647\]"):
-    m.sample(num=0)                                   # more than max_sample_num: split (test_faults)
+    m.sample(num=0)                                   # more than max_sample_num: split (test_serving)
   with pytest.raises(TypeError, match="seed must be an int or a pair"):
     m.sample(num=2, seed=1.5)
   with pytest.raises(TypeError, match="images must be a numeric array"):
