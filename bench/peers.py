@@ -1,14 +1,17 @@
 """Equal-compute peers on static binarized MNIST: what would a user pick instead of the VLAE?
 
-Run (the real comparison: 3 x 60 CPU-minutes of training, then the evaluation)::
+Run (the real comparison: 5 x 60 CPU-minutes of training, then the evaluation; rerun the
+same command after an interruption to go on)::
 
     VLAE_DATA_DIR=/work/shared/data python bench/peers.py --workdir=/tmp/peers
     python bench/peers.py --smoke --workdir=/tmp/peers_smoke   # seconds, synthetic 8x8 data
     VLAE_DATA_DIR=/work/shared/data python bench/peers.py --calibrate   # how the PixelCNN was sized
 
-Three contenders, each trained for the same CPU budget (``--cpu_minutes``) on
-the same training stream (``vlae_tf.data.train_dataset`` of the ``mnist_cpu``
-config: same batches of 32 in the same order):
+Five contenders (``CONTENDERS``), each trained for the same CPU budget
+(``--cpu_minutes``) on the same training stream (``vlae_tf.data.train_dataset``
+of the ``mnist_cpu`` config: same batches of 32 in the same order): the three
+below, and ``vlae_gated`` / ``vae_full``, the gated local and full-context
+decoders of ``mnist_gated_cpu`` / ``mnist_gated_full_cpu`` (``ZOO``):
 
 * ``vlae``: the ``mnist_cpu`` zoo config (6-layer masked 3x3 decoder, AF
   prior, free bits), trained by ``vlae_tf.training.train``;
@@ -35,16 +38,29 @@ config: same batches of 32 in the same order):
   ``tests/test_peers.py`` checks that the probabilities of all 2^4 binary 2x2
   images sum to 1 before and after training steps.
 
-Fairness. Each contender trains in its own fresh process, one after the other
-(not concurrently: three TensorFlow processes on 2 cores would mostly measure
-each other), until the process has used ``--cpu_minutes`` of CPU time (user +
-system seconds of the whole process from its start, ``time.process_time()``:
-Python start-up, TF import, graph tracing and the steps); the step running when
-the budget is reached completes, so each overshoots by at most one step (the
-CPU seconds actually used are reported). Evaluation runs after training in the
-same process and is not counted. The machine is shared: CPU time, not wall
-time, is the budget, and the load average at the start and end of each
-training is recorded.
+Fairness. Each contender trains in fresh processes, one contender after the
+other (not concurrently: several TensorFlow processes on 2 cores would mostly
+measure each other), until it has used ``--cpu_minutes`` of CPU time (user +
+system seconds of its processes from their start: Python start-up, TF import,
+graph tracing and the steps; ``experiments.cpu_budget``); the step running
+when the budget is reached completes, so each overshoots by at most one step
+(the CPU seconds actually used are reported). Evaluation runs after training
+and is not counted. The machine is shared: CPU time, not wall time, is the
+budget, and the load average at the start and end of each training is
+recorded.
+
+Resumable per contender, so a study can be spread over sessions that may end
+at any moment: ``--out`` (default ``<workdir>/peers.json``) is rewritten
+atomically after each contender and holds, per contender, its settings and
+its per-image NLLs; a rerun with the same settings keeps what is there and
+runs only the rest. A contender stopped mid-training (SIGTERM, its parent
+killed, or a hard kill) resumes from its last checkpoint (every
+``--checkpoint_steps``) with the CPU seconds spent up to that checkpoint
+carried over (the ledger of ``experiments.cpu_budget``); one stopped during
+its evaluation is only evaluated again. A ``--out`` of a study with other
+settings (budget, images, k, seed, smoke), or a contender folder trained
+under other settings, is refused with one line (exit 2), never overwritten.
+Two runs in one ``--workdir`` at once are refused (a lock file).
 
 Evaluation. The same ``--eval_examples`` test images, evenly spaced over the
 test split (``vlae_tf.evaluation.iwae_subset``: the test set is sorted by
@@ -56,10 +72,7 @@ the per-image difference ``NLL_contender - NLL_vlae`` with its standard error
 (paired: same images).
 
 Output: a Markdown table on stdout and in ``<workdir>/peers.md``, everything in
-``<workdir>/peers.json``, both headed by ``bench/machine_info.header`` (the
-command). A contender whose ``<workdir>/<name>/peer.json`` exists is reused,
-not retrained (so a crashed evaluation can be rerun); a contender directory
-left half-trained is an error (its CPU count would be wrong): remove it.
+``--out``, both headed by ``bench/machine_info.header`` (the command).
 
 ``--smoke``: a tiny budget (3 CPU-seconds, which start-up alone exceeds: one
 training step each), tiny models on synthetic 8x8 binary images, 8 test images,
@@ -72,10 +85,7 @@ import argparse
 import json
 import math
 import os
-import signal
-import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -94,9 +104,9 @@ import tf_keras  # noqa: E402
 
 import vlae_tf  # noqa: E402
 from vlae_tf import data as vdata  # noqa: E402
-from vlae_tf import atomic, training  # noqa: E402
+from vlae_tf import atomic  # noqa: E402
 from vlae_tf import workdir as vwork  # noqa: E402
-from experiments import harness  # noqa: E402
+from experiments import budget_study, cpu_budget, harness  # noqa: E402
 
 TITLE = "Equal-compute peers on static binarized MNIST: VLAEs vs VAEs vs tfd.PixelCNN"
 CONTENDERS = ("vlae_gated", "vlae", "vae_full", "vae_factorized", "pixelcnn")
@@ -123,41 +133,52 @@ PIXELCNN_SMOKE = dict(PIXELCNN, num_filters=8, num_hierarchies=2)
 PIXELCNN_LR, PIXELCNN_CLIP, EMA_DECAY = 1e-3, 100.0, 0.999
 SMOKE = dict(cpu_minutes=0.05, eval_examples=8, iwae_samples=4)
 RESULT, PER_EXAMPLE, TRAINED = "peer.json", "per_example.npz", "train.json"
+SETTINGS = budget_study.SETTINGS
+# The settings every contender of one peers.json shares.
+STUDY_KEYS = ("smoke", "cpu_minutes", "eval_examples", "iwae_samples", "seed")
+
+
+fail, plain, read_json = budget_study.fail, budget_study.plain, budget_study.read_json
+
+
+# ==================================================================== settings
+def pixelcnn_arch(args):
+  arch = dict(PIXELCNN_SMOKE if args.smoke else PIXELCNN)
+  if args.pixelcnn_filters:
+    arch["num_filters"] = args.pixelcnn_filters
+  return arch
+
+
+def training_settings(name, args):
+  """What contender ``name``'s training depends on (a training is resumed only under the same)."""
+  s = {"smoke": bool(args.smoke), "cpu_minutes": args.cpu_minutes, "seed": args.seed}
+  if name == "pixelcnn":
+    s.update(architecture=pixelcnn_arch(args), learning_rate=args.pixelcnn_lr)
+  else:
+    s.update(zoo=ZOO[name], set=list(args.set))
+  return plain(s)
+
+
+def contender_settings(name, args):
+  """What contender ``name``'s result depends on: a result is kept only under the same."""
+  return dict(training_settings(name, args), eval_examples=args.eval_examples,
+              iwae_samples=args.iwae_samples)
 
 
 # ==================================================================== configs
-def apply_settings(cfg, settings):
-  """Sets each ``"section.key=value"`` of ``settings`` (``--set``; the value parsed as JSON)."""
-  flat = vlae_tf.config.flatten(cfg)
-  for item in settings:
-    key, sep, raw = item.partition("=")
-    if not sep or key not in flat:
-      raise SystemExit(f"error: --set {item!r}: expected section.key=value with a config key")
-    try:
-      value = json.loads(raw)
-    except json.JSONDecodeError:
-      value = raw
-    vlae_tf.config.shrink(cfg, {key: tuple(value) if isinstance(value, list) else value})
-  return cfg
+apply_settings = budget_study.apply_settings
 
 
-def vae_config(name, smoke=False, data_dir="", seed=0, settings=()):
-  """The VAE contender ``name``'s config: CPU-sized, evaluation-free training."""
+def vae_config(name, smoke=False, data_dir="", seed=0, settings=(), checkpoint_steps=250):
+  """The VAE contender ``name``'s config: CPU-sized, evaluation-free training.
+
+  A checkpoint every ``checkpoint_steps`` steps bounds what a killed process loses.
+  """
   cfg = vlae_tf.zoo.get_config(ZOO[name])
   if name == "vae_factorized":
     cfg, _ = harness.scale_like(cfg, "mnist", "mnist_cpu")
   apply_settings(cfg, settings)
-  if smoke:
-    cfg = harness.make_tiny(cfg)
-  if data_dir:
-    cfg.data.data_dir = data_dir
-  cfg.seed = int(seed)
-  # Everything the budget buys goes into steps: no periodic eval, one checkpoint at the end.
-  cfg.eval.periodic_examples = 0
-  cfg.eval.num_images = 0
-  cfg.train.eval_every = 0
-  cfg.train.checkpoint_every = 10**9
-  return cfg
+  return budget_study.budget_config(cfg, smoke, data_dir, seed, checkpoint_steps)
 
 
 def data_config(smoke=False, data_dir="", seed=0):
@@ -195,6 +216,11 @@ class PixelCNNTrainer:
     # Same schedule as the VAEs' EMA: decay min(ema_decay, (1 + n) / (10 + n)).
     self.ema = tf.train.ExponentialMovingAverage(ema_decay, num_updates=self.step)
     self.ema.apply(self.variables)                # shadows start at the (masked) initial weights
+    self.optimizer.build(self.variables)          # slots exist before a checkpoint is restored
+    # Everything a resumed training needs: weights, Adam's moments and count, EMA shadows, step.
+    self.checkpoint = tf.train.Checkpoint(
+        network=dist.network, optimizer=self.optimizer, step=self.step,
+        shadows=[self.ema.average(v) for v in self.variables])
     self.train_step = tf.function(self._train_step)
 
   def _train_step(self, x):
@@ -224,114 +250,84 @@ def nll_per_example(dist, x, batch_size=100):
 
 
 # ==================================================================== one contender
-def _load_avg():
-  return os.getloadavg()[0]
+def train_pixelcnn(cfg, rundir, budget_s, arch, learning_rate=PIXELCNN_LR,
+                   checkpoint_steps=250):
+  """Trains (or resumes) the tfd.PixelCNN in ``rundir`` until the CPU budget; EMA weights.
 
-
-class CPUBudget:
-  """SIGTERMs this process, again and again, once it has used ``seconds`` of CPU time.
-
-  ``vlae_tf.training.train`` takes SIGTERM as preemption: it finishes the step,
-  checkpoints and raises ``Preempted``. Until its handler is installed (before
-  the first step) SIGTERM is ignored here and resent, so the run always gets
-  at least one step.
+  Resumable like a VAE contender (:mod:`experiments.cpu_budget`): a checkpoint
+  of the whole training state every ``checkpoint_steps`` steps and at the stop,
+  each entered in the CPU ledger; the training stream resumes at the step.
   """
-
-  def __init__(self, seconds, interval=0.2):
-    self.seconds, self.interval = float(seconds), interval
-    self._stop = threading.Event()
-
-  def __enter__(self):
-    self._old = signal.signal(signal.SIGTERM, lambda *_: None)
-    self._thread = threading.Thread(target=self._run, daemon=True)
-    self._thread.start()
-    return self
-
-  def _run(self):
-    while not self._stop.wait(self.interval):
-      if time.process_time() >= self.seconds:
-        os.kill(os.getpid(), signal.SIGTERM)
-
-  def __exit__(self, *exc):
-    self._stop.set()
-    self._thread.join()
-    signal.signal(signal.SIGTERM, self._old)
-
-
-def train_vae(name, cfg, rundir, budget_s):
-  """Trains a VAE contender with the library's trainer until the CPU budget; EMA model."""
-  with CPUBudget(budget_s):
-    try:
-      out = training.train(cfg, rundir)
-      step = int(out["step"])
-    except training.Preempted:
-      step = None
-  cpu = time.process_time()
-  model, _, ckpt_step = vwork.load_model_from_workdir(rundir, use_ema=True)
-  return model, {"steps": step if step is not None else ckpt_step, "cpu_seconds": cpu,
-                 "num_params": harness.num_params(model)}
-
-
-def train_pixelcnn(cfg, budget_s, arch, learning_rate=PIXELCNN_LR):
   dist = pixelcnn(cfg.data.image_shape, arch)
   trainer = PixelCNNTrainer(dist, learning_rate=learning_rate)
-  batches = iter(vdata.train_dataset(cfg, 0))
-  steps = 0
-  while True:                                      # at least one step, then until the budget
-    loss = trainer.train_step(next(batches))
-    steps += 1
-    if steps % 100 == 0:
-      print(f"pixelcnn step {steps}: loss {float(loss):.3f} nats, "
-            f"{time.process_time():.0f} CPU s", flush=True)
-    if time.process_time() >= budget_s:
-      break
-  cpu = time.process_time()
+  ledger = os.path.join(rundir, cpu_budget.LEDGER)
+  spent, estimated = cpu_budget.resume_point(rundir, ledger)
+  ckpt_dir = vwork.checkpoint_dir(rundir)
+  latest = vwork.latest_checkpoint(rundir) if os.path.isdir(ckpt_dir) else None
+  if latest:
+    trainer.checkpoint.restore(latest).assert_existing_objects_matched()
+    print(f"pixelcnn: resuming at step {int(trainer.step.numpy())} with {spent:.0f} of "
+          f"{budget_s:.0f} CPU s already spent", flush=True)
+  manager = tf.train.CheckpointManager(trainer.checkpoint, ckpt_dir, max_to_keep=2)
+  steps = int(trainer.step.numpy())
+  batches = iter(vdata.train_dataset(cfg, steps))
+  with cpu_budget.CPUBudget(budget_s, spent, ledger, estimated=estimated) as budget:
+    while not (steps and budget.should_stop()):      # at least one step, then until the budget
+      loss = trainer.train_step(next(batches))
+      steps += 1
+      if steps % 100 == 0:
+        print(f"pixelcnn step {steps}: loss {float(loss):.3f} nats, "
+              f"{budget.used():.0f} CPU s", flush=True)
+      if steps % checkpoint_steps == 0:
+        manager.save(checkpoint_number=steps)
+        budget.record(steps)
+    if cpu_budget.checkpoint_step(manager.latest_checkpoint) != steps:
+      manager.save(checkpoint_number=steps)
+    budget.record(steps)
+    finished, cpu = budget.exhausted(), budget.used()
+  if not finished:
+    print(f"pixelcnn: stopped from outside at step {steps} after {cpu:.0f} CPU s; rerun to "
+          "resume", flush=True)
+    raise cpu_budget.Interrupted()
   trainer.use_ema()
   return dist, {"steps": steps, "cpu_seconds": cpu, "num_params": harness.num_params(dist),
                 "optimizer": f"Adam {learning_rate}, clip {PIXELCNN_CLIP}, EMA {EMA_DECAY}",
-                "architecture": arch}
+                "architecture": arch, **cpu_budget.budget_record(ledger)}
 
 
 def run_contender(name, args):
-  """Trains and evaluates one contender in this (fresh) process; writes its peer.json."""
+  """Trains (or resumes) and evaluates one contender in this (fresh) process; writes peer.json.
+
+  Nothing to do if ``<workdir>/<name>/peer.json`` has this contender's settings;
+  a finished training (``train.json``) with the same training settings is only
+  evaluated again; an unfinished one resumes from its checkpoints.
+  """
   d = os.path.join(args.workdir, name)
-  if os.path.exists(os.path.join(d, RESULT)):
+  settings = contender_settings(name, args)
+  if (read_json(os.path.join(d, RESULT)) or {}).get("settings") == settings:
     return
-  if os.path.exists(d) and not os.path.exists(os.path.join(d, TRAINED)):
-    raise SystemExit(f"error: {d} holds an unfinished training run (its CPU count is lost); "
-                     "remove it to rerun this contender")
-  os.makedirs(d, exist_ok=True)
+  train_settings = training_settings(name, args)
+  budget_study.prepare_row_dir(d, train_settings)
   budget_s = args.cpu_minutes * 60.0
   data_cfg = data_config(args.smoke, args.data_dir, args.seed)
-  arch = dict(PIXELCNN_SMOKE if args.smoke else PIXELCNN)
-  if args.pixelcnn_filters:
-    arch["num_filters"] = args.pixelcnn_filters
-  trained_path = os.path.join(d, TRAINED)
-  if not os.path.exists(trained_path):
-    t0, load0 = time.time(), _load_avg()
-    if name == "pixelcnn":
-      model, rec = train_pixelcnn(data_cfg, budget_s, arch, args.pixelcnn_lr)
-      tf.train.Checkpoint(network=model.network).write(os.path.join(d, "ema_weights"))
-    else:
-      cfg = vae_config(name, args.smoke, args.data_dir, args.seed, args.set)
-      model, rec = train_vae(name, cfg, os.path.join(d, "run"), budget_s)
-      rec["config"] = cfg.name + "".join(f" --set {v}" for v in args.set)
-    rec.update(budget_cpu_seconds=budget_s, wall_seconds=time.time() - t0,
-               batch_size=int(data_cfg.train.batch_size),
-               examples_seen=rec["steps"] * int(data_cfg.train.batch_size),
-               load_average_start=load0, load_average_end=_load_avg())
-    with open(trained_path + ".tmp", "w") as f:
-      json.dump(rec, f, indent=2)
-    os.replace(trained_path + ".tmp", trained_path)
-  else:                                            # trained earlier, evaluation crashed
-    with open(trained_path) as f:
-      rec = json.load(f)
-    if name == "pixelcnn":
-      model = pixelcnn(data_cfg.data.image_shape, arch)
-      tf.train.Checkpoint(network=model.network).read(
-          os.path.join(d, "ema_weights")).assert_existing_objects_matched()
-    else:
-      model, _, _ = vwork.load_model_from_workdir(os.path.join(d, "run"), use_ema=True)
+  arch = pixelcnn_arch(args)
+  if name != "pixelcnn":
+    cfg = vae_config(name, args.smoke, args.data_dir, args.seed, args.set, args.checkpoint_steps)
+    model, rec = budget_study.train_at_budget(
+        cfg, d, budget_s, train_settings, cfg.name + "".join(f" --set {v}" for v in args.set))
+  elif not os.path.exists(os.path.join(d, TRAINED)):
+    start = budget_study.started()
+    model, rec = train_pixelcnn(data_cfg, os.path.join(d, "run"), budget_s, arch,
+                                args.pixelcnn_lr, args.checkpoint_steps)
+    tf.train.Checkpoint(network=model.network).write(os.path.join(d, "ema_weights"))
+    rec.update(budget_study.train_record(rec["steps"], budget_s, data_cfg, start),
+               settings=train_settings)
+    atomic.write_text(os.path.join(d, TRAINED), json.dumps(rec, indent=2) + "\n")
+  else:                                            # trained earlier, evaluation stopped
+    rec = read_json(os.path.join(d, TRAINED))
+    model = pixelcnn(data_cfg.data.image_shape, arch)
+    tf.train.Checkpoint(network=model.network).read(
+        os.path.join(d, "ema_weights")).assert_existing_objects_matched()
 
   x = harness.test_images(data_cfg, args.eval_examples)
   t0, c0 = time.time(), time.process_time()
@@ -350,10 +346,11 @@ def run_contender(name, args):
     per = {"nll": p["iwae_nll"], "elbo": p["elbo"]}
   ev.update(num_examples=int(len(x)), test_split=data_cfg.data.test_split,
             eval_wall_seconds=time.time() - t0, eval_cpu_seconds=time.process_time() - c0)
-  np.savez(os.path.join(d, PER_EXAMPLE), **per)
-  with open(os.path.join(d, RESULT) + ".tmp", "w") as f:
-    json.dump({"name": name, "label": LABELS[name], "train": rec, "test": ev}, f, indent=2)
-  os.replace(os.path.join(d, RESULT) + ".tmp", os.path.join(d, RESULT))
+  with atomic.open_for_writing(os.path.join(d, PER_EXAMPLE), "wb") as f:
+    np.savez(f, **per)
+  atomic.write_text(os.path.join(d, RESULT), json.dumps(
+      {"name": name, "label": LABELS[name], "settings": settings, "train": rec, "test": ev,
+       "per_image_nll": [float(v) for v in per["nll"]]}, indent=2) + "\n")
   print(f"{name}: {rec['steps']} steps in {rec['cpu_seconds']:.0f} CPU s; test NLL "
         f"{ev['nll']:.3f} ± {ev['nll_stderr']:.3f} ({ev['bound']}, {len(x)} images)", flush=True)
 
@@ -364,7 +361,12 @@ def _fmt(mean, se):
 
 
 def contender_record(name, res):
-  """One contender as ``bench/results/peers.json`` lists it (nats; rate null for the PixelCNN)."""
+  """One contender as ``peers.json`` lists it (nats; rate null for the PixelCNN).
+
+  With its ``settings`` (a rerun keeps it only under the same) and its
+  ``per_image_nll`` (the paired differences are computed from them), so the
+  file alone suffices to rebuild the comparison.
+  """
   t, e = res["train"], res["test"]
   iwae = e["bound"].startswith("IWAE")
   return {"name": name, "kind": KINDS[name], "label": LABELS[name],
@@ -377,44 +379,65 @@ def contender_record(name, res):
           "config": t.get("config") or f"tfd.PixelCNN {t.get('architecture')}, "
                                          f"{t.get('optimizer')}",
           "wall_seconds": t["wall_seconds"], "load_average": [t["load_average_start"],
-                                                              t["load_average_end"]]}
+                                                              t["load_average_end"]],
+          "training_processes": t.get("processes", 1),
+          "cpu_estimated": t.get("cpu_estimated", False),
+          "settings": res["settings"], "per_image_nll": res["per_image_nll"]}
 
 
-def report(args, head):
-  """The side-by-side table (Markdown) and the JSON of all contenders, paired differences."""
-  names = [n for n in args.contenders if os.path.exists(os.path.join(args.workdir, n, RESULT))]
-  res, per = {}, {}
-  for name in names:
-    d = os.path.join(args.workdir, name)
-    with open(os.path.join(d, RESULT)) as f:
-      res[name] = json.load(f)
-    per[name] = dict(np.load(os.path.join(d, PER_EXAMPLE)))
+def kept_contenders(path, args):
+  """``{name: record}`` of the contenders already in ``path`` (a peers.json); {} if none.
+
+  A file whose study settings (``STUDY_KEYS``) differ from this run's is a
+  different study: refused rather than mixed or overwritten.
+  """
+  study = plain({k: getattr(args, k) for k in STUDY_KEYS})
+  return budget_study.kept_rows(path, "contenders", lambda c: c["name"], study)
+
+
+def report(args, head, records):
+  """The side-by-side table (Markdown) and the JSON of all contenders, paired differences.
+
+  ``records``: ``{name: contender_record}``, listed in ``--contenders`` order,
+  then any other kept contender. Written atomically to ``--out`` (and
+  ``peers.md``) after each contender, so a study stopped at any point keeps
+  every finished contender.
+  """
+  names = [n for n in args.contenders if n in records]
+  names += [n for n in CONTENDERS if n in records and n not in names]
+  per = {n: np.asarray(records[n]["per_image_nll"], np.float64) for n in names}
   ref = next((n for n in names if KINDS[n] == "vlae"), names[0])
   paired = []
   for a in names:
     for b in names:
       if a != b and KINDS[a] == "vlae":
-        mean, se = harness.paired_difference(per[a]["nll"], per[b]["nll"])
+        mean, se = harness.paired_difference(per[a], per[b])
         paired.append({"a": a, "b": b, "nll_a_minus_b": mean, "stderr": se})
   rows = []
   for name in names:
-    t, e = res[name]["train"], res[name]["test"]
-    diff = (None, None) if name == ref else harness.paired_difference(per[name]["nll"],
-                                                                       per[ref]["nll"])
-    elbo = (-e["elbo"], e["elbo_stderr"]) if "elbo" in e else (None, None)
-    rate = f"{e['rate']:.2f}" if "rate" in e else "—"
-    rows.append(f"| {LABELS[name]} | {t['num_params']:,} | {t['steps']} | {t['examples_seen']:,} "
-                f"| {t['cpu_seconds']:.0f} | {_fmt(e['nll'], e['nll_stderr'])} ({e['bound']}) "
+    c = records[name]
+    diff = (None, None) if name == ref else harness.paired_difference(per[name], per[ref])
+    elbo = (None, None) if c["elbo"] is None else (-c["elbo"], c["elbo_stderr"])
+    rate = "—" if c["rate"] is None else f"{c['rate']:.2f}"
+    rows.append(f"| {LABELS[name]} | {c['params']:,} | {c['steps']} | {c['examples_seen']:,} "
+                f"| {c['cpu_seconds']:.0f} | {_fmt(c['nll'], c['nll_stderr'])} ({c['bound']}) "
                 f"| {_fmt(*elbo)} | {rate} | {_fmt(*diff)} |")
-  n = res[ref]["test"]["num_examples"]
+  n = records[ref]["num_images"]
   md = [f"Budget {args.cpu_minutes:g} CPU-minutes of training per contender, one after another, "
-        f"each in a fresh process; test NLL in nats on the same {n} evenly spaced images of the "
+        f"each in fresh processes; test NLL in nats on the same {n} evenly spaced images of the "
         f"test split; ± = standard error over those images; rate = KL(q(z|x) || p(z)) in nats; "
         f"\"vs {ref}\" = mean paired difference (negative: better than {ref}).", "",
         f"| contender | params | steps | examples seen | training CPU s | test NLL | −ELBO | rate "
         f"| NLL vs {ref} |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"] + rows
-  if args.set:
-    md += ["", "VAE settings changed with --set: " + ", ".join(args.set)]
+  sets = sorted({" ".join(records[n]["settings"].get("set", [])) for n in names} - {""})
+  if sets:
+    md += ["", "VAE settings changed with --set: " + "; ".join(sets)]
+  resumed = [f"{n} ({records[n]['training_processes']} processes"
+             + (", CPU count extrapolated" if records[n]["cpu_estimated"] else "") + ")"
+             for n in names if records[n]["training_processes"] > 1]
+  if resumed:
+    md += ["", "Trained over several processes (resumed from checkpoints; each process's "
+           "start-up counts in the budget): " + ", ".join(resumed)]
   if args.smoke:
     md = ["**SMOKE RUN**: tiny models, synthetic 8x8 images, a few steps; no number here is a "
           "result.", ""] + md
@@ -422,13 +445,15 @@ def report(args, head):
   out = {"title": TITLE, "header": head, "command": [sys.executable] + sys.argv,
          "smoke": bool(args.smoke), "cpu_minutes": args.cpu_minutes,
          "eval_examples": args.eval_examples, "iwae_samples": args.iwae_samples,
-         "order": "sequential", "contenders": [contender_record(n, res[n]) for n in names],
+         "order": "sequential", "contenders": [records[n] for n in names],
          "paired": paired, "table_md": "\n".join(md)}
-  atomic.write_text(args.out or os.path.join(args.workdir, "peers.json"),
-                            json.dumps(out, indent=2) + "\n")
+  atomic.write_text(out_path(args), json.dumps(out, indent=2) + "\n")
   atomic.write_text(os.path.join(args.workdir, "peers.md"), text + "\n")
-  print("\n".join(md), flush=True)
   return out
+
+
+def out_path(args):
+  return args.out or os.path.join(args.workdir, "peers.json")
 
 
 def calibrate(args):
@@ -497,6 +522,8 @@ def parse(argv=None):
   p.add_argument("--pixelcnn_filters", type=int, default=0, help="0: PIXELCNN's num_filters.")
   p.add_argument("--out", default="", help="peers.json path (default <workdir>/peers.json; "
                  "the published table is bench/results/peers.json).")
+  p.add_argument("--checkpoint_steps", type=int, default=250,
+                 help="Checkpoint every n training steps: what a killed process can lose.")
   p.add_argument("--contender", choices=CONTENDERS, help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   defaults = SMOKE if args.smoke else dict(cpu_minutes=60.0, eval_examples=1000, iwae_samples=1000)
@@ -512,6 +539,8 @@ def parse(argv=None):
             f"choose from {', '.join(CONTENDERS)}")
   if args.cpu_minutes <= 0:
     p.error(f"--cpu_minutes must be > 0, got {args.cpu_minutes}")
+  if args.checkpoint_steps < 1:
+    p.error(f"--checkpoint_steps must be >= 1, got {args.checkpoint_steps}")
   if args.iwae_samples < 1:
     p.error(f"--iwae_samples must be >= 1, got {args.iwae_samples}")
   if args.eval_examples == 0 or args.eval_examples < -1:
@@ -520,6 +549,12 @@ def parse(argv=None):
 
 
 def main(argv=None):
+  """Runs every contender not yet in ``--out`` with these settings, one fresh process each.
+
+  Resumable at any point: a contender in ``--out`` (or with a finished
+  ``peer.json``) under the same settings is kept, an interrupted one resumes
+  from its checkpoints; ``--out`` is rewritten after each contender.
+  """
   argv = sys.argv[1:] if argv is None else list(argv)
   args = parse(argv)
   if args.calibrate:
@@ -530,22 +565,17 @@ def main(argv=None):
   head = header(TITLE)
   print(head, flush=True)
   os.makedirs(args.workdir, exist_ok=True)
-  for name in args.contenders:
-    if os.path.exists(os.path.join(args.workdir, name, RESULT)):
-      print(f"{name}: reusing {os.path.join(args.workdir, name, RESULT)}", flush=True)
-      continue
-    log = os.path.join(args.workdir, name + ".log")
-    print(f"{name}: training for {args.cpu_minutes:g} CPU-minutes in a fresh process "
-          f"(log {log})", flush=True)
-    with open(log, "a") as f:
-      rc = subprocess.run([sys.executable, os.path.abspath(__file__), f"--contender={name}"]
-                          + argv, stdout=f, stderr=subprocess.STDOUT).returncode
-    with open(log) as f:
-      tail = f.read().strip().splitlines()[-1:] or [""]
-    if rc:
-      raise SystemExit(f"error: contender {name} failed (exit {rc}): {tail[0]} (log {log})")
-    print(tail[0], flush=True)
-  return report(args, head)
+  with budget_study.workdir_lock(args.workdir):
+    records = kept_contenders(out_path(args), args)
+    budget_study.run_rows(
+        args.contenders, records, lambda n: contender_settings(n, args),
+        lambda n: os.path.join(args.workdir, n, RESULT),
+        lambda n: [os.path.abspath(__file__), f"--contender={n}"] + argv,
+        lambda n: os.path.join(args.workdir, n + ".log"), contender_record,
+        lambda recs: report(args, head, recs))
+  out = report(args, head, records)
+  print(out["table_md"], flush=True)
+  return out
 
 
 if __name__ == "__main__":

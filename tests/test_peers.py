@@ -1,4 +1,5 @@
-"""bench/peers.py: tfd.PixelCNN's likelihood is a real one, and the comparison runs end to end.
+"""bench/peers.py: tfd.PixelCNN's likelihood is a real one, the comparison runs end to end, and
+a study stopped at any point resumes where it was.
 
 tfd.PixelCNN is causal only through Keras kernel constraints that an optimizer
 applies after an update; the bench projects the masks itself. The check with
@@ -11,11 +12,17 @@ import itertools
 import json
 import math
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
+
+from experiments import cpu_budget
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location("peers", os.path.join(ROOT, "bench", "peers.py"))
@@ -62,11 +69,47 @@ def test_pixelcnn_likelihood_sums_to_one_before_and_after_training():
   assert p.sum() == pytest.approx(1.0, abs=1e-6) and (p > 0).all()
 
 
-def test_half_trained_contender_is_an_error(tmp_path):
-  os.makedirs(tmp_path / "vlae")
+def test_pixelcnn_checkpoint_holds_the_whole_training_state(tmp_path):
+  """A resumed PixelCNN training continues exactly: weights, Adam's state, EMA shadows, step."""
+  x = ALL_2X2[[0, 5, 15, 9]]
+  tf.keras.utils.set_random_seed(0)
+  a = peers.PixelCNNTrainer(peers.pixelcnn((2, 2, 1), TOY_ARCH), learning_rate=3e-2)
+  for _ in range(3):
+    a.train_step(x)
+  path = a.checkpoint.save(str(tmp_path / "ckpt"))
+  tf.keras.utils.set_random_seed(1)                   # another initialisation, to be overwritten
+  b = peers.PixelCNNTrainer(peers.pixelcnn((2, 2, 1), TOY_ARCH), learning_rate=3e-2)
+  b.checkpoint.restore(path).assert_existing_objects_matched()
+  assert int(b.step.numpy()) == 3 and int(b.optimizer.iterations.numpy()) == 3
+  a.train_step(x)
+  b.train_step(x)
+  for va, vb in zip(a.variables + [a.ema.average(v) for v in a.variables],
+                    b.variables + [b.ema.average(v) for v in b.variables]):
+    np.testing.assert_allclose(va.numpy(), vb.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_cpu_count_of_a_resumed_checkpoint():
+  ledger = {100: 50.0, 200: 90.0}
+  assert cpu_budget.spent_at(ledger, None) == (0.0, False)
+  assert cpu_budget.spent_at(ledger, 200) == (90.0, False)
+  assert cpu_budget.spent_at(ledger, 250) == (pytest.approx(112.5), True)   # 90 s / 200 steps
+  assert cpu_budget.spent_at(ledger, 50) == (None, True)
+  assert cpu_budget.checkpoint_step("/w/checkpoints/ckpt-1200") == 1200
+
+
+def test_contender_folder_of_unknown_or_other_settings_is_refused(tmp_path, capsys):
+  os.makedirs(tmp_path / "vlae" / "run")
   args = peers.parse(["--smoke", "--workdir", str(tmp_path)])
-  with pytest.raises(SystemExit, match="unfinished training run"):
+  with pytest.raises(SystemExit) as e:
     peers.run_contender("vlae", args)
+  assert e.value.code == 2 and "without its settings" in capsys.readouterr().err
+  with open(tmp_path / "vlae" / peers.SETTINGS, "w") as f:
+    json.dump(peers.training_settings("vlae", peers.parse(
+        ["--smoke", "--workdir", str(tmp_path), "--cpu_minutes", "2"])), f)
+  with pytest.raises(SystemExit) as e:
+    peers.run_contender("vlae", args)
+  err = capsys.readouterr().err
+  assert e.value.code == 2 and "cpu_minutes 2.0 (now 0.05)" in err and "\n" == err[-1:]
 
 
 def test_bad_flags_are_usage_errors(capsys):
@@ -114,14 +157,59 @@ def test_smoke_run_end_to_end(tmp_path, capsys):
   rows = [ln for ln in saved["table_md"].splitlines() if ln.startswith("| ")]
   assert len(rows) == 2 + len(peers.CONTENDERS)                 # header, separator, contenders
   assert all(peers.LABELS[n] in r for n, r in zip(peers.CONTENDERS, rows[2:]))
+  for c in saved["contenders"]:                                 # the file alone rebuilds it all
+    assert c["per_image_nll"] == pytest.approx(per[c["name"]].tolist())
+    assert c["settings"] == peers.contender_settings(c["name"], peers.parse(["--smoke",
+                                                                              f"--workdir={wd}"]))
+
+  # Rerun with the same settings: nothing is trained again, the file is rebuilt the same.
+  logs = {n: os.path.getsize(os.path.join(wd, n + ".log")) for n in names}
+  again = peers.main(["--smoke", f"--workdir={wd}"])
+  assert "kept from" in capsys.readouterr().out
+  assert {n: os.path.getsize(os.path.join(wd, n + ".log")) for n in names} == logs
+  assert again["contenders"] == saved["contenders"] and again["paired"] == saved["paired"]
+  # Another study into the same --out is refused, not mixed in.
+  with pytest.raises(SystemExit) as e:
+    peers.main(["--smoke", f"--workdir={wd}", "--iwae_samples=5"])
+  assert e.value.code == 2 and "other settings: iwae_samples 4 (now 5)" in capsys.readouterr().err
 
 
-def test_settings_reach_the_vae_configs_and_bad_ones_are_refused():
+def test_interrupted_contender_resumes_from_its_checkpoint(tmp_path, capsys):
+  """SIGTERM mid-training (a session ending): checkpoint, exit 143; the rerun resumes there."""
+  wd = str(tmp_path / "peers")
+  argv = ["--smoke", f"--workdir={wd}", "--contenders=vae_factorized", "--cpu_minutes=0.3",
+          "--checkpoint_steps=10"]
+  ledger = os.path.join(wd, "vae_factorized", "run", cpu_budget.LEDGER)
+  proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "peers.py"),
+                           "--contender=vae_factorized"] + argv, cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  deadline = time.time() + 300
+  while not os.path.exists(ledger) and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.5)
+  proc.send_signal(signal.SIGTERM)
+  log = proc.communicate(timeout=300)[0]
+  assert proc.returncode == cpu_budget.INTERRUPTED_EXIT, log[-2000:]
+  assert "stopped from outside" in log
+  stopped = max(cpu_budget.read_ledger(ledger)["checkpoints"])
+  spent = cpu_budget.read_ledger(ledger)["checkpoints"][stopped]
+  assert spent < 18.0 and not os.path.exists(os.path.join(wd, "vae_factorized", peers.TRAINED))
+
+  out = peers.main(argv)
+  with open(os.path.join(wd, "vae_factorized.log")) as f:
+    assert f"resumed from {wd}/vae_factorized/run/checkpoints/ckpt-{stopped}" in f.read()
+  (c,) = out["contenders"]
+  assert c["training_processes"] == 2 and not c["cpu_estimated"]
+  assert c["steps"] > stopped and c["cpu_seconds"] >= 18.0
+  assert "vae_factorized (2 processes)" in out["table_md"]
+
+
+def test_settings_reach_the_vae_configs_and_bad_ones_are_refused(capsys):
   cfg = peers.vae_config("vlae_gated", settings=["model.decoder_layers=4",
                                                  "train.precision=bfloat16"])
   assert cfg.model.decoder_layers == 4 and cfg.train.precision == "bfloat16"
   assert peers.vae_config("vae_full").model.decoder_context == "gated_full"
-  with pytest.raises(SystemExit, match="model.no_such_key"):
+  with pytest.raises(SystemExit) as e:
     peers.vae_config("vlae", settings=["model.no_such_key=1"])
+  assert e.value.code == 2 and "model.no_such_key" in capsys.readouterr().err
   with pytest.raises(SystemExit):
     peers.parse(["--workdir", "x", "--contenders", "vlae,bogus"])
