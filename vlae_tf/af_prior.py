@@ -51,7 +51,10 @@ _LOG_SCALE_CLAMP = 3.0
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-def _soft_clamp(s):
+def soft_clamp(s):
+  """The log-scale of every MAF / IAF step from its MADE's raw output:
+  ``3 tanh(s / 3)``, in ``(-3, 3)``. Public: the codec (:mod:`vlae_tf.codec_latent`)
+  computes the prior's and posterior's conditionals with it."""
   return _LOG_SCALE_CLAMP * tf.tanh(s / _LOG_SCALE_CLAMP)
 
 
@@ -100,7 +103,7 @@ class AFPrior(keras.layers.Layer):
   def _shift_and_log_scale_fn(self, made):
     def fn(y):
       out = made(y)
-      return out[..., 0], _soft_clamp(out[..., 1])
+      return out[..., 0], soft_clamp(out[..., 1])
     return fn
 
   def bijector(self):
@@ -133,7 +136,7 @@ class AFPrior(keras.layers.Layer):
     terms = tf.zeros_like(z)
     for i in reversed(range(self.num_steps)):
       out = self.mades[i](y)
-      shift, log_scale = out[..., 0], _soft_clamp(out[..., 1])
+      shift, log_scale = out[..., 0], soft_clamp(out[..., 1])
       y = (y - shift) * tf.exp(-log_scale)
       terms = terms + tf.gather(-log_scale, np.argsort(perm), axis=-1)
       if i > 0:
@@ -253,7 +256,7 @@ def maf_forward(made, eps, block_size=32):
         local[l + 1] = local[l + 1] + tf.matmul(tf.nn.elu(local[l]) * fin[l][t], w_rr_b[l])
       shift, raw_scale = tf.unstack(start_out[t] + tf.matmul(tf.nn.elu(local[-1]),
                                                              w_out_steps[t]), axis=1)
-      y = eps_steps[t] * tf.exp(_soft_clamp(raw_scale)) + shift
+      y = eps_steps[t] * tf.exp(soft_clamp(raw_scale)) + shift
       local[0] = local[0] + y[:, None] * w1_steps[t]
       y_steps.append(y)
     y_block = tf.stack(y_steps, axis=1)                                     # [B, K]
@@ -298,7 +301,7 @@ class IAFPosterior(keras.layers.Layer):
         z = tf.gather(z, self._reverse, axis=-1)
         perm = perm[self._reverse]
       out = made(z, context=context if self.context_size else None)
-      shift, log_scale = out[..., 0], _soft_clamp(out[..., 1])
+      shift, log_scale = out[..., 0], soft_clamp(out[..., 1])
       z = z * tf.exp(log_scale) + shift
       ldj = ldj + tf.gather(log_scale, np.argsort(perm), axis=-1)
     if self.num_steps > 1 and (self.num_steps - 1) % 2 == 1:

@@ -25,6 +25,13 @@ ends in one line ``vlae <command>: error: ...`` on stderr and exit status 2 (1
 is left to bugs: a traceback); an ``--out`` that cannot be written is refused
 before any work, and outputs are written atomically (:mod:`vlae_tf.atomic`).
 
+The codec commands (``compress``, ``decompress``) compute in the codec's
+canonical numeric mode (:mod:`vlae_tf.codec_mode`): unless this process was
+started in it, they re-run themselves in a child process that is (same
+arguments, stdin, stdout, stderr and exit status), whatever the user's
+environment says about oneDNN, NumPy, libm or threads. A format-version-1 file
+(no mode recorded) is decompressed in this process as before.
+
 Adding a command: add its sub-parser in :func:`build_parser` (here, so
 ``--help`` stays fast) and write ``cmd_<name>(args) -> exit status`` with its
 entry in ``COMMANDS`` in :mod:`vlae_tf.cli_commands` (which may import anything).
@@ -35,7 +42,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vlae_tf import atomic, quiet_tf
+from vlae_tf import atomic, codec_format, codec_mode, quiet_tf
 from vlae_tf.codec_format import DEFAULT_BIN_WIDTH_LOG2, DEFAULT_GROUP_SIZE
 
 
@@ -168,7 +175,25 @@ def _model_of_info(parser, args):
   parser.exit(2, f"vlae info: error: {problem} (see vlae info --help)\n")
 
 
+def _codec_process(args, argv):
+  """For ``compress`` / ``decompress``: None to run here, else the exit status of the command
+  run in a canonical child process (:mod:`vlae_tf.codec_mode`). The checks that need no
+  TensorFlow come first, here (:func:`vlae_tf.codec_format.check_command`)."""
+  try:
+    data = codec_format.check_command(args)
+    if data is not None and codec_format.file_version(data) == 1:
+      return None                                   # no mode recorded: decode here, as before
+    if codec_mode.startable():
+      return None
+    return codec_mode.rerun_canonical(argv)
+  except (ValueError, OSError) as e:
+    msg = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename else str(e)
+    print(f"vlae {args.command}: error: {' '.join(msg.split())}", file=sys.stderr)
+    return USER_ERROR
+
+
 def main(argv=None):
+  argv = sys.argv[1:] if argv is None else list(argv)
   parser = build_parser()
   args = parser.parse_args(argv)                    # --help and usage errors end here, without TF
   if args.command == "info":
@@ -179,7 +204,17 @@ def main(argv=None):
     except atomic.OutputError as e:
       print(f"vlae {args.command}: error: {' '.join(str(e).split())}", file=sys.stderr)
       return USER_ERROR
-  quiet_tf.import_tensorflow(verbose=args.verbose, run_bool_graph=True)
+  canonical = False
+  if args.command in ("compress", "decompress"):
+    status = _codec_process(args, argv)
+    if status is not None:
+      return status
+    canonical = codec_mode.startable()
+  quiet_tf.import_tensorflow(verbose=args.verbose, run_bool_graph=False)
+  if canonical:
+    codec_mode.configure_threads()                  # before TensorFlow runs any op
+  if not args.verbose:
+    quiet_tf.spend_bool_line()
   from vlae_tf import cli_commands  # noqa: E402  (imports TensorFlow: only now, and quietly)
   try:
     return cli_commands.COMMANDS[args.command](args)

@@ -51,11 +51,24 @@ Exactness (sender and receiver must compute bit-identical probabilities)
   integers. TensorFlow always sees batches of exactly ``group_size`` images
   (short groups are padded with zero images that are never coded), so a
   file's probabilities do not depend on how a caller batches; the group size
-  is a coding parameter of the file. ``tests/test_codec.py`` checks decoding in
-  a fresh process with another TF thread count. Kernels that differ between
-  CPUs (another instruction set) can still change float results: a file
-  decoded on such a machine fails with an error naming the mismatch (image
-  hash / final message state), never with wrong images.
+  is a coding parameter of the file. Same code is not enough across machines:
+  TensorFlow (oneDNN), NumPy and libm pick kernels by the CPU at run time. So
+  the codec codes only in its **canonical numeric mode**
+  (:mod:`vlae_tf.codec_mode`: oneDNN off and its sgemm at one instruction set,
+  NumPy and libm without CPU dispatch, one TensorFlow thread), which the
+  ``vlae compress`` / ``vlae decompress`` commands start for themselves; the
+  file records it with the TensorFlow and NumPy versions (header field
+  ``numeric_mode``). Called in another process, :func:`encode` refuses with a
+  one-line error saying how to get the mode, unless ``portable=False``: then
+  the file records the process's own mode (oneDNN, threads, CPU features) and
+  decodes only where that is reproduced. :func:`decompress` refuses a file
+  whose recorded mode or versions differ from the process's, naming what
+  differs. ``tests/test_codec_portable.py`` encodes and decodes in fresh
+  processes under the default environment, oneDNN off,
+  ``ONEDNN_MAX_CPU_ISA=AVX2`` and one thread, every pair, bit-identically.
+  Format-version-1 files (before the mode was recorded; TensorFlow's default
+  kernels) decode in the calling process as before, which works only in an
+  environment like the one that wrote them; a failure says so.
 
 The chains themselves, group by group, are in :mod:`vlae_tf.codec_chain`.
 
@@ -75,19 +88,19 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import codec_chain, codec_format, zoo_keras
-from vlae_tf.codec_format import CodecError
+from vlae_tf import codec_chain, codec_format, codec_mode, zoo_keras
+from vlae_tf.codec_format import CodecError, check_lossy_options
 from vlae_tf.codec_latent import UnsupportedModel
 from vlae_tf.model import VLAE
 
 LOSSLESS, LOSSY = codec_format.LOSSLESS, codec_format.LOSSY
 DEFAULT_GROUP_SIZE = codec_format.DEFAULT_GROUP_SIZE
 DEFAULT_BIN_WIDTH_LOG2 = codec_format.DEFAULT_BIN_WIDTH_LOG2
-DEFAULT_LATENT_RANGE = 8.0
+DEFAULT_LATENT_RANGE = codec_format.DEFAULT_LATENT_RANGE
 MAX_LATENT_SYMBOLS = codec_format.MAX_LATENT_SYMBOLS    # bins per latent dimension (codec_latent: leaks)
 
 __all__ = ["compress", "decompress", "encode", "CodecError", "UnsupportedModel", "LOSSLESS",
-           "LOSSY"]
+           "LOSSY", "check_lossy_options"]
 
 
 def _constriction_version():
@@ -142,7 +155,8 @@ def check_images(model, images) -> np.ndarray:
 
 # ------------------------------------------------------------------- public
 def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
-           latent_range=DEFAULT_LATENT_RANGE, lossy_decode="mode", seed=0, progress=None):
+           latent_range=DEFAULT_LATENT_RANGE, lossy_decode="mode", seed=0, progress=None,
+           portable=True):
   """Compresses ``images``; returns ``(file bytes, stats)``.
 
   ``stats``: ``num_images``, ``num_dims`` (per image), ``file_bytes``,
@@ -153,7 +167,12 @@ def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
   ``progress(done, total)`` is called after each group of images. Lossy files
   decode each sub-pixel as its ``lossy_decode="mode"`` given the pixels before
   it, ``"mean"``: its rounded conditional mean, or ``"sample"``: a draw
-  seeded by ``seed`` (stored in the file).
+  seeded by ``seed`` (stored in the file), or greedily to each
+  sub-pixel's ``"mode"`` given the pixels before it, ``"mean"``: its rounded
+  conditional mean, or ``"sample"``: a seeded draw. ``portable`` (default): code only in
+  the canonical numeric mode (:class:`CodecError` in any other process);
+  ``portable=False``: code in this process's own mode, recorded in the file,
+  which then decodes only where that mode is reproduced.
   """
   model = _model(model)
   mode = LOSSY if lossy else LOSSLESS
@@ -164,6 +183,7 @@ def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
   codec_format.check_coding_parameters(group_size, b, latent_range)
   if lossy:
     check_lossy_options(lossy_decode, seed)
+  numeric_mode = codec_mode.require_canonical(portable)
   with codec_chain.coder_panics_as_errors("compression"):
     cod = codec_chain.Coder(model, group_size, b, latent_range)
     payload, info = (codec_chain.encode_lossy if lossy else codec_chain.encode_lossless)(cod, x,
@@ -174,7 +194,7 @@ def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
       "image_shape": list(cod.shape), "input_shape": original_shape, "count": len(x),
       "dtype": "uint8", "group_size": group_size, "bin_width_log2": b,
       "latent_range": float(latent_range), "latent_size": int(model.latent_size),
-      "constriction": _constriction_version(), **info,
+      "constriction": _constriction_version(), "numeric_mode": numeric_mode, **info,
   }
   if lossy:
     header["lossy_decode"], header["lossy_seed"] = lossy_decode, int(seed)
@@ -197,17 +217,6 @@ def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
 def _integer(v):
   """``v`` as an int if it is an integer (NumPy's too, not bool); else as given, to be refused."""
   return int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
-
-
-def check_lossy_options(lossy_decode, seed):
-  """Raises :class:`CodecError` unless a lossy file can store this decoding rule and seed."""
-  if lossy_decode not in codec_format.LOSSY_DECODES:
-    raise CodecError(f"lossy_decode must be one of {codec_format.LOSSY_DECODES}, got "
-                     f"{lossy_decode!r}")
-  if not (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)
-          and 0 <= seed < 2 ** 64):
-    raise CodecError(f"seed must be an integer in [0, 2^64) (it seeds the receiver's draws), "
-                     f"got {seed!r}")
 
 
 def size_summary(header, file_bytes) -> dict:
@@ -253,6 +262,7 @@ def decompress(model, data, progress=None, what="the input") -> np.ndarray:
     raise CodecError(f"{what} was coded with constriction {header['constriction']}; this "
                      f"installation has {_constriction_version()} (install the same minor "
                      "version)")
+  check_numeric_mode(header, what)
   mode = header["mode"]
   try:
     with codec_chain.coder_panics_as_errors(f"decoding {what}"):
@@ -263,9 +273,34 @@ def decompress(model, data, progress=None, what="the input") -> np.ndarray:
     return x.reshape(header["input_shape"])
   except CodecError:
     raise
+  except CodecError as e:
+    if header["numeric_mode"] is None:    # format version 1: no mode recorded
+      raise CodecError(f"{e} ({what} has format version 1, which records no numeric mode: it "
+                       "decodes only in an environment like the one that wrote it, TensorFlow's "
+                       "default kernels on the same kind of CPU)") from None
+    raise
   except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, AssertionError) as e:
     raise CodecError(f"decoding failed: {what} does not decode with this model "
                      f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def check_numeric_mode(header, what="the input"):
+  """Raises :class:`CodecError` unless this process reproduces the numeric mode and versions
+  the file was coded in (a format-version-1 file records none and is let through)."""
+  recorded = header["numeric_mode"]
+  if recorded is None:
+    return
+  diff = codec_mode.mismatch(recorded, codec_mode.process_mode())
+  if diff is None:
+    return
+  if recorded["name"] == codec_mode.CANONICAL:
+    how = ("decode it with `vlae decompress` (it starts the mode) or in a script run as "
+           "`python -m vlae_tf.codec_mode script.py`, with the same TensorFlow and NumPy versions")
+  else:
+    how = ("it was coded with portable=False and decodes only where that process's mode is "
+           "reproduced")
+  raise CodecError(f"{what} was coded in numeric mode {recorded['name']!r}, which this process "
+                   f"does not reproduce ({diff}): {how}")
 
 
 def negative_elbo_bits_per_dim(model, images, batch_size=256, seed=0):

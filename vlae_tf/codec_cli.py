@@ -32,7 +32,7 @@ import sys
 import numpy as np
 
 from vlae_tf import atomic, codec, codec_format, zoo_keras, zoo_store
-from vlae_tf.codec_format import CodecError
+from vlae_tf.codec_format import CodecError, check_command
 
 
 class _Progress:
@@ -88,17 +88,6 @@ def _load(name, args):
   return zoo_keras.load_keras(name, args.zoo_dir, verify_checksums=not args.no_verify)
 
 
-def check_output_folder(path):
-  """Raises :class:`vlae_tf.atomic.OutputError` unless ``path``'s folder exists and is writable
-  (checked before any work: the output is written only at the end)."""
-  folder = os.path.dirname(os.path.abspath(path))
-  if not os.path.isdir(folder):
-    raise atomic.OutputError(f"--out {path}: the folder {folder} does not exist (create it "
-                             "first)")
-  if not os.access(folder, os.W_OK | os.X_OK):
-    raise atomic.OutputError(f"--out {path}: the folder {folder} is not writable")
-
-
 def describe_sizes(header, file_bytes):
   """The sizes both commands print for a file, from its header (:func:`codec.size_summary`)."""
   s = codec.size_summary(header, file_bytes)
@@ -132,18 +121,8 @@ def _exit_2_on_user_errors(command):
   return run
 
 
-_FLAGS = ("group_size", "bin_width_log2")
-
-
 def cmd_compress(args):
-  check_output_folder(args.out)
-  mode = codec.LOSSY if args.lossy else codec.LOSSLESS
-  codec_format.check_coding_parameters(
-      codec.DEFAULT_GROUP_SIZE if args.group_size is None else args.group_size,
-      codec.DEFAULT_BIN_WIDTH_LOG2[mode] if args.bin_width_log2 is None else args.bin_width_log2,
-      codec.DEFAULT_LATENT_RANGE, field=lambda name: f"--{name}" if name in _FLAGS else name)
-  if args.lossy:
-    codec.check_lossy_options(args.lossy_decode, args.seed)
+  check_command(args)
   model_dir = zoo_store.model_dir(args.model, args.zoo_dir)
   x = read_images(args.data, model_dir)
   model = _load(args.model, args)
@@ -157,18 +136,14 @@ def cmd_compress(args):
   codec_format.write_atomic(args.out, data)
   header = codec.read_header(data)
   elbo = codec.negative_elbo_bits_per_dim(model, x)
-  print(f"wrote {args.out}: {len(x)} images, {len(data)} bytes, {mode}; "
+  print(f"wrote {args.out}: {len(x)} images, {len(data)} bytes, {header['mode']}; "
         f"{describe_sizes(header, len(data))}; model {header['model']} lossless -ELBO "
         f"{elbo:.4f} bits/dim on these images")
   return 0
 
 
 def cmd_decompress(args):
-  check_output_folder(args.out)
-  if not os.path.isfile(args.file):
-    raise FileNotFoundError(f"no such file: {args.file}")
-  with open(args.file, "rb") as f:
-    data = f.read()
+  data = check_command(args)
   header = codec.read_header(data, args.file)
   model = _load(args.model or header["model"], args)
   bar = _Progress("decompress")

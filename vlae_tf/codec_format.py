@@ -14,7 +14,12 @@ its weights, :func:`weights_fingerprint`), the images (``input_shape`` as
 given, ``count``, ``dtype``; ``images_sha256`` of the pixels for lossless
 files), and the coding parameters (``mode``, ``group_size``, ``groups``,
 ``bin_width_log2``, ``latent_range``, the initial-bits parameters, the
-``constriction`` version). :func:`unpack` checks the magic, version, length
+``constriction`` version) and, from format version 2 on, the numeric mode the
+probabilities were computed in (``numeric_mode``: :mod:`vlae_tf.codec_mode`'s
+canonical mode with the TensorFlow and NumPy versions, or a process's own mode).
+Version 1 files (written before the mode was recorded, with TensorFlow's default
+CPU kernels) still unpack, with ``numeric_mode`` None: they decode only in an
+environment like the one that wrote them. :func:`unpack` checks the magic, version, length
 and checksum, then every header field (:func:`check_header`: types, ranges and
 the relations between fields, against what the encoder can write), before
 anything is decoded, so a truncated, corrupted, foreign or crafted file ends in
@@ -30,6 +35,7 @@ import hashlib
 import json
 import math
 import numbers
+import os
 import struct
 
 import numpy as np
@@ -37,13 +43,18 @@ import numpy as np
 from vlae_tf import atomic
 
 MAGIC = b"\x89VLAE\r\n\x1a"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)    # version 1: no numeric_mode in the header
+# The numeric modes a file can record (vlae_tf.codec_mode): the canonical one (bump the name when
+# its settings change), or the coding process's own.
+CANONICAL_MODE, PROCESS_MODE = "canonical-1", "process"
 _FIXED = len(MAGIC) + 2 + 4
 _DIGEST = 32
 DEFAULT_GROUP_SIZE = 64   # images coded side by side unless asked (stored in each file's header)
 # Latent bins of 2^-B unless asked (stored in each file's header); lossless: see vlae_tf.codec_latent
 # ("The leak") for why not finer.
 DEFAULT_BIN_WIDTH_LOG2 = {"lossless": 6, "lossy": 1}
+DEFAULT_LATENT_RANGE = 8.0
 
 
 class CodecError(ValueError):
@@ -72,6 +83,13 @@ def pack(header: dict, payload: np.ndarray) -> bytes:
   return body + hashlib.sha256(body).digest()
 
 
+def file_version(data: bytes):
+  """The format version of a file's bytes, or None if they do not start like a ``.vlae`` file."""
+  if len(data) < _FIXED or data[:len(MAGIC)] != MAGIC:
+    return None
+  return struct.unpack("<H", data[len(MAGIC):len(MAGIC) + 2])[0]
+
+
 def unpack(data: bytes, what="the input") -> tuple[dict, np.ndarray]:
   """``(header, payload words)`` of a file's bytes; :class:`CodecError` if it is not a valid one.
 
@@ -83,9 +101,9 @@ def unpack(data: bytes, what="the input") -> tuple[dict, np.ndarray]:
   if len(data) < _FIXED + _DIGEST:
     raise CodecError(f"{what} is truncated ({len(data)} bytes)")
   version, length = struct.unpack("<HI", data[len(MAGIC):_FIXED])
-  if version != FORMAT_VERSION:
-    raise CodecError(f"{what} has format version {version}; this vlae_tf reads version "
-                     f"{FORMAT_VERSION} only")
+  if version not in READ_VERSIONS:
+    raise CodecError(f"{what} has format version {version}; this vlae_tf reads versions "
+                     f"{', '.join(map(str, READ_VERSIONS))}")
   if hashlib.sha256(data[:-_DIGEST]).digest() != data[-_DIGEST:]:
     if len(data) < _FIXED + length + _DIGEST:
       raise CodecError(f"{what} is truncated ({len(data)} bytes)")
@@ -99,7 +117,9 @@ def unpack(data: bytes, what="the input") -> tuple[dict, np.ndarray]:
                         parse_constant=_refuse_constant)
   except (UnicodeDecodeError, ValueError, RecursionError) as e:
     raise CodecError(f"{what} has an unreadable header ({_first_line(e)})") from None
-  check_header(header, payload_bytes // 4, what)
+  check_header(header, payload_bytes // 4, what, version)
+  if version == 1:
+    header = dict(header, numeric_mode=None)
   words = data[_FIXED + length:-_DIGEST]
   return header, np.frombuffer(words, dtype="<u4").astype(np.uint32)
 
@@ -143,6 +163,19 @@ def _show(v):
   return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _is_numeric_mode(m):
+  """What :func:`vlae_tf.codec_mode.process_mode` writes: short strings, bools, int / str lists."""
+  def short(v):
+    return isinstance(v, str) and len(v) <= 2000
+  if not (isinstance(m, dict) and len(m) <= 16 and m.get("name") in (CANONICAL_MODE, PROCESS_MODE)
+          and short(m.get("tensorflow")) and short(m.get("numpy"))):
+    return False
+  return all(short(k) and (short(v) or isinstance(v, bool)
+                           or (isinstance(v, list) and len(v) <= 64
+                               and all(_is_int(e) or short(e) for e in v)))
+             for k, v in m.items())
+
+
 def check_coding_parameters(group_size, bin_width_log2, latent_range, field=str):
   """Raises :class:`CodecError` unless the encoder can code with these parameters.
 
@@ -171,7 +204,54 @@ def check_coding_parameters(group_size, bin_width_log2, latent_range, field=str)
                      "every latent would fall in one bin (raise bin_width_log2 or latent_range)")
 
 
-def check_header(header, payload_words, what="the input"):
+def check_lossy_options(lossy_decode, seed):
+  """Raises :class:`CodecError` unless a lossy file can store this decoding rule and seed."""
+  if lossy_decode not in LOSSY_DECODES:
+    raise CodecError(f"lossy_decode must be one of {LOSSY_DECODES}, got {lossy_decode!r}")
+  if not (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)
+          and 0 <= seed < 2 ** 64):
+    raise CodecError(f"seed must be an integer in [0, 2^64) (it seeds the receiver's draws), "
+                     f"got {seed!r}")
+
+
+def check_output_folder(path):
+  """Raises :class:`vlae_tf.atomic.OutputError` unless ``path``'s folder exists and is writable
+  (the codec commands check it before any work: the output is written only at the end)."""
+  folder = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(folder):
+    raise atomic.OutputError(f"--out {path}: the folder {folder} does not exist (create it "
+                             "first)")
+  if not os.access(folder, os.W_OK | os.X_OK):
+    raise atomic.OutputError(f"--out {path}: the folder {folder} is not writable")
+
+
+_FLAGS = ("group_size", "bin_width_log2")
+
+
+def check_command(args):
+  """The checks of ``vlae compress`` / ``vlae decompress`` that come before any work (and need no
+  TensorFlow, so the command makes them before it starts its canonical process): ``--out``'s
+  folder, the coding flags, and for ``decompress`` the file and its header. Returns the file's
+  bytes for ``decompress``, else None."""
+  check_output_folder(args.out)
+  if args.command == "compress":
+    mode = LOSSY if args.lossy else LOSSLESS
+    check_coding_parameters(
+        DEFAULT_GROUP_SIZE if args.group_size is None else args.group_size,
+        DEFAULT_BIN_WIDTH_LOG2[mode] if args.bin_width_log2 is None else args.bin_width_log2,
+        DEFAULT_LATENT_RANGE, field=lambda name: f"--{name}" if name in _FLAGS else name)
+    if args.lossy:
+      check_lossy_options(args.lossy_decode, args.seed)
+    return None
+  if not os.path.isfile(args.file):
+    raise FileNotFoundError(f"no such file: {args.file}")
+  with open(args.file, "rb") as f:
+    data = f.read()
+  unpack(data, args.file)
+  return data
+
+
+def check_header(header, payload_words, what="the input", version=FORMAT_VERSION):
   """Raises :class:`CodecError` naming the first header field the encoder could not have written.
 
   ``payload_words``: the number of payload words the file holds. Checks types (JSON
@@ -190,10 +270,11 @@ def check_header(header, payload_words, what="the input"):
   mode = header.get("mode")
   if mode not in _KEYS:
     raise CodecError(f"{field('mode')} must be {LOSSLESS!r} or {LOSSY!r}, got {_show(mode)}")
-  missing = sorted(_KEYS[mode] - header.keys())
+  keys = _KEYS[mode] | ({"numeric_mode"} if version >= 2 else set())
+  missing = sorted(keys - header.keys())
   if missing:
     raise CodecError(f"{what}: header lacks the field(s) {', '.join(missing)}")
-  unknown = sorted(header.keys() - _KEYS[mode])
+  unknown = sorted(header.keys() - keys)
   if unknown:
     raise CodecError(f"{what}: header has field(s) the {mode} encoder does not write: "
                      f"{', '.join(map(_show, unknown))}")
@@ -208,6 +289,8 @@ def check_header(header, payload_words, what="the input"):
       bad(name, "a sha256 (64 lowercase hex digits)")
   if not (isinstance(header["constriction"], str) and 0 < len(header["constriction"]) <= 64):
     bad("constriction", "a version string")
+  if version >= 2 and not _is_numeric_mode(header["numeric_mode"]):
+    bad("numeric_mode", "an object naming the numeric mode (name, tensorflow, numpy, ...)")
   if header["dtype"] != "uint8":
     bad("dtype", '"uint8"')
   shape = header["image_shape"]

@@ -84,7 +84,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf.af_prior import AFPrior, StandardNormalPrior, _soft_clamp
+from vlae_tf.af_prior import AFPrior, StandardNormalPrior, soft_clamp
 
 
 class UnsupportedModel(ValueError):
@@ -125,7 +125,7 @@ class LatentScheme:
     def made_fn(made):
       def fn(y):
         out = made(y)
-        return tf.stack([out[..., 0], _soft_clamp(out[..., 1])], -1)   # [G, D, 2]
+        return tf.stack([out[..., 0], soft_clamp(out[..., 1])], -1)   # [G, D, 2]
       return tf.function(fn, input_signature=spec, autograph=False)
 
     self._prior_made = made_fn(prior.mades[0]) if self.steps >= 1 else None

@@ -41,9 +41,7 @@ import tensorflow as tf
 
 from vlae_tf import sampling
 from vlae_tf.gated_decoder import GatedDecoder, gate
-from vlae_tf.likelihoods import Bernoulli, DiscretizedLogisticMixture
-
-_MIN_LOG_SCALE = -7.0      # as vlae_tf.likelihoods
+from vlae_tf.likelihoods import MIN_LOG_SCALE, Bernoulli, DiscretizedLogisticMixture
 
 
 class _VariableCache:
@@ -89,7 +87,7 @@ class PixelWalker:
     elif self.none:
       self.raw_all = zeros(n, g, model.likelihood.num_params())
     else:
-      self.first = sampling._TapLayer(dec.first, (h, w))
+      self.first = sampling.TapLayer(dec.first, (h, w))
       self.x_cache = zeros(n + 1, g, self.first.cin)
       self.pre_first = zeros(n, g, dec.filters)
       self.masked, self.pointwise = [], []
@@ -99,7 +97,7 @@ class PixelWalker:
           kernel = tf.convert_to_tensor(block.conv.kernel)[0, 0] * float(block.conv.mask[0, 0])
           self.pointwise.append((block, kernel, pre))
         else:
-          self.masked.append((block, sampling._TapLayer(block.conv, (h, w)), pre,
+          self.masked.append((block, sampling.TapLayer(block.conv, (h, w)), pre,
                               zeros(n + 1, g, dec.filters)))
       self.out_kernel = tf.convert_to_tensor(dec.out.kernel)
       self.out_bias = tf.convert_to_tensor(dec.out.bias)
@@ -114,7 +112,7 @@ class PixelWalker:
     cond = model.conditioning_features(z)
     if self.none:
       h, w, c = model.image_shape
-      self.raw_all.assign(sampling._per_pixel(dec(model.normalize(tf.zeros([self.g, h, w, c])),
+      self.raw_all.assign(sampling.per_pixel(dec(model.normalize(tf.zeros([self.g, h, w, c])),
                                                   cond)))
       return tf.constant(0)
     self.x_cache.assign(tf.zeros_like(self.x_cache))
@@ -123,12 +121,12 @@ class PixelWalker:
       for cache in self.v_streams + self.h_streams:
         cache.assign(tf.zeros_like(cache))
       return tf.constant(0)
-    self.pre_first.assign(sampling._per_pixel(dec.first_proj(cond) + dec.first.bias))
+    self.pre_first.assign(sampling.per_pixel(dec.first_proj(cond) + dec.first.bias))
     for block, _, pre, cache in self.masked:
-      pre.assign(sampling._per_pixel(block.proj(cond) + block.conv.bias))
+      pre.assign(sampling.per_pixel(block.proj(cond) + block.conv.bias))
       cache.assign(tf.zeros_like(cache))
     for block, _, pre in self.pointwise:
-      pre.assign(sampling._per_pixel(block.proj(cond) + block.conv.bias))
+      pre.assign(sampling.per_pixel(block.proj(cond) + block.conv.bias))
     return tf.constant(0)
 
   def _step_fn(self, p, prev):
@@ -211,7 +209,7 @@ def _unpack_mixture(lik, raw):
   g = raw.shape[0]
   logits = raw[:, :k]
   means = raw[:, k:k + c * k].reshape(g, c, k)
-  log_scales = np.maximum(raw[:, k + c * k:k + 2 * c * k].reshape(g, c, k), _MIN_LOG_SCALE)
+  log_scales = np.maximum(raw[:, k + c * k:k + 2 * c * k].reshape(g, c, k), MIN_LOG_SCALE)
   coeffs = np.tanh(raw[:, k + 2 * c * k:].reshape(g, lik.num_coeffs, k))
   return logits, means, log_scales, coeffs
 

@@ -36,7 +36,8 @@ import math
 
 import tensorflow as tf
 
-_MIN_LOG_SCALE = -7.0
+MIN_LOG_SCALE = -7.0    # the discretized logistics' log-scales are clamped below at this (public:
+                        # the codec's categoricals, vlae_tf.codec_pixels, use the same bound)
 _UNIFORM_EPS = 1e-6
 
 
@@ -111,7 +112,7 @@ class DiscretizedLogisticMixture:
     logits = raw[..., :k]
     means = tf.reshape(raw[..., k:k + c * k], tf.concat([shape, [c, k]], 0))
     log_scales = tf.reshape(raw[..., k + c * k:k + 2 * c * k], tf.concat([shape, [c, k]], 0))
-    log_scales = tf.maximum(log_scales, _MIN_LOG_SCALE)
+    log_scales = tf.maximum(log_scales, MIN_LOG_SCALE)
     coeffs = tf.tanh(tf.reshape(raw[..., k + 2 * c * k:],
                                 tf.concat([shape, [self.num_coeffs, k]], 0)))
     return logits, means, log_scales, coeffs

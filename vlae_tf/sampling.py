@@ -130,7 +130,7 @@ def tap_table(mask, anchor, image_hw):
   return taps, table
 
 
-class _TapLayer:
+class TapLayer:
   """One masked conv evaluated at a single pixel from a slot cache."""
 
   def __init__(self, conv, image_hw):
@@ -157,7 +157,7 @@ class _TapLayer:
     return tf.einsum("wbk,kc->wbc", flat, self.kernel)
 
 
-def _per_pixel(t):
+def per_pixel(t):
   """``[B, H, W, F]`` -> ``[H W, B, F]`` so step ``p`` reads a contiguous slice."""
   s = tf.shape(t)
   return tf.transpose(tf.reshape(t, [s[0], s[1] * s[2], s[3]]), [1, 0, 2])
@@ -189,9 +189,9 @@ class GatedPixelProgram:
   def __init__(self, dec, image_hw):
     self.dec = dec
     self.width = int(image_hw[1])
-    self.v_in, self.h_in = _TapLayer(dec.v_in, image_hw), _TapLayer(dec.h_in, image_hw)
-    self.v_taps = [_TapLayer(c, image_hw) for c in dec.v_convs]
-    self.h_taps = [_TapLayer(c, image_hw) for c in dec.h_convs]
+    self.v_in, self.h_in = TapLayer(dec.v_in, image_hw), TapLayer(dec.h_in, image_hw)
+    self.v_taps = [TapLayer(c, image_hw) for c in dec.v_convs]
+    self.h_taps = [TapLayer(c, image_hw) for c in dec.h_convs]
     t = tf.convert_to_tensor
     self.links = [t(dec.h_in_link.kernel)] + [t(d.kernel) for d in dec.h_links]
     self.pointwise = [t(d.kernel) for d in dec.pointwise]
@@ -205,7 +205,7 @@ class GatedPixelProgram:
     biases = ([d.v_in.bias, d.h_in.bias]
               + [b for v, h in zip(d.v_convs, d.h_convs) for b in (v.bias, h.bias)]
               + [layer.bias for layer in d.pointwise])
-    return _per_pixel(d.cond_proj(cond) + tf.concat(biases, 0))
+    return per_pixel(d.cond_proj(cond) + tf.concat(biases, 0))
 
   def row(self, p0, pre, x_cache, v_caches):
     """The vertical stream of the row starting at pixel ``p0`` (rows above all drawn).
@@ -248,7 +248,7 @@ def _cached_sample_gated(model, cond, noise):
   h, w, c = model.image_shape
   n, b = h * w, tf.shape(cond)[0]
   prog = GatedPixelProgram(model.decoder, (h, w))
-  pre, noise_p = prog.prepare(cond), _per_pixel(noise)
+  pre, noise_p = prog.prepare(cond), per_pixel(noise)
 
   def row_body(i, x_cache, v_caches, h_caches, out):
     p0 = i * w
@@ -288,19 +288,19 @@ def cached_sample(model, cond, noise):
     x = tf.zeros(tf.concat([tf.shape(cond)[:1], [h, w, c]], 0))
     return lik.sample(dec(model.normalize(x), cond), noise)
   b = tf.shape(cond)[0]
-  first = _TapLayer(dec.first, (h, w))
-  pre_first = _per_pixel(dec.first_proj(cond) + dec.first.bias)
+  first = TapLayer(dec.first, (h, w))
+  pre_first = per_pixel(dec.first_proj(cond) + dec.first.bias)
   masked, pointwise = [], []
   for block in dec.blocks:
-    pre = _per_pixel(block.proj(cond) + block.conv.bias)
+    pre = per_pixel(block.proj(cond) + block.conv.bias)
     if block.conv.mask.shape == (1, 1):
       kernel = tf.convert_to_tensor(block.conv.kernel)[0, 0] * float(block.conv.mask[0, 0])
       pointwise.append((kernel, pre))
     else:
-      masked.append((_TapLayer(block.conv, (h, w)), pre))
+      masked.append((TapLayer(block.conv, (h, w)), pre))
   out_kernel = tf.convert_to_tensor(dec.out.kernel)
   out_bias = tf.convert_to_tensor(dec.out.bias)
-  noise_p = _per_pixel(noise)
+  noise_p = per_pixel(noise)
   filters = dec.filters
 
   def body(p, x_cache, caches, out):

@@ -1,0 +1,193 @@
+"""A .vlae file decodes in another environment: the codec's canonical numeric mode (issue 21 §1).
+
+The real thing runs real processes: ``python -m vlae_tf.cli compress`` under each of four
+environments that change TensorFlow's float results (the default, oneDNN off,
+``ONEDNN_MAX_CPU_ISA=AVX2`` as on a CPU without AVX-512, one thread), on the shipped
+``mnist`` and ``cifar10`` zoo models: the four files must be the same bytes, and each
+decodes under another environment to the same images. The control shows the failure
+the mode prevents: a format-version-1 file (coded with TensorFlow's default kernels, no
+mode recorded) still decodes where it was made, and not with oneDNN off.
+"""
+
+import hashlib
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from vlae_tf import codec, codec_format, codec_mode, zoo_keras
+
+_ENVS = {"default": {}, "onednn_off": {"TF_ENABLE_ONEDNN_OPTS": "0"},
+         "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
+         "one_thread": {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
+                        "OMP_NUM_THREADS": "1"}}
+_OURS = ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA", "NPY_DISABLE_CPU_FEATURES",
+         "NPY_ENABLE_CPU_FEATURES", "GLIBC_TUNABLES", "TF_NUM_INTRAOP_THREADS",
+         "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "VLAE_CODEC_NUMERIC_MODE")
+
+
+def _environ(name):
+  env = {k: v for k, v in os.environ.items() if k not in _OURS}
+  env.update(_ENVS[name])
+  return env
+
+
+def _vlae(args, env_name):
+  r = subprocess.run([sys.executable, "-m", "vlae_tf.cli", *args], env=_environ(env_name),
+                     capture_output=True, text=True, timeout=900)
+  return r.returncode, r.stdout, r.stderr.strip()
+
+
+def _examples(name, n):
+  return np.load(os.path.join(zoo_keras.zoo_store.model_dir(name), "examples.npz"))["x"][:n]
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.parametrize("name,n,flags", [("mnist", 2, []), ("cifar10", 1, ["--group_size=1"])])
+def test_every_environment_writes_the_same_file_and_decodes_every_other_ones(tmp_path, name, n,
+                                                                            flags):
+  x = _examples(name, n)
+  data = tmp_path / "x.npz"
+  np.savez(data, x=x)
+  files = {}
+  for env in _ENVS:
+    out = tmp_path / f"{env}.vlae"
+    rc, _, err = _vlae(["compress", f"--model={name}", f"--data={data}", f"--out={out}", *flags],
+                       env)
+    assert rc == 0, err[-2000:]
+    files[env] = out.read_bytes()
+  header = codec.read_header(files["default"])
+  assert header["numeric_mode"]["name"] == codec_mode.CANONICAL
+  assert header["numeric_mode"]["tensorflow"] and header["numeric_mode"]["numpy"]
+  assert all(files[e] == files["default"] for e in _ENVS), "the environments coded differently"
+  names = list(_ENVS)
+  for i, env in enumerate(names):
+    maker = names[(i + 1) % len(names)]        # decode each under another environment
+    back = tmp_path / f"{env}.npz"
+    rc, out, err = _vlae(["decompress", str(tmp_path / f"{maker}.vlae"), f"--out={back}"], env)
+    assert rc == 0, err[-2000:]
+    assert "exact" in out
+    np.testing.assert_array_equal(np.load(back)["x"], x)
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_a_script_run_by_codec_mode_decodes_with_the_library(tmp_path):
+  """``python -m vlae_tf.codec_mode script.py`` is the library's way into the mode."""
+  x = _examples("mnist", 1)
+  f = tmp_path / "x.vlae"
+  data = tmp_path / "x.npz"
+  np.savez(data, x=x)
+  rc, _, err = _vlae(["compress", "--model=mnist", f"--data={data}", f"--out={f}"], "avx2")
+  assert rc == 0, err[-2000:]
+  script = tmp_path / "decode.py"
+  script.write_text(textwrap.dedent("""
+      import sys
+      import numpy as np
+      from vlae_tf import codec, codec_mode
+      print(codec_mode.process_mode()["name"])
+      np.save(sys.argv[2], codec.decompress("mnist", open(sys.argv[1], "rb").read()))
+  """))
+  r = subprocess.run([sys.executable, "-m", "vlae_tf.codec_mode", str(script), str(f),
+                      str(tmp_path / "y.npy")], env=_environ("onednn_off"), capture_output=True,
+                     text=True, timeout=900)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert r.stdout.split() == [codec_mode.CANONICAL]
+  np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), x)
+
+
+def _reseal(header, payload, version=codec_format.FORMAT_VERSION):
+  body = codec_format.pack(header, payload)[:-32]
+  body = body[:8] + struct.pack("<H", version) + body[10:]
+  return body + hashlib.sha256(body).digest()
+
+
+def _as_version_1(data):
+  """The file as the format-version-1 encoder wrote it: no numeric_mode field."""
+  header, payload = codec_format.unpack(data)
+  del header["numeric_mode"], header["payload_words"]
+  return _reseal(header, payload, version=1)
+
+
+def _with_mode(data, **mode):
+  header, payload = codec_format.unpack(data)
+  del header["payload_words"]
+  return _reseal(dict(header, numeric_mode=mode), payload)
+
+
+@pytest.fixture(scope="module")
+def here():
+  """The shipped mnist, one image, and its file coded in this (pytest's, not canonical) process."""
+  model = zoo_keras.load_keras("mnist")
+  x = _examples("mnist", 1)
+  return model, x, codec.compress(model, x, group_size=1, portable=False)
+
+
+def test_the_library_refuses_to_code_outside_the_canonical_mode(here):
+  model, x, _ = here
+  with pytest.raises(codec.CodecError) as e:
+    codec.compress(model, x)
+  msg = str(e.value)
+  assert "\n" not in msg and "canonical numeric mode" in msg and "oneDNN on" in msg
+  assert "python -m vlae_tf.codec_mode script.py" in msg and "portable=False" in msg
+
+
+def test_a_process_mode_file_records_it_and_decodes_here(here):
+  model, x, data = here
+  mode = codec.read_header(data)["numeric_mode"]
+  assert mode["name"] == codec_mode.PROCESS and mode["onednn"] is True
+  np.testing.assert_array_equal(codec.decompress(model, data), x)
+
+
+def test_another_tensorflow_version_is_named(here):
+  model, _, data = here
+  mode = dict(codec.read_header(data)["numeric_mode"], tensorflow="2.0.0")
+  with pytest.raises(codec.CodecError, match="tensorflow 2.0.0 in the file, 2\\.") as e:
+    codec.decompress(model, _with_mode(data, **mode))
+  assert "\n" not in str(e.value) and "not reproduce" in str(e.value)
+
+
+def test_a_canonical_file_in_another_process_says_how_to_decode_it(here):
+  model, _, data = here
+  mode = codec.read_header(data)["numeric_mode"]
+  crafted = _with_mode(data, name=codec_mode.CANONICAL, tensorflow=mode["tensorflow"],
+                       numpy=mode["numpy"])
+  with pytest.raises(codec.CodecError, match="coded in numeric mode 'canonical-1'.*"
+                     "name canonical-1 in the file, process here.*vlae decompress"):
+    codec.decompress(model, crafted)
+
+
+def test_a_numeric_mode_the_encoder_cannot_write_is_refused(here):
+  _, _, data = here
+  with pytest.raises(codec.CodecError, match="header field 'numeric_mode' must be"):
+    codec.read_header(_with_mode(data, name="fast"))
+
+
+def test_a_format_version_1_file_decodes_where_it_was_made(here):
+  model, x, data = here
+  old = _as_version_1(data)
+  assert codec_format.file_version(old) == 1 and codec.read_header(old)["numeric_mode"] is None
+  np.testing.assert_array_equal(codec.decompress(model, old), x)
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_a_format_version_1_file_fails_with_onednn_off_and_says_why(here, tmp_path):
+  """The control: without the canonical mode a file does not survive oneDNN off. `vlae
+  decompress` decodes a version-1 file in its own process, as before: in the default
+  environment (like the one that wrote it) exactly, with oneDNN off not, in one line."""
+  _, x, data = here
+  f = tmp_path / "old.vlae"
+  f.write_bytes(_as_version_1(data))
+  rc, _, err = _vlae(["decompress", str(f), f"--out={tmp_path / 'a.npz'}"], "default")
+  assert rc == 0, err[-2000:]
+  np.testing.assert_array_equal(np.load(tmp_path / "a.npz")["x"], x)
+  rc, _, err = _vlae(["decompress", str(f), f"--out={tmp_path / 'b.npz'}"], "onednn_off")
+  assert rc == 2 and "format version 1" in err and "decoding failed" in err
+  assert err.splitlines()[-1].startswith("vlae decompress: error: ")
+  assert not (tmp_path / "b.npz").exists()

@@ -1,0 +1,241 @@
+"""The codec's canonical numeric mode: the same probabilities on every x86-64 CPU.
+
+An entropy decoder must be fed *bit-identical* probabilities to its encoder's.
+Three libraries under the codec pick code paths by the CPU at run time, and each
+changes float results (measured on an AVX-512 machine, TF 2.21, NumPy 2.4,
+glibc 2.36):
+
+* TensorFlow's oneDNN kernels (on by default on x86), and even with
+  ``TF_ENABLE_ONEDNN_OPTS=0`` its Eigen matmul / convolution, whose inner
+  kernel is oneDNN's sgemm: a ``[64, 2000] x [2000, 48]`` matmul or a 3x3
+  convolution gives other bits under ``ONEDNN_MAX_CPU_ISA=AVX2`` (what a CPU
+  without AVX-512 gets) than by default;
+* NumPy's SIMD dispatch (``np.exp``, ``np.tanh``, ``np.log1p``, ... have
+  AVX2 / AVX-512 versions);
+* glibc's libm (``exp``, ``log``, ``pow``, ... have FMA / AVX2 versions, chosen
+  by ``ifunc``), which NumPy's fallbacks and constriction's Rust code call.
+
+The canonical mode pins every one of them to a path that every x86-64 CPU able
+to run TensorFlow has (TensorFlow's own Eigen code is compiled for one
+instruction set, AVX, and does not dispatch), and fixes TensorFlow's thread
+counts (sharded reductions sum in an order that depends on them). It is set in
+the environment of a *new* process, before Python starts (glibc and NumPy read
+it at start-up, TensorFlow at import):
+
+====================================  =================================================
+``TF_ENABLE_ONEDNN_OPTS=0``           no oneDNN graph rewrites: TensorFlow's Eigen kernels
+``ONEDNN_MAX_CPU_ISA=SSE41``          the sgemm inside Eigen's matmul / conv at its
+                                      SSE4.1 kernel, whatever the CPU
+``NPY_DISABLE_CPU_FEATURES=...``      every dispatch target of this NumPy build off
+                                      (its baseline code only)
+``GLIBC_TUNABLES=glibc.cpu.hwcaps=``  libm's baseline (SSE2) variants
+``-AVX2,-FMA,...``
+``TF_NUM_INTRAOP_THREADS=1``,         one thread each (and :func:`configure_threads`
+``TF_NUM_INTEROP_THREADS=1``          sets them before any op)
+====================================  =================================================
+
+:data:`MODE` names it; a ``.vlae`` file records it with the TensorFlow and NumPy
+versions (header field ``numeric_mode``), and a file decodes only where the same
+mode and versions are reproduced (:func:`mismatch` names what differs).
+
+Who runs in it: ``vlae compress`` / ``vlae decompress`` re-run themselves in a
+child process with :func:`canonical_environ` (the user's environment with the
+settings above overriding theirs), unless they already are such a process.
+:mod:`vlae_tf.codec` refuses to code in any other process with a one-line error
+saying how to get the mode (the commands; ``python -m vlae_tf.codec_mode
+script.py [args]``, which runs a script in it; or ``portable=False``, which
+writes a file that records this process's own mode and decodes only where that
+is reproduced, e.g. the same process or machine type).
+
+This module does not import TensorFlow (the ``vlae`` command decides on the mode
+before TensorFlow is imported); it reads it from ``sys.modules`` when asked about
+the running process, which has imported it by then.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+from numpy._core import _multiarray_umath
+
+from vlae_tf import codec_format
+from vlae_tf.codec_format import CodecError
+
+MODE = CANONICAL = codec_format.CANONICAL_MODE    # its name (bumped when the settings change)
+PROCESS = codec_format.PROCESS_MODE
+THREADS = 1
+ONEDNN_ISA = "SSE41"
+_MARKER = "VLAE_CODEC_NUMERIC_MODE"
+_HWCAPS = "glibc.cpu.hwcaps=-AVX2,-FMA,-FMA4,-AVX512F,-AVX2_Usable,-FMA_Usable,-FMA4_Usable"
+_HOW = ("use `vlae compress` / `vlae decompress`, run your script as `python -m "
+        "vlae_tf.codec_mode script.py`, or pass portable=False (a file that decodes only where "
+        "this process's mode is reproduced)")
+
+
+def _numpy_dispatch():
+  """The run-time dispatch targets NumPy was built with (``X86_V3``, ``AVX512_ICL``, ...)."""
+  return list(_multiarray_umath.__cpu_dispatch__), dict(_multiarray_umath.__cpu_features__)
+
+
+def canonical_environ(environ=None) -> dict:
+  """``environ`` (default ``os.environ``) with the canonical mode's settings overriding its own."""
+  env = dict(os.environ if environ is None else environ)
+  dispatch, _ = _numpy_dispatch()
+  tunables = [t for t in env.get("GLIBC_TUNABLES", "").split(":")
+              if t and not t.startswith("glibc.cpu.hwcaps=")]
+  env.update({
+      "TF_ENABLE_ONEDNN_OPTS": "0", "ONEDNN_MAX_CPU_ISA": ONEDNN_ISA,
+      "NPY_DISABLE_CPU_FEATURES": " ".join(dispatch),
+      "GLIBC_TUNABLES": ":".join(tunables + [_HWCAPS]),
+      "TF_NUM_INTRAOP_THREADS": str(THREADS), "TF_NUM_INTEROP_THREADS": str(THREADS),
+      _MARKER: MODE})
+  env.pop("NPY_ENABLE_CPU_FEATURES", None)
+  return env
+
+
+def _environment_differences() -> list:
+  """What of the canonical settings this process was not started with (before TF is imported)."""
+  problems = []
+  if os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0":
+    problems.append("oneDNN on (TF_ENABLE_ONEDNN_OPTS is not 0)")
+  if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() != ONEDNN_ISA:
+    problems.append(f"ONEDNN_MAX_CPU_ISA is not {ONEDNN_ISA}")
+  if _HWCAPS not in os.environ.get("GLIBC_TUNABLES", ""):
+    problems.append("libm's CPU-specific variants on (GLIBC_TUNABLES)")
+  dispatch, features = _numpy_dispatch()
+  active = [f for f in dispatch if features.get(f)]
+  if active:
+    problems.append(f"NumPy's SIMD dispatch on ({', '.join(active)})")
+  return problems
+
+
+def startable() -> bool:
+  """True if this process was started in the canonical mode and TensorFlow can still join it
+  (not imported yet, or imported with oneDNN off and one thread each)."""
+  return not _environment_differences() and not _tensorflow_differences()
+
+
+def _tensorflow_differences() -> list:
+  tf = sys.modules.get("tensorflow")
+  if tf is None:
+    return []
+  problems = []
+  if _onednn_enabled():
+    problems.append("TensorFlow's oneDNN on")
+  threads = (tf.config.threading.get_intra_op_parallelism_threads(),
+             tf.config.threading.get_inter_op_parallelism_threads())
+  if threads != (THREADS, THREADS):
+    problems.append(f"TensorFlow's intra/inter-op threads {threads[0]}/{threads[1]} (0 = all "
+                    f"cores), not {THREADS}/{THREADS}")
+  return problems
+
+
+def _onednn_enabled() -> bool:
+  """Whether TensorFlow (imported) runs oneDNN kernels, as its own start-up line reports."""
+  return bool(importlib.import_module("tensorflow.python.util._pywrap_util_port").IsMklEnabled())
+
+
+def configure_threads():
+  """Sets TensorFlow's intra- and inter-op threads to :data:`THREADS` (before any op runs).
+
+  Does nothing when they are already set so; raises ``RuntimeError`` when TensorFlow's runtime
+  started with other counts (they can no longer change).
+  """
+  th = sys.modules["tensorflow"].config.threading
+  if (th.get_intra_op_parallelism_threads(), th.get_inter_op_parallelism_threads()) == (
+      THREADS, THREADS):
+    return
+  th.set_intra_op_parallelism_threads(THREADS)
+  th.set_inter_op_parallelism_threads(THREADS)
+
+
+def process_differences() -> list:
+  """How this process differs from the canonical mode (empty: it is in it). Sets the thread
+  counts first if TensorFlow's runtime has not started yet."""
+  env = _environment_differences()
+  if not env and "tensorflow" in sys.modules and not _onednn_enabled():
+    try:
+      configure_threads()
+    except RuntimeError:
+      pass
+  return env + _tensorflow_differences()
+
+
+def process_mode() -> dict:
+  """The numeric mode of this process as a file records it (the ``numeric_mode`` header field).
+
+  Canonical: ``{"name": "canonical-1", "tensorflow": ..., "numpy": ...}``. Otherwise
+  ``"name": "process"`` and what decides its float results here: oneDNN, its ISA cap, the
+  thread counts, NumPy's active dispatch targets and the CPU's features.
+  """
+  tf = sys.modules["tensorflow"]
+  mode = {"name": CANONICAL, "tensorflow": tf.__version__, "numpy": np.__version__}
+  if process_differences():
+    dispatch, features = _numpy_dispatch()
+    th = tf.config.threading
+    mode.update(name=PROCESS, onednn=_onednn_enabled(),
+                onednn_isa=os.environ.get("ONEDNN_MAX_CPU_ISA", "default"),
+                threads=[th.get_intra_op_parallelism_threads(),
+                         th.get_inter_op_parallelism_threads()],
+                numpy_dispatch=[f for f in dispatch if features.get(f)],
+                cpu=",".join(sorted(k for k, v in features.items() if v)),
+                glibc_tunables=os.environ.get("GLIBC_TUNABLES", ""))
+  return mode
+
+
+def require_canonical(portable=True) -> dict:
+  """The mode to code in: :func:`process_mode` if it is canonical or ``portable`` is False;
+  else raises :class:`vlae_tf.codec_format.CodecError` naming what differs and how to fix it."""
+  mode = process_mode()
+  if portable and mode["name"] != CANONICAL:
+    raise CodecError(f"vlae_tf.codec codes only in its canonical numeric mode ({MODE}: oneDNN "
+                     f"off, oneDNN ISA {ONEDNN_ISA}, {THREADS} TensorFlow thread, no NumPy / "
+                     f"libm CPU dispatch), so that a file decodes on any x86-64 machine; this "
+                     f"process has {'; '.join(process_differences())}: {_HOW}")
+  return mode
+
+
+def mismatch(recorded: dict, current: dict) -> str | None:
+  """None if a file made in mode ``recorded`` decodes in mode ``current``; else what differs."""
+  if recorded == current:
+    return None
+  keys = sorted(set(recorded) | set(current), key=lambda k: (k != "name", k))
+  diffs = []
+  for k in keys:
+    a, b = recorded.get(k, "unset"), current.get(k, "unset")
+    if a != b:
+      show = lambda v: v if len(str(v)) <= 40 else str(v)[:37] + "..."
+      diffs.append(f"{k} {show(a)} in the file, {show(b)} here")
+  return ", ".join(diffs)
+
+
+def rerun_canonical(argv) -> int:
+  """Runs ``python -m vlae_tf.cli ARGV`` in a child process in the canonical mode; its exit status.
+
+  The child shares this process's stdin, stdout and stderr.
+  """
+  if os.environ.get(_MARKER) == MODE:     # a child of ours that still is not canonical: no loop
+    raise CodecError("could not start the codec's canonical numeric mode: the process started for "
+                     f"it has {'; '.join(process_differences())}")
+  for stream in (sys.stdout, sys.stderr):
+    stream.flush()
+  return subprocess.call([sys.executable, "-m", "vlae_tf.cli", *argv],
+                         env=canonical_environ())
+
+
+def main(argv=None) -> int:
+  """``python -m vlae_tf.codec_mode script.py [args]``: runs a Python script in the canonical mode."""
+  argv = sys.argv[1:] if argv is None else argv
+  if not argv or argv[0] in ("-h", "--help"):
+    print("usage: python -m vlae_tf.codec_mode script.py [args]   (runs the script in the "
+          "codec's canonical numeric mode)")
+    return 0 if argv else 2
+  return subprocess.call([sys.executable, *argv], env=canonical_environ())
+
+
+if __name__ == "__main__":
+  sys.exit(main())
