@@ -26,6 +26,8 @@ from vlae_tf.datasets import DataError
 # --deterministic, the log level for --verbose -- and only then imports it (docs/TRAINING.md,
 # "Determinism").
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+# A --config file of your own may import TensorFlow while the flags are read: it starts quietly.
+quiet_tf.install_import_hook()
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. zoo/mnist.py (train mode: "
                                 "required; eval/export: defaults to <workdir>/config.json).")

@@ -146,9 +146,21 @@ def quiet_library() -> bool:
     return False
   os.environ[LEVEL_ENV] = "2"
   _STATE["level_is_ours"] = True
-  _STATE["finder"] = _QuietFinder()
-  sys.meta_path.insert(0, _STATE["finder"])
+  install_import_hook()
   return True
+
+
+def install_import_hook():
+  """Wraps the next ``import tensorflow``, by anyone, in :func:`filtered_stderr_fd` (module doc).
+
+  :func:`quiet_library` calls it; ``train.py`` calls it before reading its flags,
+  so a ``--config`` file that imports TensorFlow itself starts it quietly too
+  (:func:`import_tensorflow`, called after the flags, removes it and decides for
+  itself). Nothing happens once TensorFlow is imported.
+  """
+  if "tensorflow" not in sys.modules and _STATE["finder"] is None:
+    _STATE["finder"] = _QuietFinder()
+    sys.meta_path.insert(0, _STATE["finder"])
 
 
 def remove_import_hook():
@@ -205,4 +217,4 @@ def import_tensorflow(verbose: bool = False, run_bool_graph: bool = False):
 
 
 __all__ = ["import_tensorflow", "is_startup_noise", "filtered_stderr_fd", "quiet_library",
-           "remove_import_hook", "is_quiet", "spend_bool_line", "LEVEL_ENV"]
+           "install_import_hook", "remove_import_hook", "is_quiet", "spend_bool_line", "LEVEL_ENV"]
