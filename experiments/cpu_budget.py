@@ -52,6 +52,7 @@ from vlae_tf import atomic, checkpoints, training
 from vlae_tf import workdir as vwork
 
 LEDGER = "cpu_ledger.json"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INTERRUPTED_EXIT = 143
 
 
@@ -234,10 +235,16 @@ def budget_record(ledger_path):
 
 # ==================================================================== fresh processes
 def run_fresh_process(argv, log):
-  """Runs ``python argv...`` in a new process, output appended to ``log``; ``(rc, last line)``."""
+  """Runs ``python argv...`` in a new process, output appended to ``log``; ``(rc, last line)``.
+
+  The folder holding the ``experiments`` package leads its PYTHONPATH, so
+  ``-m experiments.<script>`` works from any working directory.
+  """
+  path = [ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
   with open(log, "a") as f:
-    rc = subprocess.run([sys.executable] + list(argv), stdout=f,
-                        stderr=subprocess.STDOUT).returncode
+    rc = subprocess.run([sys.executable] + list(argv), stdout=f, stderr=subprocess.STDOUT,
+                        env=env).returncode
   with open(log) as f:
     tail = f.read().strip().splitlines()[-1:] or [""]
   return rc, tail[0]

@@ -140,11 +140,15 @@ def add_codec_parsers(sub, common):
                  "or 'test' for the model's bundled images")
   s.add_argument("--out", required=True, help="the compressed file to write (.vlae)")
   s.add_argument("--lossy", action="store_true", help="transmit only the latents; the decoder "
-                 "fills in the pixels with the mode of each pixel's distribution")
-  s.add_argument("--lossy_decode", choices=("mode", "mean", "sample"), default="mode",
-                 help="--lossy: the receiver fills in each pixel with its most probable value "
-                 "(mode), its rounded conditional mean (mean) or a draw seeded by --seed (sample)")
-  s.add_argument("--seed", type=int, default=0, help="--lossy_decode=sample: the stored seed")
+                 "fills in the pixels (--lossy_decode)")
+  s.add_argument("--lossy_decode", choices=("expectation", "mode", "mean", "sample"),
+                 default="expectation",
+                 help="--lossy: the receiver fills in the pixels with the rounded mean of 16 "
+                 "draws from p(x|z) seeded by --seed (expectation: least squared error), or "
+                 "greedily pixel by pixel with each one's most probable value (mode), its rounded "
+                 "conditional mean (mean) or a seeded draw (sample)")
+  s.add_argument("--seed", type=int, default=0, help="--lossy_decode=expectation/sample: the "
+                 "stored seed")
   s.add_argument("--bin_width_log2", type=int, default=None,
                  help="latent bins of width 2^-B (default "
                  f"{DEFAULT_BIN_WIDTH_LOG2['lossless']} lossless, "

@@ -31,12 +31,15 @@ Lossless (BB-ANS, Townsend et al. 2019), per image x
 Lossy (z only)
   The sender codes ``k = round(v(mu) / delta)`` under ``P(k)``, ``mu`` the
   posterior mean (no bits back, nothing else); the receiver decodes ``z(k)``
-  and fills in x with the **mode** of each sub-pixel's distribution given
-  the pixels decoded before it (greedy, deterministic; the default), its
-  rounded conditional **mean** (``lossy_decode="mean"``: least squared error
-  per sub-pixel; for 256 levels the mode is often an edge level 0 or 255,
-  whose bins hold the logistic's tails), or a **sample** from it drawn with a
-  seed stored in the file (``lossy_decode="sample"``). Coarser bins (smaller
+  and fills in x with the rounded mean of 16 draws from ``p(x | z)`` seeded
+  by the file (``lossy_decode="expectation"``, the default: an estimate of
+  ``E[x | z]``, the least squared error given z; :mod:`vlae_tf.codec_lossy`
+  says why, with numbers), or greedily (files written before it still
+  decode as then) with the **mode** of each sub-pixel's distribution given
+  the pixels decoded before it, its rounded conditional **mean**
+  (``"mean"``) or a **sample** drawn with a seed stored in the file
+  (``"sample"``); for 256 levels greedy modes collapse to the edge levels 0
+  and 255, whose bins hold the logistic's tails. Coarser bins (smaller
   ``bin_width_log2``) give fewer bits and more distortion. Greedy modes can
   lose thin strokes: where every pixel's probability of ink stays below 1/2
   the mode is an empty image (seen on omniglot, see ``bench/README.md``).

@@ -21,6 +21,8 @@ read (below its lowest point) is stored.
 
 Lossy: groups of ``G`` images (the last shorter), each pushes its ``k`` under
 ``P``; the receiver pops the last group first and fills in the pixels with
+the rounded mean of 16 seeded draws from ``p(x | z)`` (``"expectation"``, the
+default, :mod:`vlae_tf.codec_lossy`), or greedily with
 each sub-pixel's mode given the pixels before it (``lossy_decode="mode"``),
 its rounded conditional mean (``"mean"``; the mode for binary images), or a
 draw from it with uniforms seeded by the file's ``lossy_seed`` and the group
@@ -36,7 +38,7 @@ import constriction
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import codec_format
+from vlae_tf import codec_format, codec_lossy
 from vlae_tf.codec_format import CodecError, group_sizes
 from vlae_tf.codec_latent import LatentScheme, check_codable
 from vlae_tf.codec_pixels import PixelWalker, channel_models
@@ -317,7 +319,7 @@ def _sampler(seed, group):
 def decode_lossy(cod, header, payload, progress):
   lik = cod.model.likelihood
   coder = constriction.stream.stack.AnsCoder(payload)
-  out, done = [], 0
+  out, done, recon = [], 0, None
   for n in reversed(header["groups"]):
     state = _small_state(coder)
     k = cod.latent.prior_walk(lambda i, mean, std: cod.full(coder.decode(cod.q_family, mean[:n],
@@ -326,8 +328,12 @@ def decode_lossy(cod, header, payload, progress):
       raise CodecError(_RAN_OUT.format(count=int(header["count"])))
     _, z, _, _ = cod.latent.z_walk(lambda i, s, ls: k[:, i])
     how = header.get("lossy_decode", "mode")
-    rule = {"mode": _mode, "mean": _mean}.get(how) or _sampler(header["lossy_seed"], len(out))
-    x = cod.pixels.walk(z, lambda p, raw: channel_models(lik, raw, rule))
+    if how in codec_lossy.BATCH_RULES:
+      recon = recon or codec_lossy.Reconstructor(cod.model)
+      x = recon.reconstruct(how, z, header["lossy_seed"], len(out))
+    else:
+      rule = {"mode": _mode, "mean": _mean}.get(how) or _sampler(header["lossy_seed"], len(out))
+      x = cod.pixels.walk(z, lambda p, raw: channel_models(lik, raw, rule))
     out.append(x.reshape((cod.g,) + cod.shape)[:n])
     done += n
     if progress is not None:

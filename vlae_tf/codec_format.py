@@ -137,7 +137,7 @@ def _first_line(e):
 # What the encoder (vlae_tf.codec.encode) writes, and nothing else: a file whose header asks for
 # anything outside these ranges is refused before a model is loaded or a word decoded.
 LOSSLESS, LOSSY = "lossless", "lossy"
-LOSSY_DECODES = ("mode", "mean", "sample")
+LOSSY_DECODES = ("expectation", "mode", "mean", "sample")   # vlae_tf.codec_lossy
 INITIAL_SEED = 20170101         # the seed of the lossless initial words (vlae_tf.codec_chain)
 MAX_GROUP_SIZE = 4096
 BIN_WIDTH_LOG2_RANGE = (-4, 16)
