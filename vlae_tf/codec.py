@@ -158,7 +158,7 @@ def check_images(model, images) -> np.ndarray:
 
 # ------------------------------------------------------------------- public
 def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
-           latent_range=DEFAULT_LATENT_RANGE, lossy_decode="mode", seed=0, progress=None,
+           latent_range=DEFAULT_LATENT_RANGE, lossy_decode="expectation", seed=0, progress=None,
            portable=True):
   """Compresses ``images``; returns ``(file bytes, stats)``.
 
@@ -168,9 +168,8 @@ def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
   minus initial bits: what the images themselves cost), ``bits_per_dim`` and
   ``bits_per_dim_with_initial`` (per image dimension), ``file_bits_per_dim``.
   ``progress(done, total)`` is called after each group of images. Lossy files
-  decode each sub-pixel as its ``lossy_decode="mode"`` given the pixels before
-  it, ``"mean"``: its rounded conditional mean, or ``"sample"``: a draw
-  seeded by ``seed`` (stored in the file), or greedily to each
+  decode to ``lossy_decode="expectation"``: the rounded mean of 16 draws from
+  p(x | z) seeded by ``seed`` (stored in the file), or greedily to each
   sub-pixel's ``"mode"`` given the pixels before it, ``"mean"``: its rounded
   conditional mean, or ``"sample"``: a seeded draw. ``portable`` (default): code only in
   the canonical numeric mode (:class:`CodecError` in any other process);
