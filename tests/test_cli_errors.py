@@ -51,6 +51,8 @@ def test_train_py_without_workdir_is_one_line_and_exit_2():
 ONEDNN_ON = "oneDNN custom operations are on"
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_deterministic_from_a_flagfile_turns_onednn_off_before_tensorflow_is_imported(tmp_path):
   # train.py parses its flags (a --flagfile too) before it imports TensorFlow, so
   # --deterministic sets TF_ENABLE_ONEDNN_OPTS=0 in time (it sniffed argv and re-executed itself
@@ -66,6 +68,8 @@ def test_deterministic_from_a_flagfile_turns_onednn_off_before_tensorflow_is_imp
   assert rc == 2 and len(err.strip().splitlines()) == 1, err     # no --verbose: one line
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_deterministic_with_a_config_file_that_imports_tensorflow_is_a_usage_error(tmp_path):
   path = tmp_path / "tf_config.py"
   path.write_text("import tensorflow\nfrom vlae_tf.zoo import mnist_cpu\n\n\n"

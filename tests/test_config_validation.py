@@ -8,16 +8,13 @@ strategy and died in ``VLAE.__init__``.
 """
 
 import os
-import subprocess
-import sys
 
 import pytest
 
 import vlae_tf.zoo
+from helpers import run_train_py
 from vlae_tf import config as vconfig
 from vlae_tf import gated_decoder, likelihoods, local_decoder, model
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _errors(**changes):
@@ -90,29 +87,21 @@ def test_cpu_sizes_hold_only_what_every_cpu_config_keeps():
     assert {k: flat[k] for k in vconfig.CPU_SIZES} == vconfig.CPU_SIZES, name
 
 
-def _train_py(*args, fake_tensorflow=None):
-  env = dict(os.environ)
-  if fake_tensorflow:
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(fake_tensorflow),
-                                                      env.get("PYTHONPATH")]))
-  p = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True,
-                     text=True, timeout=300, env=env)
-  return p.returncode, p.stdout, p.stderr
-
-
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_train_py_rejects_a_bad_value_before_importing_tensorflow(tmp_path):
   # A "tensorflow" that cannot be imported: the config error must come first.
   fake = tmp_path / "fake"
   (fake / "tensorflow").mkdir(parents=True)
   (fake / "tensorflow" / "__init__.py").write_text("raise ImportError('TensorFlow imported')\n")
+  env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(fake), os.environ.get("PYTHONPATH")]))}
   wd = tmp_path / "never"
   for flag, message in (("--config.model.decoder_context=diagonal", "model.decoder_context"),
                         ("--config.objective.free_bits_groups=5", "must divide the latent"),
                         ("--config.model.prior=bogus", "model.prior must be one of")):
-    rc, out, err = _train_py("--config=zoo/mnist_cpu.py", f"--workdir={wd}", flag,
-                             fake_tensorflow=fake)
+    rc, out, err = run_train_py("--config=zoo/mnist_cpu.py", f"--workdir={wd}", flag, env=env)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and message in err, (rc, err)
     assert err.startswith("error: invalid config: ") and not wd.exists(), err
   # The fake is really in the way: a valid config reaches the TensorFlow import and fails there.
-  rc, _, err = _train_py("--config=zoo/mnist_cpu.py", f"--workdir={wd}", fake_tensorflow=fake)
+  rc, _, err = run_train_py("--config=zoo/mnist_cpu.py", f"--workdir={wd}", env=env)
   assert rc != 0 and "TensorFlow imported" in err

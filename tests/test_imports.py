@@ -145,6 +145,8 @@ def test_scripts_import_names_the_package_has(path):
   assert not missing, f"{os.path.relpath(path, ROOT)} imports names that do not exist: {missing}"
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_reading_and_validating_any_zoo_config_imports_no_tensorflow(tmp_path):
   # Defect: vlae_tf.config imported vlae_tf.data (TensorFlow, PIL) for dataset names, and
   # vlae_tf.zoo imported the pretrained-model store, so reading a config cost a TensorFlow import
