@@ -17,38 +17,47 @@ before p can take. The rules (the header's ``lossy_decode``):
   squared error of the exact mean), rounded half to even, per sub-pixel. For
   binary images that is the majority of the 16 draws (8 of 16 gives 0). Each
   draw conditions on its *own* earlier pixels, which is what the model's
-  ``p(x | z)`` means; the average never feeds a guess back. The same file
-  decodes to the same images on the same machine and TensorFlow build; on
-  another CPU a draw may flip where a uniform lands within float rounding of
-  a bin edge (the latents themselves always decode exactly).
+  ``p(x | z)`` means; the average never feeds a guess back. The uniforms
+  are NumPy's (the same everywhere) and the draws run in the numeric mode
+  the file records (:mod:`vlae_tf.codec_mode`), like every other computation
+  of a decode; where the float results of the sampler differed, a draw
+  would flip only where a uniform lands within rounding of a bin edge (the
+  latents themselves decode exactly or fail loudly).
 ``"mode"`` / ``"mean"`` / ``"sample"`` (files written before; still decoded as then)
   Greedy: each sub-pixel is set to its distribution's mode / rounded mean /
   a seeded draw *given the pixels chosen before it*, by the step-by-step
   walker of :mod:`vlae_tf.codec_pixels`.
 
-Why the greedy rules fail on CIFAR-10 (shipped ``cifar10`` v4 weights, 16
-evenly spaced test images, z = the posterior mean; ``bench/README.md`` §12
-has the command and the table on 100 images):
+Why the greedy rules fail on CIFAR-10, and why no rule reaches the mean colour
+(shipped ``cifar10`` v4 weights, 100 evenly spaced test images, default bins;
+``python bench/lossy_cifar10.py``, table in ``bench/README.md`` section 12):
 
-* ``mode``: a logistic broad enough to leave doubt puts its whole tail below
-  0 (above 255) into the edge bin 0 (255), which then outweighs every inner
-  bin; once a pixel is 0 the next one, predicted mostly from its neighbours,
-  is too: 46% of sub-pixels end at 0 and 13% at 255 (6.3 dB PSNR).
-* ``mean`` (13.4 dB) and single draws (~11 dB) drift: the decoder
-  predicts a pixel mainly from its neighbours, so whatever colour the first
-  pixels take spreads. With the *true* neighbours the model's per-pixel mean
-  is at 30.9 dB; fed a flat grey context it gives 13.7 dB, the same as a flat
-  grey image (13.7 dB), whatever z is.
-* z holds little that the decoder can use *without* the true context: the
-  16 draws of one z have mean colours up to 130 levels apart, and
-  ``log p(x | z)`` is higher for a flat grey image (2.72 bits/dim) than for
-  the image itself (3.36): z's ~400 nats (the card's rate) go to texture
-  *relative to* the neighbours (with another image's z, the true image costs
-  7,800 bits more), not to where a colour is. So ``E[x | z]`` itself is only
-  ~14.5 dB, below filling each image with its own mean colour (15.8 dB on
-  those 16 images): no decode of this model's z alone reaches that. The
-  expectation rule is the MSE-optimal reconstruction the model defines; it
-  removes the collapse to 0 / 255 and the drift of any single path.
+* ``mode`` (6.0 dB PSNR): a logistic broad enough to leave doubt puts its
+  whole tail below 0 (above 255) into the edge bin 0 (255), which then
+  outweighs every inner bin; once a pixel is 0 the next one, predicted
+  mostly from its neighbours, is too: 31% of sub-pixels end at 0, 22% at 255.
+* ``mean`` (13.6 dB) and single draws (``sample``, 10.1 dB) follow one path
+  whose colour drifts: the decoder predicts a pixel mainly from its
+  neighbours. With the *true* neighbours (and z = the posterior mean) its
+  per-sub-pixel mean is at 31.8 dB.
+* z holds little that the decoder can use *without* the true neighbours:
+  the 16 draws of one z have mean colours 86 levels apart on average (up to
+  168), and ``log p(x | z)`` is higher for a flat grey image (2.62
+  bits/dim) than for the image itself (3.17). z's ~400 nats (the card's
+  rate) describe texture *relative to* the neighbours (under another
+  image's z an image costs 7,400 bits more), not where which colour is.
+  So ``E[x | z]`` itself is no better than a grey picture: ``expectation``
+  gets 13.4 dB (the 16-draw average adds ``Var[x | z] / 16`` to the
+  squared error; the greedy ``mean`` happens to be 0.2 dB higher), mid-grey
+  13.1 dB, each image's own mean colour (24 bits) 14.8 dB, WebP's smallest
+  file (736 bits) 22.1 dB. No decode of this model's z alone beats the mean
+  colour; that needs a model whose decoder cannot take colour from its
+  neighbours (the ``grayscale`` context) or side information.
+
+``expectation`` is still the default: it is the least-squares reconstruction
+the model defines, it never collapses to 0 / 255, and on binary MNIST (100
+test digits, default bins) 5.1% of its pixels differ against 6.5% for the
+greedy mode.
 """
 
 from __future__ import annotations
