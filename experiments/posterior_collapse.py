@@ -31,6 +31,32 @@ than twice the standard error of the paired difference.
 
   VLAE_DATA_DIR=/path/to/data python experiments/posterior_collapse.py --workdir=runs/exp/collapse
   python experiments/posterior_collapse.py --workdir=/tmp/pc --smoke        # seconds, synthetic
+
+``--sweep`` (issue 20, item 2): collapse shown over decoder strength. The
+gated decoders of the zoo (``mnist_gated_full_cpu``: full context, and
+``mnist_gated_cpu``: the local-context VLAE), each at every size of
+``--sweep_sizes`` (``layers x filters``, shallow to deep/wide) and with every
+regularizer variant of ``--sweep_variants`` (``none``; ``free_bits``: 0.03
+nats per latent dimension, ``mnist``'s; ``warmup``: the KL weight ramped
+from 0 to 1 over ``--kl_warmup_steps``; ``both``), all trained for the same
+CPU budget (``--cpu_minutes``, fresh processes, bfloat16) and evaluated on the
+same evenly spaced test images. Writes ``--out`` (default
+``experiments/results/collapse.json``)::
+
+    {"runs": [{"context", "layers", "filters", "free_bits", "warmup", "rate",
+               "nll", "cpu_seconds", "kl_per_dim", ...}], "target": {...}}
+
+(``rate``: KL(q(z|x) || p(z)) per image, nats, on the test images;
+``kl_per_dim`` its Monte-Carlo split over the latent dimensions) and the
+figure ``--figure`` (default ``docs/figures/collapse.png``: rate vs decoder
+strength, one line per context and variant). The target: some full-context
+configuration with rate <= 1 nat while the local-context VLAE of the same size
+and variant keeps >= 5 nats. Resumable per run (:mod:`experiments.budget_study`;
+rerun the same command to go on). Run from the repository root (each run is a
+``python -m experiments.posterior_collapse`` process)::
+
+  VLAE_DATA_DIR=/work/shared/data python -m experiments.posterior_collapse --sweep \
+      --workdir=/work/runs/collapse_sweep
 """
 
 from __future__ import annotations
@@ -44,7 +70,10 @@ if __package__ in (None, ""):
 
 from absl import app, flags  # noqa: E402
 
-from experiments import harness  # noqa: E402
+import vlae_tf  # noqa: E402
+
+from experiments import budget_study, harness  # noqa: E402
+from vlae_tf import atomic  # noqa: E402
 from vlae_tf import workdir as vwork  # noqa: E402
 
 NAME = "posterior_collapse"
@@ -67,8 +96,208 @@ PAPER = {"source": "Chen et al., ICLR 2017: Table 1 (static MNIST) and the poste
                   "keeps information in z and beats the factorized VAE"}
 
 
+# ==================================================================== the sweep (--sweep)
+SWEEP_ZOO = {"gated_full": "mnist_gated_full_cpu", "gated": "mnist_gated_cpu"}
+SWEEP_LABELS = {"gated_full": "full context (gated_full)", "gated": "local context, VLAE (gated)"}
+VARIANTS = {"none": (False, False), "free_bits": (True, False), "warmup": (False, True),
+            "both": (True, True)}
+VARIANT_LABELS = {(False, False): "plain", (True, False): "free bits",
+                  (False, True): "KL warm-up", (True, True): "free bits + warm-up"}
+SWEEP_FREE_BITS = 0.03             # nats per latent dimension when free bits are on (mnist's)
+TARGET_COLLAPSED, TARGET_USED = 1.0, 5.0   # nats per image
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+FIGURES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
+                           "figures")
+SWEEP_DEFAULTS = {"cpu_minutes": 10.0, "eval_examples": 500, "iwae_samples": 100}
+SWEEP_SMOKE = {"cpu_minutes": 0.05, "eval_examples": 8, "iwae_samples": 4}
+
+
+def parse_sizes(text):
+  """``"1x16,6x64"`` -> ``[(1, 16), (6, 64)]`` (decoder layers x filters)."""
+  try:
+    sizes = [tuple(int(v) for v in item.split("x")) for item in text.split(",") if item]
+  except ValueError:
+    sizes = []
+  if not sizes or any(len(t) != 2 or min(t) < 1 for t in sizes):
+    raise ValueError(f"--sweep_sizes must be a comma-list of LAYERSxFILTERS, got {text!r}")
+  return sizes
+
+
+def sweep_key(context, layers, filters, variant):
+  return f"{context}_{layers}x{filters}_{variant}"
+
+
+def sweep_plan(opts):
+  """The runs of the sweep: ``{key: (context, layers, filters, variant)}``, in plot order."""
+  return {sweep_key(c, n, f, v): (c, n, f, v) for c in SWEEP_ZOO for v in opts["variants"]
+          for n, f in opts["sizes"]}
+
+
+def sweep_train_settings(run, opts):
+  context, layers, filters, variant = run
+  free_bits, warmup = VARIANTS[variant]
+  return budget_study.plain({
+      "smoke": opts["smoke"], "cpu_minutes": opts["cpu_minutes"], "seed": opts["seed"],
+      "kl_warmup_steps": opts["kl_warmup_steps"], "config": SWEEP_ZOO[context],
+      "context": context, "layers": layers, "filters": filters, "free_bits": free_bits,
+      "warmup": warmup})
+
+
+def sweep_settings(run, opts):
+  return dict(sweep_train_settings(run, opts), eval_examples=opts["eval_examples"],
+              iwae_samples=opts["iwae_samples"])
+
+
+def sweep_config(run, opts):
+  """One run's config: the zoo config at the run's size, variant, bfloat16, the CPU budget."""
+  context, layers, filters, variant = run
+  free_bits, warmup = VARIANTS[variant]
+  cfg = budget_study.budget_config(vlae_tf.zoo.get_config(SWEEP_ZOO[context]), opts["smoke"],
+                                   opts["data_dir"], opts["seed"], opts["checkpoint_steps"])
+  cfg.train.precision = "bfloat16"
+  cfg.model.decoder_layers, cfg.model.decoder_filters = int(layers), int(filters)
+  cfg.objective.free_bits = SWEEP_FREE_BITS if free_bits else 0.0
+  cfg.objective.free_bits_groups = int(cfg.model.latent_dim)       # per latent dimension
+  cfg.objective.kl_warmup_steps = int(opts["kl_warmup_steps"]) if warmup else 0
+  return cfg
+
+
+def sweep_record(key, result):
+  """A finished run (``result.json``) as ``runs`` lists it."""
+  s, t, e = result["settings"], result["train"], result["test"]
+  return {"context": s["context"], "layers": s["layers"], "filters": s["filters"],
+          "free_bits": s["free_bits"], "warmup": s["warmup"], "rate": e["rate"],
+          "nll": e["iwae_nll"], "nll_stderr": e["iwae_nll_stderr"], "elbo": e["elbo"],
+          "cpu_seconds": t["cpu_seconds"], "steps": t["steps"], "params": t["num_params"],
+          "kl_per_dim": e["kl_per_dim"], "kl_total": e["kl_total"],
+          "active_units": e["active_units"], "latent_size": e["latent_size"],
+          "mutual_information": e["mutual_information"], "num_images": e["num_examples"],
+          "iwae_samples": e["iwae_samples"], "config": t["config"],
+          "training_processes": t["processes"], "cpu_estimated": t["cpu_estimated"],
+          "key": key, "settings": s}
+
+
+def collapse_target(runs):
+  """Pairs (same size and variant) where the full context collapsed and the VLAE kept z."""
+  local = {(r["layers"], r["filters"], r["free_bits"], r["warmup"]): r for r in runs
+           if r["context"] == "gated"}
+  met = []
+  for r in runs:
+    twin = local.get((r["layers"], r["filters"], r["free_bits"], r["warmup"]))
+    if r["context"] == "gated_full" and twin is not None:
+      if r["rate"] <= TARGET_COLLAPSED and twin["rate"] >= TARGET_USED:
+        met.append({"full": r["key"], "local": twin["key"], "full_rate": r["rate"],
+                    "local_rate": twin["rate"]})
+  return {"collapsed_max_rate": TARGET_COLLAPSED, "local_min_rate": TARGET_USED,
+          "met": bool(met), "pairs": met}
+
+
+def sweep_figure(runs, path, caption_extra=""):
+  """Rate vs decoder strength (the sweep's sizes in order), one line per context and variant."""
+  plt = harness.pyplot()
+  sizes = sorted({(r["layers"], r["filters"]) for r in runs}, key=lambda t: (t[0] * t[1], t))
+  fig, ax = plt.subplots(figsize=(6.0, 3.6))
+  styles = {(False, False): "-", (True, False): "--", (False, True): ":", (True, True): "-."}
+  for context, color in (("gated_full", "tab:red"), ("gated", "tab:blue")):
+    for (fb, wu), style in styles.items():
+      line = sorted((sizes.index((r["layers"], r["filters"])), r["rate"]) for r in runs
+                    if r["context"] == context and (r["free_bits"], r["warmup"]) == (fb, wu))
+      if line:
+        ax.plot(*zip(*line), style, marker="o", color=color,
+                label=f"{SWEEP_LABELS[context]}, {VARIANT_LABELS[(fb, wu)]}")
+  ax.axhline(TARGET_COLLAPSED, color="gray", lw=0.6)
+  ax.set_xticks(range(len(sizes)))
+  ax.set_xticklabels([f"{n}x{f}" for n, f in sizes])
+  ax.set_xlabel("decoder strength (gated layers x filters)")
+  ax.set_ylabel("rate = KL(q(z|x) || p(z)) [nats / image]")
+  ax.set_ylim(bottom=0)
+  ax.legend(fontsize=7)
+  caption = ("Posterior collapse over decoder strength on static MNIST: test-set rate of VAEs "
+             "with a full-context gated decoder (red) and of the local-context VLAE (blue) of "
+             "the same size, equal CPU budget each; the gray line is the 1-nat collapse "
+             "threshold. " + caption_extra)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  return harness.save_figure(fig, path, caption)
+
+
+def write_sweep(opts, records):
+  plan = sweep_plan(opts)
+  runs = [records[k] for k in plan if k in records]
+  runs += [r for k, r in records.items() if k not in plan]
+  out = {"title": "Posterior collapse over decoder strength (static MNIST)",
+         "command": [os.path.basename(sys.executable)] + sys.argv, "smoke": opts["smoke"],
+         "cpu_minutes": opts["cpu_minutes"], "runs": runs, "target": collapse_target(runs)}
+  atomic.write_text(opts["out"], json.dumps(out, indent=2) + "\n")
+  return out
+
+
+def sweep_argv(opts):
+  """The flags that give a run's own process these options."""
+  return ["--sweep", f"--workdir={opts['workdir']}", "--smoke" if opts["smoke"] else "--nosmoke",
+          f"--seed={opts['seed']}", f"--data_dir={opts['data_dir']}",
+          "--sweep_sizes=" + ",".join(f"{n}x{f}" for n, f in opts["sizes"]),
+          "--sweep_variants=" + ",".join(opts["variants"]),
+          f"--cpu_minutes={opts['cpu_minutes']!r}", f"--eval_examples={opts['eval_examples']}",
+          f"--iwae_samples={opts['iwae_samples']}", f"--kl_warmup_steps={opts['kl_warmup_steps']}",
+          f"--checkpoint_steps={opts['checkpoint_steps']}", f"--out={opts['out']}",
+          f"--figure={opts['figure']}"]
+
+
+def run_sweep(opts):
+  """The sweep: every run of :func:`sweep_plan` not done yet, then collapse.json and the figure."""
+  plan = sweep_plan(opts)
+  if opts["run_key"]:
+    if opts["run_key"] not in plan:
+      budget_study.fail(f"--sweep_run={opts['run_key']}: not a run of this sweep")
+    run = plan[opts["run_key"]]
+    return budget_study.run_row(sweep_config(run, opts),
+                                os.path.join(opts["workdir"], opts["run_key"]),
+                                opts["cpu_minutes"] * 60.0, sweep_train_settings(run, opts),
+                                sweep_settings(run, opts), opts["eval_examples"],
+                                opts["iwae_samples"], opts["seed"])
+  study = {k: sweep_settings(next(iter(plan.values())), opts)[k]
+           for k in ("smoke", "cpu_minutes", "seed", "kl_warmup_steps", "eval_examples",
+                     "iwae_samples")}
+  with budget_study.workdir_lock(opts["workdir"]):
+    records = budget_study.kept_rows(opts["out"], "runs", lambda r: r["key"], study)
+    budget_study.run_rows(
+        list(plan), records, lambda k: sweep_settings(plan[k], opts),
+        lambda k: os.path.join(opts["workdir"], k, budget_study.RESULT),
+        lambda k: ["-m", "experiments.posterior_collapse", f"--sweep_run={k}"] + sweep_argv(opts),
+        lambda k: os.path.join(opts["workdir"], k + ".log"), sweep_record,
+        lambda recs: write_sweep(opts, recs))
+  out = write_sweep(opts, records)
+  t = out["target"]
+  sweep_figure(out["runs"], opts["figure"],
+               ("SMOKE RUN: tiny models, synthetic data; no number here is a result. "
+                if opts["smoke"] else "") + f"{opts['cpu_minutes']:g} CPU-minutes per run.")
+  met = "met by " + ", ".join(p["full"] for p in t["pairs"]) if t["met"] else "not met"
+  print(f"target (full-context rate <= {TARGET_COLLAPSED:g} nat while the same-size VLAE keeps "
+        f">= {TARGET_USED:g}): {met}", flush=True)
+  return out
+
+
 def define_flags(fv=flags.FLAGS):
   harness.define_common_flags(fv)
+  flags.DEFINE_bool("sweep", False, "Run the decoder-strength sweep (issue 20 item 2) instead "
+                    "of the three-model experiment.", flag_values=fv)
+  flags.DEFINE_string("sweep_sizes", "1x32,3x32,6x32,6x64", "--sweep: decoder sizes, "
+                      "LAYERSxFILTERS, shallow to deep/wide.", flag_values=fv)
+  flags.DEFINE_list("sweep_variants", ["none", "both"], "--sweep: regularizer variants, of "
+                    f"{', '.join(VARIANTS)}.", flag_values=fv)
+  flags.DEFINE_float("cpu_minutes", None, "--sweep: training CPU budget per run (default "
+                     f"{SWEEP_DEFAULTS['cpu_minutes']:g}; --smoke {SWEEP_SMOKE['cpu_minutes']}).",
+                     flag_values=fv)
+  flags.DEFINE_integer("kl_warmup_steps", 1000, "--sweep: KL warm-up length of the warm-up "
+                       "variants.", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("checkpoint_steps", 250, "--sweep: checkpoint every n steps.",
+                       lower_bound=1, flag_values=fv)
+  flags.DEFINE_string("out", None, "--sweep: the JSON (default "
+                      "experiments/results/collapse.json).", flag_values=fv)
+  flags.DEFINE_string("figure", None, "--sweep: the figure (default "
+                      "docs/figures/collapse.png).", flag_values=fv)
+  flags.DEFINE_string("sweep_run", None, "internal: train and evaluate one run of the sweep.",
+                      flag_values=fv)
   flags.DEFINE_integer("full_decoder_layers", None, "x-reading layers of the full-PixelCNN "
                        "baseline: the full-image window then mask-B 3x3 layers (default: the "
                        "zoo config's, 6 = VLAE's depth; 1 = a single full-context layer).",
@@ -190,11 +419,46 @@ def run(workdir, size="cpu", full_decoder_layers=None, decoder_alone=True, **com
                     table, paper=PAPER, notes=notes)
 
 
+def sweep_options(fv):
+  """The options of ``--sweep`` from the parsed flags (ValueError: a usage error)."""
+  if not fv.workdir:
+    raise ValueError("--workdir is required")
+  if fv.full:
+    raise ValueError("--sweep runs at a CPU budget; --full does not apply")
+  unknown = sorted(set(fv.sweep_variants) - set(VARIANTS))
+  if unknown or not fv.sweep_variants:
+    raise ValueError(f"--sweep_variants: unknown {', '.join(unknown) or '(none given)'}; "
+                     f"choose from {', '.join(VARIANTS)}")
+  base = SWEEP_SMOKE if fv.smoke else SWEEP_DEFAULTS
+  pick = lambda v, k: base[k] if v is None else v  # noqa: E731
+  opts = {"workdir": fv.workdir, "smoke": bool(fv.smoke), "seed": fv.seed,
+          "data_dir": fv.data_dir, "sizes": parse_sizes(fv.sweep_sizes),
+          "variants": list(fv.sweep_variants), "cpu_minutes": pick(fv.cpu_minutes, "cpu_minutes"),
+          "eval_examples": pick(fv.eval_examples, "eval_examples"),
+          "iwae_samples": pick(fv.iwae_samples, "iwae_samples"),
+          "kl_warmup_steps": fv.kl_warmup_steps, "checkpoint_steps": fv.checkpoint_steps,
+          "out": fv.out or os.path.join(RESULTS_DIR, "collapse.json"),
+          "figure": fv.figure or os.path.join(FIGURES_DIR, "collapse.png"),
+          "run_key": fv.sweep_run}
+  if opts["cpu_minutes"] <= 0 or opts["iwae_samples"] < 1:
+    raise ValueError("--cpu_minutes must be > 0 and --iwae_samples >= 1 with --sweep")
+  if opts["eval_examples"] == 0 or opts["eval_examples"] < -1:
+    raise ValueError(f"--eval_examples must be -1 (all) or >= 1, got {opts['eval_examples']}")
+  return {"sweep": opts}
+
+
 def options(fv=flags.FLAGS):
+  if fv.sweep or fv.sweep_run:
+    return sweep_options(fv)
   return dict(harness.common_options(fv), full_decoder_layers=fv.full_decoder_layers,
               decoder_alone=fv.decoder_alone)
 
 
+def main_run(sweep=None, **kwargs):
+  """``--sweep``: :func:`run_sweep`; else the three-model experiment (:func:`run`)."""
+  return run_sweep(sweep) if sweep is not None else run(**kwargs)
+
+
 if __name__ == "__main__":
   define_flags()
-  app.run(harness.make_main(run, options))
+  app.run(harness.make_main(main_run, options))

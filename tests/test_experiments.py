@@ -237,6 +237,71 @@ def test_posterior_collapse_smoke(collapse_dir):
   assert checks["VLAE NLL better than the factorized VAE's"] == (d < -2 * e)
 
 
+def _sweep_run(context, layers, rate, free_bits=False):
+  return {"context": context, "layers": layers, "filters": 32, "free_bits": free_bits,
+          "warmup": free_bits, "rate": rate, "key": f"{context}_{layers}_{free_bits}"}
+
+
+def test_collapse_target_pairs_runs_of_the_same_size_and_variant():
+  runs = [_sweep_run("gated_full", 1, 3.0), _sweep_run("gated", 1, 9.0),
+          _sweep_run("gated_full", 6, 0.4), _sweep_run("gated", 6, 6.0),
+          _sweep_run("gated_full", 6, 0.2, True), _sweep_run("gated", 6, 4.0, True)]
+  t = posterior_collapse.collapse_target(runs)
+  assert t["met"] and [p["full"] for p in t["pairs"]] == ["gated_full_6_False"]
+  assert not posterior_collapse.collapse_target(runs[:2] + runs[4:])["met"]
+  assert posterior_collapse.parse_sizes("1x16,6x64") == [(1, 16), (6, 64)]
+  for bad in ("6", "0x8", "ax8", ""):
+    with pytest.raises(ValueError, match="LAYERSxFILTERS"):
+      posterior_collapse.parse_sizes(bad)
+
+
+def test_collapse_sweep_smoke_resumable(tmp_path, capsys):
+  """--sweep: each run in its own process; collapse.json in the issue's schema; a rerun keeps all."""
+  wd, out, fig = str(tmp_path / "sweep"), str(tmp_path / "collapse.json"), str(tmp_path / "c.png")
+  argv = ["prog", "--sweep", "--smoke", f"--workdir={wd}", "--sweep_sizes=1x8,2x8",
+          "--sweep_variants=both", f"--out={out}", f"--figure={fig}"]
+
+  def sweep():
+    fv = flags.FlagValues()
+    posterior_collapse.define_flags(fv)
+    fv(argv)
+    return posterior_collapse.main_run(**posterior_collapse.options(fv))
+
+  sweep()
+  with open(out) as f:
+    saved = json.load(f)
+  runs = saved["runs"]
+  assert [(r["context"], r["layers"], r["filters"]) for r in runs] == [
+      (c, n, 8) for c in ("gated_full", "gated") for n in (1, 2)]
+  for r in runs:
+    assert {"context", "layers", "filters", "free_bits", "warmup", "rate", "nll",
+            "cpu_seconds"} <= set(r)
+    assert r["free_bits"] and r["warmup"] and r["cpu_seconds"] >= 3.0 and r["nll"] > 0
+    assert len(r["kl_per_dim"]) == r["latent_size"] == 4 and r["rate"] >= 0
+    with open(os.path.join(wd, r["key"], "run", "config.json")) as f:
+      cfg = json.load(f)
+    assert cfg["model"]["decoder_context"] == r["context"]
+    assert (cfg["model"]["decoder_layers"], cfg["model"]["decoder_filters"]) == (r["layers"], 8)
+    assert cfg["objective"]["free_bits"] == posterior_collapse.SWEEP_FREE_BITS
+    assert cfg["objective"]["kl_warmup_steps"] == 1000
+    assert cfg["train"]["precision"] == "bfloat16"
+  assert saved["target"] == posterior_collapse.collapse_target(runs)
+  with open(fig, "rb") as f:
+    assert f.read(8) == PNG_MAGIC
+  capsys.readouterr()
+  again = sweep()
+  assert capsys.readouterr().out.count("kept from the output") == 4
+  assert again["runs"] == runs
+
+
+def test_collapse_sweep_flag_errors(tmp_path):
+  fv = flags.FlagValues()
+  posterior_collapse.define_flags(fv)
+  fv(["prog", "--sweep", f"--workdir={tmp_path}", "--sweep_variants=none,bogus"])
+  with pytest.raises(ValueError, match="unknown bogus"):
+    posterior_collapse.options(fv)
+
+
 def test_lossy_reconstructions_smoke_from_a_workdir(collapse_dir, tmp_path):
   wd = str(tmp_path / "lossy")
   run_cli(lossy_reconstructions, [
