@@ -43,6 +43,7 @@ def mnist():
   return vlae_tf.zoo.load_keras("mnist")
 
 
+@pytest.mark.slow
 def test_the_default_cifar10_lossy_decode_does_not_collapse_to_0_and_255(cifar10):
   # The greedy mode (the default before) put ~60% of sub-pixels at 0 or 255 (6-7 dB PSNR).
   x = examples("cifar10")
@@ -55,6 +56,7 @@ def test_the_default_cifar10_lossy_decode_does_not_collapse_to_0_and_255(cifar10
   np.testing.assert_array_equal(codec.decompress(cifar10, data), y)     # reproducible
 
 
+@pytest.mark.slow
 def test_expectation_is_the_rounded_mean_of_the_seeded_draws(mnist, cifar10):
   for model in (mnist, cifar10):
     rec = codec_lossy.Reconstructor(model, samples=4)
@@ -67,6 +69,7 @@ def test_expectation_is_the_rounded_mean_of_the_seeded_draws(mnist, cifar10):
     assert not np.array_equal(rec.expectation(z, 8, 2), want)         # the seed matters
 
 
+@pytest.mark.slow
 def test_mnist_lossy_default_is_binary_and_seeded(mnist):
   x = examples("mnist")
   code = lambda seed: codec.decompress(mnist, codec.compress(mnist, x, lossy=True, seed=seed,
