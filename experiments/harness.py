@@ -3,7 +3,11 @@
 ``options`` (flags, ``main``), ``sizing`` (run sizes, configs), ``metrics``
 (test-set metrics), ``trained`` (trained models with the zoo API, test images),
 ``report`` (:class:`Experiment`: training, checks, results.json / results.md),
-``figures`` (PNG plots).
+``figures`` (PNG plots). Studies at an equal CPU budget instead of a step
+budget (``seed_table.py``, ``posterior_collapse.py --sweep``,
+``bench/peers.py``) use ``cpu_budget`` (training at a budget of process CPU
+seconds, resumable across processes) and ``budget_study`` (rows in fresh
+processes, resumable per row).
 
 Every experiment script trains what it needs with :func:`vlae_tf.training.train`
 (one sub-directory of the experiment's ``--workdir`` per model, so a rerun
