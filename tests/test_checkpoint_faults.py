@@ -41,6 +41,8 @@ def _truncate(ckpt_dir, name, keep):
   return open(path, "rb").read()
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize("keep", [lambda n: n // 2, lambda n: n - 1], ids=["half", "last_byte"])
 def test_a_truncated_latest_data_file_is_set_aside_and_the_run_resumes(six_steps, tmp_path, keep):
   wd = _copy(six_steps, tmp_path)
@@ -59,6 +61,8 @@ def test_a_truncated_latest_data_file_is_set_aside_and_the_run_resumes(six_steps
   assert "deprecated" not in err, err                           # no TF noise about the index file
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_every_data_file_truncated_is_refused_with_one_line_and_exit_2(six_steps, tmp_path):
   wd = _copy(six_steps, tmp_path)
   ckpt_dir = os.path.join(wd, "checkpoints")
@@ -75,6 +79,7 @@ def test_every_data_file_truncated_is_refused_with_one_line_and_exit_2(six_steps
   assert not os.path.exists(os.path.join(ckpt_dir, checkpoints.UNREADABLE_DIR))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["missing", "empty", "garbage"])
 def test_resume_finds_checkpoints_without_a_usable_index_file(six_steps, tmp_path, damage, capsys):
   # Defect: with the index file missing or unparseable, the run restarted at step 0, overwrote
@@ -109,6 +114,7 @@ def _corrupt(prefix):
     f.write(bytes(blob))
 
 
+@pytest.mark.slow
 def test_corrupted_latest_checkpoint_falls_back_to_the_previous_one(six_steps, tmp_path, capsys):
   # Defect: a corrupted latest checkpoint ended in a DataLossError traceback although ckpt-3 was
   # intact. Now: ckpt-6 is reported and set aside (kept, not overwritten), the run resumes at 3
@@ -128,6 +134,8 @@ def test_corrupted_latest_checkpoint_falls_back_to_the_previous_one(six_steps, t
   assert vwork.latest_checkpoint(wd).endswith("ckpt-7")
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_unreadable_checkpoints_are_refused_not_restarted_from_zero(six_steps, tmp_path):
   wd = _copy(six_steps, tmp_path)
   ckpt_dir = os.path.join(wd, "checkpoints")
@@ -145,6 +153,7 @@ def test_unreadable_checkpoints_are_refused_not_restarted_from_zero(six_steps, t
   assert rc == 2 and "none can be restored" in err and "Traceback" not in err, err
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path, capsys):
   # A checkpoint save that fails half way (here: the data file hits the file-size limit, as
   # on a full disk) stops the run with a clear error; the previous checkpoint stays usable and

@@ -115,6 +115,8 @@ def test_errors_are_one_line_messages_not_tracebacks(zoo, tmp_path, capsys, load
   assert not any(tmp_path.glob("*.png"))
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_console_script_is_installed_and_runs(zoo, tmp_path):
   exe = pathlib.Path(sys.executable).with_name("vlae")
   assert exe.exists(), "pip install -e . creates the `vlae` console script"
@@ -134,6 +136,7 @@ def _console(*args, env=None, cwd=None):
                         cwd=cwd)
 
 
+@pytest.mark.subprocess
 def test_help_and_usage_errors_answer_without_tensorflow(tmp_path):
   r = _console("--help", cwd=tmp_path)
   assert r.returncode == 0 and "encode" in r.stdout and r.stderr == ""
@@ -171,6 +174,8 @@ def test_quiet_tf_drops_startup_noise_and_keeps_real_errors(capfd):
   assert capfd.readouterr().err == real[0] + "\n" + real[1] + "\n"
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_sample_prints_no_tensorflow_log_lines_unless_verbose(zoo, tmp_path):
   from vlae_tf import quiet_tf
   env = {"VLAE_ZOO_DIR": str(zoo.root)}

@@ -69,6 +69,7 @@ def test_old_checkpoint_gives_the_same_numbers(run, ref, weights):
                                 want["samples"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mnist", "omniglot", "cifar10", "mnist_dynamic"])
 def test_shipped_zoo_models_give_the_same_numbers(name):
   """The shipped SavedModels give what they gave when packaged (``make_zoo_reference.py``).

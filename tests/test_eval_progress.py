@@ -31,6 +31,7 @@ def test_a_bad_eval_iwae_examples_is_refused(value):
     vconfig.validate_config(cfg)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seconds_per_call", [0.0, 1e9], ids=["one_chunk_per_call", "growing"])
 def test_iwae_in_pieces_gives_the_numbers_of_one_call(monkeypatch, seconds_per_call):
   model = vlae_tf.build_model(tiny_config())
@@ -42,6 +43,7 @@ def test_iwae_in_pieces_gives_the_numbers_of_one_call(monkeypatch, seconds_per_c
     np.testing.assert_array_equal(evaluation.iwae_per_example(model, x, k, 5, seed=3), one_call)
 
 
+@pytest.mark.slow
 def test_eval_says_what_it_computes_and_reports_progress_with_an_eta(tmp_path, monkeypatch):
   wd = str(tmp_path / "run")
   training.train(train_config(steps=3), wd)
@@ -62,6 +64,7 @@ def test_eval_says_what_it_computes_and_reports_progress_with_an_eta(tmp_path, m
   assert lines == sorted(set(lines), key=lines.index)                # no line twice
 
 
+@pytest.mark.slow
 def test_a_short_evaluation_prints_nothing_but_the_first_line(tmp_path):
   wd = str(tmp_path / "run")
   training.train(train_config(steps=3), wd)

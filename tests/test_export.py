@@ -282,6 +282,8 @@ ISOLATED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_loads_and_runs_where_vlae_tf_cannot_be_imported(zoo, sigs, tmp_path):
   x = binary_images(2, seed=9)
   repo = os.path.dirname(os.path.dirname(os.path.abspath(vlae_tf.__file__)))

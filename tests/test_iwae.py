@@ -28,6 +28,9 @@ import tensorflow as tf
 import vlae_tf
 from helpers import adam_step_fn, exact_log_px, tiny_config
 
+# Every test needs the two models trained for 200 steps (cached once per process).
+pytestmark = pytest.mark.slow
+
 PROTOTYPES = np.array([[1, 1, 1, 0, 0, 0, 1, 1, 1],
                        [0, 1, 0, 0, 1, 0, 0, 1, 0],
                        [1, 0, 0, 0, 1, 0, 0, 0, 1]], np.float32).reshape(3, 3, 3, 1)

@@ -135,6 +135,7 @@ def test_elbo_is_below_exact_log_likelihood_on_average():
   assert np.all(log_w.max(0) > log_w.mean(0))     # the bound is loose for single z
 
 
+@pytest.mark.slow
 def test_adam_steps_reduce_the_loss():
   keras.utils.set_random_seed(0)
   model = vlae_tf.build_model(tiny_config(context="stack", image_shape=(4, 4, 1), latent_dim=2))

@@ -167,6 +167,8 @@ def test_mixed_image_sizes_name_the_odd_file(tmp_path):
     data.resolve_data_config(cfg)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_train_py_bad_data_is_one_line_and_no_traceback(tmp_path):
   path = tmp_path / "bad.npz"
   np.savez(path, x_train=np.full((3, 28, 28), 2, np.uint8), x_test=_binary(2, 0, (28, 28)))
@@ -182,6 +184,7 @@ def test_train_py_bad_data_is_one_line_and_no_traceback(tmp_path):
 
 
 # ------------------------------------------------------------------ a run on it, and old runs
+@pytest.mark.slow
 def test_training_run_on_own_data_records_the_real_dataset(tmp_path):
   np.savez(tmp_path / "my_shapes.npz", x_train=_binary(40, 0), x_test=_binary(8, 1))
   cfg = own_config(tmp_path / "my_shapes.npz")

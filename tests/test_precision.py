@@ -64,6 +64,7 @@ def test_bad_precision_in_a_config_is_named():
     vlae_tf.config.validate_config(cfg)
 
 
+@pytest.mark.slow
 def test_a_bf16_run_trains_and_its_checkpoint_evaluates_in_float32(tmp_path):
   cfg = tiny_config(context="gated", image_shape=(6, 6, 1))
   cfg.train.precision = "bfloat16"
@@ -87,6 +88,8 @@ def _checkpoint(run):
   return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_deterministic_bf16_runs_are_bitwise_identical(tmp_path):
   flags = ["--config=zoo/mnist_gated_cpu.py", "--config.data.dataset=synthetic",
            "--config.train.batch_size=16", "--config.train.steps=3",

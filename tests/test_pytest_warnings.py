@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PROBE = '''
@@ -31,6 +33,8 @@ def test_our_own_warnings_still_show():
 '''
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_known_third_party_warnings_are_filtered_and_ours_are_not(tmp_path):
   (tmp_path / "test_probe.py").write_text(PROBE)
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")

@@ -31,6 +31,8 @@ def _python(code, **env):
                         timeout=300, cwd=os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_import_and_zoo_load_print_no_tensorflow_start_up_lines():
   r = _python(LOAD)
   assert r.returncode == 0 and "OK 2" in r.stdout, r.stderr[-3000:]
@@ -38,6 +40,8 @@ def test_import_and_zoo_load_print_no_tensorflow_start_up_lines():
   assert r.stderr == "", r.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_user_who_sets_the_log_level_gets_tensorflow_as_it_is():
   r = _python(LOAD, TF_CPP_MIN_LOG_LEVEL="0")
   assert r.returncode == 0 and "OK 2" in r.stdout, r.stderr[-3000:]

@@ -28,6 +28,8 @@ def sigs(zoo):
   return tf.saved_model.load(str(zoo.saved_model_dir)).signatures
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_saved_model_cli_lists_every_signature_with_named_typed_inputs(zoo):
   cli = pathlib.Path(sys.executable).with_name("saved_model_cli")
   r = subprocess.run([str(cli), "show", "--all", "--dir", str(zoo.saved_model_dir)],

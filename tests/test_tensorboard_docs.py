@@ -10,6 +10,7 @@ import glob
 import os
 import re
 
+import pytest
 import tensorflow as tf
 
 from helpers import train_config
@@ -31,6 +32,7 @@ def test_tensorboard_is_an_extra_and_the_docs_say_how_to_install_it():
   assert 'pip install -e ".[tensorboard]"' in docs and "tensorboard --logdir" in docs
 
 
+@pytest.mark.slow
 def test_the_tags_the_docs_name_are_the_tags_training_writes(tmp_path):
   cfg = train_config(steps=2)
   cfg.objective.free_bits_groups = 3

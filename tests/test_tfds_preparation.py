@@ -58,6 +58,8 @@ def _closed_port():
   return port
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_tfds_preparation_fails_only_for_want_of_network(tmp_path):
   proxy = f"http://127.0.0.1:{_closed_port()}"
   env = dict(os.environ, HTTP_PROXY=proxy, HTTPS_PROXY=proxy, http_proxy=proxy,

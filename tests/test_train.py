@@ -50,6 +50,7 @@ def test_ema_update_and_swap():
 
 
 # ------------------------------------------------------------------ one step
+@pytest.mark.slow
 def test_step_matches_model_loss_and_clips():
   cfg = train_config(grad_clip_norm=1e-3, warmup_steps=0, optimizer="adam")
   state = training.TrainState(cfg)
@@ -91,6 +92,7 @@ def test_non_finite_step_changes_nothing():
 
 
 # ------------------------------------------------------------------ runs
+@pytest.mark.slow
 def test_train_resume_eval_end_to_end(tmp_path):
   wd = str(tmp_path / "run")
   cfg = train_config(steps=6)
@@ -123,6 +125,7 @@ def test_train_resume_eval_end_to_end(tmp_path):
     assert key in on_disk
 
 
+@pytest.mark.slow
 def test_consecutive_non_finite_steps_stop_the_run(tmp_path):
   wd = str(tmp_path / "run")
   cfg = train_config(steps=20, checkpoint_every=2, max_consecutive_skips=3)
@@ -184,6 +187,7 @@ def test_workdir_of_another_config_is_refused(tmp_path):
     vwork.load_model_from_workdir(str(tmp_path / "nothing"))
 
 
+@pytest.mark.slow
 def test_train_and_eval_on_tfds_mock_data(tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
   wd = str(tmp_path / "run")

@@ -73,6 +73,8 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_mirrored_over_two_cpus_matches_default(tmp_path):
   p = _popen(["-c", MIRRORED_SCRIPT, str(tmp_path)], stdout=subprocess.PIPE,
              stderr=subprocess.DEVNULL)
@@ -88,6 +90,8 @@ def test_mirrored_over_two_cpus_matches_default(tmp_path):
   assert len({round(r["loss"], 4) for r in res["default"]}) == 4   # the weights did move
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_multi_worker_two_processes_write_one_consistent_checkpoint(tmp_path):
   wd = str(tmp_path / "mw")
   cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
@@ -115,6 +119,8 @@ def test_multi_worker_two_processes_write_one_consistent_checkpoint(tmp_path):
     np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-6, err_msg=k)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_sigterm_and_sigkill_resume_to_identical_weights(tmp_path):
   extra = {"train.steps": 60, "train.checkpoint_every": 5}
   ref = _popen(_flags(tmp_path / "ref", **extra) + ["--deterministic"],
@@ -144,6 +150,7 @@ def test_sigterm_and_sigkill_resume_to_identical_weights(tmp_path):
     ("--config.train.stpes=3", 'Did you mean "steps"'),
     ("--config.train.optimizer=sgd", "train.optimizer must be one of"),
 ])
+@pytest.mark.subprocess
 def test_cli_rejects_bad_config_before_training(tmp_path, flag, message):
   wd = tmp_path / "never"
   p = _popen(["train.py", "--config=zoo/mnist.py", f"--workdir={wd}", flag],
@@ -154,6 +161,8 @@ def test_cli_rejects_bad_config_before_training(tmp_path, flag, message):
 
 
 # ------------------------------------------------------------------ determinism that holds
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_sigkill_and_resume_of_a_cpu_sized_run_is_bitwise_identical(tmp_path):
   # Defect: with oneDNN's kernels on, two --deterministic runs of zoo/mnist_cpu.py differed from
   # step 3 on (max 9.5e-7), so a resume was not bit-identical either; the test used a 4x4 toy.

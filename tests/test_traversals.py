@@ -153,6 +153,7 @@ def test_figure_grid_puts_resamples_first_then_one_row_per_direction():
   assert np.all(g[:, 5] == 255) and np.all(g[3:, 6:] == 255)    # separator; no fourth image
 
 
+@pytest.mark.subprocess
 def test_bad_input_is_one_line_and_exit_status_2(tmp_path):
   for args in (["--out=a.jpg"], ["--out=a.png", "--grid=1,x"], ["--out=a.png", "--num_resamples=3"],
                ["--out=a.png", "--rank_by=kl2"], ["--out=a.png", "--nope=1"]):

@@ -217,6 +217,7 @@ def test_package_run_packages_and_links_the_learning_curve(zoo, tmp_path, monkey
   assert "standard error of the mean" in (out / "c" / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_train_py_export_call_writes_version_folder_and_card(zoo, tmp_path, capsys):
   """``export.export_workdir`` calls ``export_saved_model(model, cfg, "saved_models/<name>",
   step=, workdir=, weights=)``: the card comes from the workdir's eval.json."""

@@ -65,6 +65,7 @@ def test_add_keras_weights_derives_them_from_the_saved_model(zoo, tmp_path):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+@pytest.mark.slow
 def test_shipped_mnist_keras_model_agrees_with_its_saved_model():
   model = vlae_tf.zoo.load_keras("mnist")
   m = vlae_tf.zoo.load("mnist")
@@ -72,6 +73,7 @@ def test_shipped_mnist_keras_model_agrees_with_its_saved_model():
 
 
 # ------------------------------------------------------------ fine-tuning
+@pytest.mark.slow
 def test_fine_tuning_two_steps_starts_from_the_zoo_weights(zoo, tmp_path):
   cfg = ml_collections.ConfigDict(zoo.config.to_dict())
   cfg.seed = 1                                          # the tiny zoo model is seed 0's init
