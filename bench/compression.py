@@ -28,7 +28,8 @@ its test split (``--num`` binary images, ``--cifar_num`` CIFAR-10 images; ``0``
   in ``docs/figures/compression_lossy_<model>.png``.
 
 Numbers go to stdout and ``--out`` (JSON). Times are wall clock on a shared
-machine: noisy.
+machine: noisy. The codec codes only in its canonical numeric mode
+(:mod:`vlae_tf.codec_mode`), so the script re-runs itself in a process started in it.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ import time
 from ml_collections import ConfigDict
 import numpy as np
 from PIL import Image
+
+from vlae_tf import codec_mode  # noqa: E402  (before TensorFlow: it decides the process)
+
+if __name__ == "__main__" and not codec_mode.startable():
+  sys.exit(codec_mode.main([os.path.abspath(__file__), *sys.argv[1:]]))
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine_info import header  # noqa: E402

@@ -18,7 +18,7 @@ import vlae_tf
 from helpers import NAME, tiny_config
 from vlae_tf import cli, codec, codec_format
 from vlae_tf.codec_latent import LatentScheme, UnsupportedModel
-from vlae_tf.codec_pixels import PixelWalker, channel_models
+from vlae_tf.codec_pixels import PixelWalker
 
 # pytest's process is not in the codec's canonical numeric mode (vlae_tf.codec_mode): files made
 # here record its own mode and decode here (tests/test_codec_portable.py covers the real thing).
@@ -116,19 +116,19 @@ def test_the_coded_latent_has_the_models_rate():
   give log q_u(u|x) - log p_u(u) = log q(z|x) - log p(z) at z = F1(u)."""
   m = model_for(latent_dim=4)
   g, b = 3, 12
-  sch = LatentScheme(m, g, b, 8.0)
+  sch = LatentScheme(m, b, 8.0)
   x = images(m, g, seed=4).astype(np.float32)
   mu, sigma, _ = m.encode(tf.constant(x))
   mu, sigma = mu.numpy(), sigma.numpy()
   rng = np.random.default_rng(0)
   u_target = rng.normal(size=(g, m.latent_size))
-  k, z, shift, log_scale = sch.z_walk(lambda i, s, ls: np.round(u_target[:, i] / sch.delta))
+  k, z, shift, log_scale = sch.z_walk(g, lambda i, s, ls: np.round(u_target[:, i] / sch.delta))
   u = k * sch.delta
   mean_q, std_q = sch.posterior_params(mu, sigma, shift, log_scale)
   log_q_u = _normal_logpdf(u / sch.delta, mean_q, std_q).sum(-1) - m.latent_size * math.log(
       sch.delta)
   log_p_u = []
-  sch.prior_walk(lambda i, mean, std: (log_p_u.append(
+  sch.prior_walk(g, lambda i, mean, std: (log_p_u.append(
       _normal_logpdf(u[:, i] / sch.delta, mean, std) - math.log(sch.delta)), k[:, i])[1])
   log_p_u = np.sum(log_p_u, 0)
   log_q_z = _normal_logpdf(z, mu, sigma).sum(-1)
@@ -141,33 +141,30 @@ def test_the_coded_latent_has_the_models_rate():
 @pytest.mark.parametrize("context,likelihood,shape", [CASES[0], CASES[5], CASES[6], CASES[9],
                                                       CASES[10]])
 def test_step_by_step_probabilities_are_the_models(context, likelihood, shape):
-  """The walker's per-pixel parameters equal the parallel decoder's, and the product of
-  the coded sub-pixel distributions is the likelihood's p(x|z)."""
+  """The walker's sub-pixel distributions sum to one and their product at the known pixels is
+  the likelihood's p(x|z) from the parallel decoder."""
   m = model_for(context, likelihood, shape)
   g = 3
   x = images(m, g, seed=5)
   z = np.random.default_rng(1).normal(size=(g, m.latent_size)).astype(np.float32)
-  walker = PixelWalker(m, g)
   flat = x.reshape(g, -1, shape[-1]).astype(np.int64)
-  raws, log_p = [], np.zeros(g)
+  log_p, seen = np.zeros(g), []
 
-  def teacher(p, raw):
-    raws.append(raw)
+  def teacher(p, c, kind, params):
+    nonlocal log_p
+    v = flat[:, p, c]
+    if kind == "bernoulli":
+      prob = np.where(v == 1, params, 1 - params)
+    else:
+      np.testing.assert_allclose(params.sum(-1), 1.0, rtol=1e-9)
+      prob = params[np.arange(g), v]
+    log_p = log_p + np.log(prob)
+    seen.append((p, c))
+    return v
 
-    def choose(c, kind, params):
-      nonlocal log_p
-      v = flat[:, p, c]
-      prob = np.where(v == 1, params, 1 - params) if kind == "bernoulli" else \
-          params[np.arange(g), v]
-      log_p = log_p + np.log(prob)
-      return v
-    channel_models(m.likelihood, raw, choose)
-    return flat[:, p]
-
-  walker.walk(z, teacher)
-  parallel = m.decoder_raw(tf.constant(x, tf.float32), tf.constant(z)).numpy()
-  np.testing.assert_allclose(np.stack(raws, 1), parallel.reshape(g, -1, parallel.shape[-1]),
-                             atol=1e-4)
+  back = PixelWalker(m).walk(z, teacher)
+  np.testing.assert_array_equal(back, flat)
+  assert seen == [(p, c) for p in range(flat.shape[1]) for c in range(shape[-1])]
   want = m.log_px_given_z(tf.constant(x, tf.float32), tf.constant(z)).numpy()
   np.testing.assert_allclose(log_p, want, rtol=1e-4, atol=1e-4)
 

@@ -5,8 +5,9 @@ environments that change TensorFlow's float results (the default, oneDNN off,
 ``ONEDNN_MAX_CPU_ISA=AVX2`` as on a CPU without AVX-512, one thread), on the shipped
 ``mnist`` and ``cifar10`` zoo models: the four files must be the same bytes, and each
 decodes under another environment to the same images. The control shows the failure
-the mode prevents: a format-version-1 file (coded with TensorFlow's default kernels, no
-mode recorded) still decodes where it was made, and not with oneDNN off.
+the mode prevents: the library coding in each process's own mode (portable=False) under two
+of those environments writes different payloads. Format-version-1 files (no mode recorded)
+are refused in one line.
 """
 
 import hashlib
@@ -157,9 +158,20 @@ def test_a_canonical_file_in_another_process_says_how_to_decode_it(here):
   mode = codec.read_header(data)["numeric_mode"]
   crafted = _with_mode(data, name=codec_mode.CANONICAL, tensorflow=mode["tensorflow"],
                        numpy=mode["numpy"])
-  with pytest.raises(codec.CodecError, match="coded in numeric mode 'canonical-1'.*"
-                     "name canonical-1 in the file, process here.*vlae decompress"):
+  with pytest.raises(codec.CodecError, match=f"coded in numeric mode '{codec_mode.CANONICAL}'.*"
+                     f"name {codec_mode.CANONICAL} in the file, process here.*vlae decompress"):
     codec.decompress(model, crafted)
+
+
+def test_a_file_of_another_canonical_mode_names_it(here):
+  """Another vlae_tf version's canonical mode (its probabilities computed otherwise)."""
+  model, _, data = here
+  mode = codec.read_header(data)["numeric_mode"]
+  crafted = _with_mode(data, name="canonical-1", tensorflow=mode["tensorflow"], numpy=mode["numpy"])
+  with pytest.raises(codec.CodecError, match="'canonical-1' of another vlae_tf version.*"
+                     f"{codec_mode.CANONICAL}") as e:
+    codec.decompress(model, crafted)
+  assert "\n" not in str(e.value)
 
 
 def test_a_numeric_mode_the_encoder_cannot_write_is_refused(here):
@@ -168,26 +180,44 @@ def test_a_numeric_mode_the_encoder_cannot_write_is_refused(here):
     codec.read_header(_with_mode(data, name="fast"))
 
 
-def test_a_format_version_1_file_decodes_where_it_was_made(here):
-  model, x, data = here
+def test_a_lossless_format_version_1_file_is_refused_in_one_line(here):
+  model, _, data = here
   old = _as_version_1(data)
   assert codec_format.file_version(old) == 1 and codec.read_header(old)["numeric_mode"] is None
-  np.testing.assert_array_equal(codec.decompress(model, old), x)
+  with pytest.raises(codec.CodecError, match="format version 1.*commit 409a2ca") as e:
+    codec.decompress(model, old)
+  assert "\n" not in str(e.value)
 
 
 @pytest.mark.slow
 @pytest.mark.subprocess
-def test_a_format_version_1_file_fails_with_onednn_off_and_says_why(here, tmp_path):
-  """The control: without the canonical mode a file does not survive oneDNN off. `vlae
-  decompress` decodes a version-1 file in its own process, as before: in the default
-  environment (like the one that wrote it) exactly, with oneDNN off not, in one line."""
-  _, x, data = here
+def test_without_the_canonical_mode_the_environments_code_differently(tmp_path):
+  """The control: the same images coded by the library in each process's own mode
+  (portable=False) under the default environment and with oneDNN off give other payloads,
+  the failure the canonical mode prevents; and `vlae decompress` refuses a lossless
+  format-version-1 file with one line and exit 2."""
+  script = tmp_path / "code_here.py"       # not code.py: that is a standard module
+  script.write_text(textwrap.dedent("""
+      import sys
+      import numpy as np
+      from vlae_tf import codec, codec_format
+      x = np.load(sys.argv[1])["x"]
+      data = codec.compress("mnist", x, group_size=2, portable=False)
+      np.save(sys.argv[2], codec_format.unpack(data)[1])
+      open(sys.argv[3], "wb").write(data)
+  """))
+  data = tmp_path / "x.npz"
+  np.savez(data, x=_examples("mnist", 2))
+  payloads = {}
+  for env in ("default", "onednn_off"):
+    r = subprocess.run([sys.executable, str(script), str(data), str(tmp_path / f"{env}.npy"),
+                        str(tmp_path / f"{env}.vlae")], env=_environ(env), capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    payloads[env] = np.load(tmp_path / f"{env}.npy")
+  assert not np.array_equal(payloads["default"], payloads["onednn_off"])
   f = tmp_path / "old.vlae"
-  f.write_bytes(_as_version_1(data))
-  rc, _, err = _vlae(["decompress", str(f), f"--out={tmp_path / 'a.npz'}"], "default")
-  assert rc == 0, err[-2000:]
-  np.testing.assert_array_equal(np.load(tmp_path / "a.npz")["x"], x)
-  rc, _, err = _vlae(["decompress", str(f), f"--out={tmp_path / 'b.npz'}"], "onednn_off")
-  assert rc == 2 and "format version 1" in err and "decoding failed" in err
-  assert err.splitlines()[-1].startswith("vlae decompress: error: ")
-  assert not (tmp_path / "b.npz").exists()
+  f.write_bytes(_as_version_1((tmp_path / "default.vlae").read_bytes()))
+  rc, _, err = _vlae(["decompress", str(f), f"--out={tmp_path / 'b.npz'}"], "default")
+  assert rc == 2 and err.splitlines()[-1].startswith("vlae decompress: error: ")
+  assert "format version 1" in err.splitlines()[-1] and not (tmp_path / "b.npz").exists()

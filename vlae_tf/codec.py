@@ -47,14 +47,15 @@ Lossy (z only)
 Exactness (sender and receiver must compute bit-identical probabilities)
   Every probability that reaches the coder is computed by the same code on
   both sides from the same inputs with the same shapes: the latent walks of
-  :mod:`vlae_tf.codec_latent`, the step-by-step decoder of
+  :mod:`vlae_tf.codec_latent` and the cached decoder of
   :mod:`vlae_tf.codec_pixels` (the sender runs it teacher-forced instead of a
-  parallel pass, whose float sums differ), the encoder on the same pixels, and
-  float64 NumPy for the final distributions, which constriction quantizes to
-  integers. TensorFlow always sees batches of exactly ``group_size`` images
-  (short groups are padded with zero images that are never coded), so a
-  file's probabilities do not depend on how a caller batches; the group size
-  is a coding parameter of the file. Same code is not enough across machines:
+  parallel pass, whose float sums differ), each one traced graph per group
+  that calls the coder from inside (``tf.numpy_function``), the encoder on
+  the same pixels, and float64 TensorFlow for the final distributions, which
+  constriction quantizes to integers. TensorFlow sees each group at its own
+  size, the same on both sides (the file records the groups; ``group_size``
+  caps them), so a file's probabilities do not depend on how a caller
+  batches. Same code is not enough across machines:
   TensorFlow (oneDNN), NumPy and libm pick kernels by the CPU at run time. So
   the codec codes only in its **canonical numeric mode**
   (:mod:`vlae_tf.codec_mode`: oneDNN off and its sgemm at one instruction set,
@@ -69,9 +70,12 @@ Exactness (sender and receiver must compute bit-identical probabilities)
   differs. ``tests/test_codec_portable.py`` encodes and decodes in fresh
   processes under the default environment, oneDNN off,
   ``ONEDNN_MAX_CPU_ISA=AVX2`` and one thread, every pair, bit-identically.
-  Format-version-1 files (before the mode was recorded; TensorFlow's default
-  kernels) decode in the calling process as before, which works only in an
-  environment like the one that wrote them; a failure says so.
+  Format-version-1 files (before the mode was recorded) were coded with
+  NumPy's float64 distributions at a padded batch, which this version no
+  longer computes: a lossless one is refused with a one-line error naming the
+  last vlae_tf that decodes it (commit 409a2ca, in an environment like the one
+  that wrote it); a lossy one still decodes (its latents exactly, its pixels by
+  the rule it names).
 
 The chains themselves, group by group, are in :mod:`vlae_tf.codec_chain`.
 
@@ -124,6 +128,21 @@ def _model(model):
     raise TypeError(f"model must be a vlae_tf VLAE (vlae_tf.zoo.load_keras(name)) or a zoo model "
                     f"name, got {type(model).__name__}")
   return model
+
+
+_CODERS = {}    # (id(model), group_size, bin_width_log2, latent_range) -> (model, Coder)
+
+
+def _coder(model, group_size, bin_width_log2, latent_range):
+  """The :class:`codec_chain.Coder` of these parameters, kept for the last few (model, parameters):
+  its graphs are traced on first use (seconds), so a second file with the same model and
+  parameters skips that. Keyed by the model object, which stays alive while it is kept."""
+  key = (id(model), int(group_size), int(bin_width_log2), float(latent_range))
+  if key not in _CODERS or _CODERS[key][0] is not model:
+    while len(_CODERS) >= 4:
+      _CODERS.pop(next(iter(_CODERS)))
+    _CODERS[key] = (model, codec_chain.Coder(model, group_size, bin_width_log2, latent_range))
+  return _CODERS[key][1]
 
 
 def _model_name(model):
@@ -187,7 +206,7 @@ def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
     check_lossy_options(lossy_decode, seed)
   numeric_mode = codec_mode.require_canonical(portable)
   with codec_chain.coder_panics_as_errors("compression"):
-    cod = codec_chain.Coder(model, group_size, b, latent_range)
+    cod = _coder(model, group_size, b, latent_range)
     payload, info = (codec_chain.encode_lossy if lossy else codec_chain.encode_lossless)(cod, x,
                                                                                         progress)
   header = {
@@ -264,22 +283,22 @@ def decompress(model, data, progress=None, what="the input") -> np.ndarray:
     raise CodecError(f"{what} was coded with constriction {header['constriction']}; this "
                      f"installation has {_constriction_version()} (install the same minor "
                      "version)")
+  if header["numeric_mode"] is None and header["mode"] == LOSSLESS:
+    raise CodecError(f"{what} has format version 1: a lossless file whose probabilities this "
+                     "vlae_tf no longer computes the same way (they were NumPy's, at a padded "
+                     "batch, before the canonical numeric mode); decode it with vlae_tf at commit "
+                     "409a2ca, where it was made or on a machine like it, and compress again")
   check_numeric_mode(header, what)
   mode = header["mode"]
   try:
     with codec_chain.coder_panics_as_errors(f"decoding {what}"):
-      cod = codec_chain.Coder(model, header["group_size"], header["bin_width_log2"],
-                              header["latent_range"])
+      cod = _coder(model, header["group_size"], header["bin_width_log2"], header["latent_range"])
       x = (codec_chain.decode_lossy if mode == LOSSY else codec_chain.decode_lossless)(
           cod, header, payload, progress)
     return x.reshape(header["input_shape"])
   except CodecError:
     raise
-  except CodecError as e:
-    if header["numeric_mode"] is None:    # format version 1: no mode recorded
-      raise CodecError(f"{e} ({what} has format version 1, which records no numeric mode: it "
-                       "decodes only in an environment like the one that wrote it, TensorFlow's "
-                       "default kernels on the same kind of CPU)") from None
+  except CodecError:
     raise
   except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, AssertionError) as e:
     raise CodecError(f"decoding failed: {what} does not decode with this model "
@@ -295,6 +314,10 @@ def check_numeric_mode(header, what="the input"):
   diff = codec_mode.mismatch(recorded, codec_mode.process_mode())
   if diff is None:
     return
+  if recorded["name"] not in (codec_mode.CANONICAL, codec_mode.PROCESS):
+    raise CodecError(f"{what} was coded in numeric mode {recorded['name']!r} of another vlae_tf "
+                     f"version, whose probabilities this one ({codec_mode.CANONICAL!r}) computes "
+                     "otherwise: decode it with the vlae_tf that wrote it")
   if recorded["name"] == codec_mode.CANONICAL:
     how = ("decode it with `vlae decompress` (it starts the mode) or in a script run as "
            "`python -m vlae_tf.codec_mode script.py`, with the same TensorFlow and NumPy versions")

@@ -41,7 +41,7 @@ import tensorflow as tf
 from vlae_tf import codec_format, codec_lossy
 from vlae_tf.codec_format import CodecError, group_sizes
 from vlae_tf.codec_latent import LatentScheme, check_codable
-from vlae_tf.codec_pixels import PixelWalker, channel_models
+from vlae_tf.codec_pixels import PixelWalker
 
 INITIAL_SEED = codec_format.INITIAL_SEED
 LOSSY_DECODES = codec_format.LOSSY_DECODES
@@ -93,13 +93,13 @@ class Coder:
     self.g = int(group_size)
     h, w, c = model.image_shape
     self.shape = (h, w, c)
-    self.latent = LatentScheme(model, self.g, bin_width_log2, latent_range)
-    self.pixels = PixelWalker(model, self.g)
+    self.latent = LatentScheme(model, bin_width_log2, latent_range)
+    self.pixels = PixelWalker(model)
     m = self.latent.max_symbol
     self.q_family = constriction.stream.model.QuantizedGaussian(-m, m)
     self.families = {"bernoulli": constriction.stream.model.Bernoulli(perfect=False),
                      "categorical": constriction.stream.model.Categorical(perfect=False)}
-    spec = tf.TensorSpec([self.g, h, w, c], tf.float32)
+    spec = tf.TensorSpec([None, h, w, c], tf.float32)
 
     def encode(x):
       mu, sigma, _ = model.encode(x)
@@ -107,26 +107,25 @@ class Coder:
 
     self._encode = tf.function(encode, input_signature=[spec], autograph=False)
 
-  def pad(self, x):
-    out = np.zeros((self.g,) + self.shape, np.float32)
-    out[:len(x)] = x
-    return out
-
-  def encode(self, x_padded):
-    mu, sigma = self._encode(tf.constant(x_padded, tf.float32))
+  def encode(self, x):
+    """The posterior's means and stds ``[n, D]`` of a group's images ``[n, H, W, C]``."""
+    mu, sigma = self._encode(tf.constant(x, tf.float32))
     return mu.numpy(), sigma.numpy()
 
-  def full(self, values, n):
-    out = np.zeros(self.g, np.int64)
-    out[:n] = values
-    return out
+
+def _push_in_order(coder, symbols, family, params, chunk=8192):
+  """Pushes ``symbols`` so that popping gives them back first to last: one ``encode_reverse``
+  per chunk, chunks last first (the same words as one push per symbol, last first)."""
+  symbols = np.concatenate(symbols).astype(np.int32)
+  params = [np.concatenate(p) for p in params]
+  for s in reversed(range(0, len(symbols), chunk)):
+    coder.encode_reverse(symbols[s:s + chunk], family, *(p[s:s + chunk] for p in params))
 
 
 # ---------------------------------------------------------------- lossless
 def encode_lossless(cod, x, progress):
   n_total = len(x)
   hw = cod.shape[0] * cod.shape[1]
-  lik = cod.model.likelihood
   num_init = cod.g * cod.latent.d + 256
   init = initial_words(num_init)
   coder = constriction.stream.stack.AnsCoder(init.copy())
@@ -139,39 +138,40 @@ def encode_lossless(cod, x, progress):
     else:
       n = next_group_size(coder.num_bits() - init_bits, pop_per_image, cod.g, n_total - start)
     xg = x[start:start + n]
-    xp = cod.pad(xg)
-    mu, sigma = cod.encode(xp)
+    mu, sigma = cod.encode(xg)
     before = coder.num_bits()
 
     def pop(i, shift, log_scale):
-      mean, std = cod.latent.posterior_params(mu[:n, i], sigma[:n, i], shift[:n], log_scale[:n])
+      mean, std = cod.latent.posterior_params(mu[:, i], sigma[:, i], shift, log_scale)
       k = coder.decode(cod.q_family, mean, std)
       lowest[0] = min(lowest[0], coder.num_words())
-      return cod.full(k, n)
+      return k
 
-    k, z, _, _ = cod.latent.z_walk(pop)
+    k, z, _, _ = cod.latent.z_walk(n, pop)
     if coder.num_words() < 4:
       raise CodecError("internal error: the initial bits ran out; use a smaller group_size")
     pop_per_image = (before - coder.num_bits()) / n
-    known = xp.reshape(cod.g, hw, cod.shape[2]).astype(np.int64)
-    raws = []
+    known = xg.reshape(n, hw, cod.shape[2]).astype(np.int64)
+    pushes = {"bernoulli": ([], []), "categorical": ([], [])}
 
-    def teacher(p, raw):
-      raws.append(raw)
-      return known[:, p]
+    def teacher(p, c, kind, params):
+      pushes[kind][0].append(known[:, p, c])
+      pushes[kind][1].append(params.copy())
+      return known[:, p, c]
 
     cod.pixels.walk(z, teacher)
-    for p in reversed(range(hw)):
-      models = []
-      channel_models(lik, raws[p], lambda c, kind, params: (models.append((kind, params)),
-                                                            known[:, p, c])[1])
-      for c in reversed(range(cod.shape[2])):
-        kind, params = models[c]
-        coder.encode_reverse(known[:n, p, c].astype(np.int32), cod.families[kind], params[:n])
-    prior = []
-    cod.latent.prior_walk(lambda i, mean, std: (prior.append((i, mean[:n], std[:n])), k[:, i])[1])
-    for i, mean, std in reversed(prior):
-      coder.encode_reverse(k[:n, i].astype(np.int32), cod.q_family, mean, std)
+    for kind, (symbols, params) in pushes.items():   # one likelihood kind per model
+      if symbols:
+        _push_in_order(coder, symbols, cod.families[kind], [params])
+    prior = ([], [], [])                 # k, mean, std of each dimension in the prior's order
+
+    def record(i, mean, std):
+      for lst, v in zip(prior, (k[:, i], mean, std)):
+        lst.append(np.array(v))
+      return k[:, i]
+
+    cod.latent.prior_walk(n, record)
+    _push_in_order(coder, prior[0], cod.q_family, prior[1:])
     groups.append(n)
     start += n
     if progress is not None:
@@ -185,11 +185,10 @@ def encode_lossless(cod, x, progress):
 
 
 def decode_lossless(cod, header, payload, progress):
-  """Runs the groups backwards. Two checks bound the work by the file: the message never
-  shrinks below :func:`codec_format.lowest_words` (below it the payload has run out), and each
+  """Runs the groups backwards, each at its own size as the sender did. Two checks bound the
+  work by the file: the message never shrinks below :func:`codec_format.lowest_words` (below it the payload has run out), and each
   group holds as many images as the sender's :func:`next_group_size` gave it (checked once the
   group before it is decoded, which tells the bits that group popped)."""
-  lik = cod.model.likelihood
   init = initial_words(int(header["initial_words"]))
   init_bits = constriction.stream.stack.AnsCoder(init.copy()).num_bits()
   skip = int(header["skipped_words"])
@@ -208,22 +207,15 @@ def decode_lossless(cod, header, payload, progress):
   after = coder.num_bits()                # the sender's message after group j
   for j in reversed(range(len(groups))):
     n = groups[j]
-    k = cod.latent.prior_walk(lambda i, mean, std: cod.full(pop(cod.q_family, mean[:n], std[:n]),
-                                                            n))
-    _, z, shift, log_scale = cod.latent.z_walk(lambda i, s, ls: k[:, i])
-
-    def choose(p, raw):
-      return channel_models(lik, raw, lambda c, kind, params: cod.full(
-          pop(cod.families[kind], params[:n]), n))
-
-    x = cod.pixels.walk(z, choose).reshape((cod.g,) + cod.shape)
-    x[n:] = 0
+    k = cod.latent.prior_walk(n, lambda i, mean, std: pop(cod.q_family, mean, std))
+    _, z, shift, log_scale = cod.latent.z_walk(n, lambda i, s, ls: k[:, i])
+    x = cod.pixels.walk(z, lambda p, c, kind, params: pop(cod.families[kind], params))
+    x = x.reshape((n,) + cod.shape)
     popped = coder.num_bits()
     mu, sigma = cod.encode(x.astype(np.float32))
-    for i in reversed(range(cod.latent.d)):
-      mean, std = cod.latent.posterior_params(mu[:n, i], sigma[:n, i], shift[:n, i],
-                                              log_scale[:n, i])
-      coder.encode_reverse(k[:n, i].astype(np.int32), cod.q_family, mean, std)
+    params = [cod.latent.posterior_params(mu[:, i], sigma[:, i], shift[:, i], log_scale[:, i])
+              for i in range(cod.latent.d)]    # as the sender computed them, dimension by dimension
+    _push_in_order(coder, list(k.T), cod.q_family, [[m for m, _ in params], [s for _, s in params]])
     before = coder.num_bits()             # the sender's message before group j
     if j + 1 < len(groups):
       want = next_group_size(after - init_bits, (before - popped) / n, cod.g, total - starts[j + 1])
@@ -232,7 +224,7 @@ def decode_lossless(cod, header, payload, progress):
                          f"{len(groups)} holds {groups[j + 1]} image(s); the encoder puts {want} "
                          "there (the file was altered)")
     after = before
-    out.append(x[:n])
+    out.append(x)
     done += n
     if progress is not None:
       progress(done, total)
@@ -271,13 +263,12 @@ def encode_lossy(cod, x, progress):
   start = 0
   for n in groups:
     state = _small_state(coder)
-    mu, _ = cod.encode(cod.pad(x[start:start + n]))
+    mu, _ = cod.encode(x[start:start + n])
     k = np.clip(np.round(cod.latent.encode_v(mu) / delta), -m, m).astype(np.int64)
-    k[n:] = 0
     prior = []
-    cod.latent.prior_walk(lambda i, mean, std: (prior.append((i, mean[:n], std[:n])), k[:, i])[1])
+    cod.latent.prior_walk(n, lambda i, mean, std: (prior.append((i, mean, std)), k[:, i])[1])
     for i, mean, std in reversed(prior):
-      coder.encode_reverse(k[:n, i].astype(np.int32), cod.q_family, mean, std)
+      coder.encode_reverse(k[:, i].astype(np.int32), cod.q_family, mean, std)
     if _unchanged(coder, state):   # the receiver takes that for a payload that ran out
       raise CodecError(f"cannot code these images lossily: every latent of the first {start + n} "
                        "lies at the lower edge of latent_range, which codes to nothing (raise "
@@ -317,24 +308,22 @@ def _sampler(seed, group):
 
 
 def decode_lossy(cod, header, payload, progress):
-  lik = cod.model.likelihood
   coder = constriction.stream.stack.AnsCoder(payload)
   out, done, recon = [], 0, None
   for n in reversed(header["groups"]):
     state = _small_state(coder)
-    k = cod.latent.prior_walk(lambda i, mean, std: cod.full(coder.decode(cod.q_family, mean[:n],
-                                                                          std[:n]), n))
+    k = cod.latent.prior_walk(n, lambda i, mean, std: coder.decode(cod.q_family, mean, std))
     if _unchanged(coder, state):   # never so for a group the encoder wrote
       raise CodecError(_RAN_OUT.format(count=int(header["count"])))
-    _, z, _, _ = cod.latent.z_walk(lambda i, s, ls: k[:, i])
+    _, z, _, _ = cod.latent.z_walk(n, lambda i, s, ls: k[:, i])
     how = header.get("lossy_decode", "mode")
     if how in codec_lossy.BATCH_RULES:
       recon = recon or codec_lossy.Reconstructor(cod.model)
       x = recon.reconstruct(how, z, header["lossy_seed"], len(out))
     else:
       rule = {"mode": _mode, "mean": _mean}.get(how) or _sampler(header["lossy_seed"], len(out))
-      x = cod.pixels.walk(z, lambda p, raw: channel_models(lik, raw, rule))
-    out.append(x.reshape((cod.g,) + cod.shape)[:n])
+      x = cod.pixels.walk(z, lambda p, c, kind, params: rule(c, kind, params))
+    out.append(x.reshape((n,) + cod.shape))
     done += n
     if progress is not None:
       progress(done, int(header["count"]))

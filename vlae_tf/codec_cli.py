@@ -11,7 +11,7 @@ in the model's data scale ({0, 1} for the binary models, 0..255 for CIFAR-10);
 folder). ``BACK.npz`` gets ``x`` back with the same shape and dtype. Both
 commands print the same sizes for a file (:func:`describe_sizes`): *payload*
 bits (the ANS words; lossless: also *net* of the initial bits) and *file* bits
-(every byte, the ~440-byte header included), per image and per dimension,
+(every byte, the 500-600-byte header included), per image and per dimension,
 beside the model's -ELBO, and a progress bar on stderr. The model comes from
 the zoo as a Keras model (:func:`vlae_tf.zoo_keras.load_keras`); ``decompress``
 finds it by the name stored in the file (``--model`` overrides) and refuses a

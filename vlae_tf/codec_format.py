@@ -36,6 +36,7 @@ import json
 import math
 import numbers
 import os
+import re
 import struct
 
 import numpy as np
@@ -45,9 +46,11 @@ from vlae_tf import atomic
 MAGIC = b"\x89VLAE\r\n\x1a"
 FORMAT_VERSION = 2
 READ_VERSIONS = (1, 2)    # version 1: no numeric_mode in the header
-# The numeric modes a file can record (vlae_tf.codec_mode): the canonical one (bump the name when
-# its settings change), or the coding process's own.
-CANONICAL_MODE, PROCESS_MODE = "canonical-1", "process"
+# The numeric modes a file can record (vlae_tf.codec_mode): the canonical one, or the coding
+# process's own. The canonical mode's name changes with its settings or with the code that computes
+# the coded probabilities ("canonical-1": NumPy's float64 distributions; "canonical-2": TensorFlow's,
+# inside the cached walk); a file of another one names it.
+CANONICAL_MODE, PROCESS_MODE = "canonical-2", "process"
 _FIXED = len(MAGIC) + 2 + 4
 _DIGEST = 32
 DEFAULT_GROUP_SIZE = 64   # images coded side by side unless asked (stored in each file's header)
@@ -167,7 +170,9 @@ def _is_numeric_mode(m):
   """What :func:`vlae_tf.codec_mode.process_mode` writes: short strings, bools, int / str lists."""
   def short(v):
     return isinstance(v, str) and len(v) <= 2000
-  if not (isinstance(m, dict) and len(m) <= 16 and m.get("name") in (CANONICAL_MODE, PROCESS_MODE)
+  name = m.get("name") if isinstance(m, dict) else None
+  if not (isinstance(m, dict) and len(m) <= 16 and isinstance(name, str)
+          and (name == PROCESS_MODE or re.fullmatch(r"canonical-[1-9][0-9]{0,5}", name))
           and short(m.get("tensorflow")) and short(m.get("numpy"))):
     return False
   return all(short(k) and (short(v) or isinstance(v, bool)

@@ -76,7 +76,8 @@ Discretization (the cost over -ELBO)
 Both walks are sequential in their order: step i calls one MADE on the
 partially known vector (later entries zero, which the MADE's masks never
 read). Sender and receiver make the same calls with the same inputs and
-shapes ``[G, D]``, so they compute bit-identical parameters.
+shapes ``[G, D]`` (``G`` the group's size), so they compute bit-identical
+parameters.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ import numpy as np
 import tensorflow as tf
 
 from vlae_tf.af_prior import AFPrior, StandardNormalPrior, soft_clamp
+from vlae_tf.codec_pixels import Chooser
 
 
 class UnsupportedModel(ValueError):
@@ -110,77 +112,111 @@ def check_codable(model):
 
 
 class LatentScheme:
-  """The coded latent v of a model (module doc), for a fixed batch of ``G`` images."""
+  """The coded latent v of a model (module doc), for groups of ``G`` images (any ``G``)."""
 
-  def __init__(self, model, group_size, bin_width_log2, latent_range):
+  def __init__(self, model, bin_width_log2, latent_range):
     check_codable(model)
-    self.g = g = int(group_size)
     self.d = d = int(model.latent_size)
     self.delta = float(2.0 ** -int(bin_width_log2))
     self.max_symbol = int(round(float(latent_range) / self.delta))
     prior = model.prior
     self.steps = 0 if isinstance(prior, StandardNormalPrior) else prior.num_steps
-    spec = [tf.TensorSpec([g, d], tf.float32)]
+    spec = [tf.TensorSpec([None, d], tf.float32)]
 
     def made_fn(made):
       def fn(y):
         out = made(y)
         return tf.stack([out[..., 0], soft_clamp(out[..., 1])], -1)   # [G, D, 2]
-      return tf.function(fn, input_signature=spec, autograph=False)
+      return fn
 
     self._prior_made = made_fn(prior.mades[0]) if self.steps >= 1 else None
     self._posterior_made = made_fn(prior.mades[1]) if self.steps == 2 else None
+    self._chooser = Chooser()
+    self._z_walk = tf.function(self._z_walk_fn, input_signature=spec, autograph=False)
+    self._prior_walk = tf.function(self._prior_walk_fn, input_signature=spec, autograph=False)
+    self._encode_v = (tf.function(self._posterior_made, input_signature=spec, autograph=False)
+                      if self._posterior_made is not None else None)
+
+  def _loop(self, zeros, body, outputs):
+    """``for i in range(D)``: ``body(i, v) -> (v, [outputs of step i [G]])`` as a
+    ``tf.while_loop``; returns ``v`` and each output stacked ``[G, D]``."""
+    arrays = [tf.TensorArray(dtype, size=self.d, element_shape=[None]) for dtype in outputs]
+
+    def step(i, v, arrays):
+      v, outs = body(i, v)
+      return i + 1, v, [a.write(i, o) for a, o in zip(arrays, outs)]
+
+    _, v, arrays = tf.while_loop(lambda i, *_: i < self.d, step, [tf.constant(0), zeros, arrays])
+    return [v] + [tf.transpose(a.stack()) for a in arrays]
 
   # ------------------------------------------------------------ posterior
-  def z_walk(self, choose):
-    """Walks v in the posterior's order (natural), computing ``z = z(v)``.
+  def _z_walk_fn(self, zeros):
+    d, delta = self.d, self.delta
 
-    ``choose(d, shift, log_scale)`` returns ``k_d`` ``[G]`` (ints) given the
-    step's ``m1_d, s1_d`` ``[G]`` float32 (zero for the one-variable schemes).
-    Returns ``(k [G, D] int64, z [G, D] float32, shift [G, D], log_scale [G, D])``.
+    def body(i, z):
+      if self._posterior_made is None:
+        shift = log_scale = tf.zeros_like(z[:, 0])
+      else:
+        out = self._posterior_made(z)
+        shift, log_scale = out[:, i, 0], out[:, i, 1]
+      k = self._chooser.op([i, shift, log_scale], lambda i, s, ls: (int(i), s, ls))
+      u = tf.cast(tf.cast(k, tf.float64) * delta, tf.float32)
+      z_i = u * tf.exp(log_scale) + shift
+      return z + z_i[:, None] * tf.one_hot(i, d), [k, shift, log_scale]
+
+    return self._loop(zeros, body, [tf.int64, tf.float32, tf.float32])
+
+  def z_walk(self, g, choose):
+    """Walks v of ``g`` images in the posterior's order (natural), computing ``z = z(v)``.
+
+    ``choose(d, shift, log_scale)`` returns ``k_d`` ``[g]`` (ints) given the
+    step's ``m1_d, s1_d`` ``[g]`` float32 (zero for the one-variable schemes).
+    Returns ``(k [g, D] int64, z [g, D] float32, shift [g, D], log_scale [g, D])``.
+    One graph call: the D steps run in a ``tf.while_loop`` that calls ``choose``.
     """
-    g, d = self.g, self.d
-    k = np.zeros((g, d), np.int64)
-    z = np.zeros((g, d), np.float32)
-    shift = np.zeros((g, d), np.float32)
-    log_scale = np.zeros((g, d), np.float32)
-    for i in range(d):
-      if self._posterior_made is not None:
-        out = self._posterior_made(tf.constant(z)).numpy()
-        shift[:, i], log_scale[:, i] = out[:, i, 0], out[:, i, 1]
-      k[:, i] = choose(i, shift[:, i], log_scale[:, i])
-      u = (k[:, i] * self.delta).astype(np.float32)
-      z[:, i] = u * np.exp(log_scale[:, i]) + shift[:, i]
-    return k, z, shift, log_scale
+    z, k, shift, log_scale = self._chooser.run(choose, self._z_walk, tf.zeros([g, self.d]))
+    return k.numpy(), z.numpy(), shift.numpy(), log_scale.numpy()
 
   def posterior_params(self, mu, sigma, shift, log_scale):
-    """Mean and std of ``q(v_d | v_<d, x)`` in bin units (float64; any matching shapes)."""
-    inv = np.exp(-np.asarray(log_scale, np.float64))
-    mean = (np.asarray(mu, np.float64) - shift) * inv / self.delta
-    std = np.asarray(sigma, np.float64) * inv / self.delta
+    """Mean and std of ``q(v_d | v_<d, x)`` in bin units (float64; any matching shapes).
+
+    The inputs are copied to contiguous float64 first, so that sender and receiver (which
+    slice them from differently laid out arrays) run NumPy's same loops on them.
+    """
+    mu, sigma, shift, log_scale = (np.ascontiguousarray(a, np.float64)
+                                   for a in (mu, sigma, shift, log_scale))
+    inv = np.exp(-log_scale)
+    mean = (mu - shift) * inv / self.delta
+    std = sigma * inv / self.delta
     return mean, std
 
   # ---------------------------------------------------------------- prior
-  def prior_walk(self, choose):
-    """Walks v in the prior's order; ``choose(i, mean, std)`` returns ``k`` of that dim ``[G]``.
+  def _prior_walk_fn(self, zeros):
+    d, delta = self.d, self.delta
 
-    ``i`` is the index into v (for two steps the walk runs i = D-1, ..., 0);
-    mean and std are float64 ``[G]`` in bin units. Returns ``k [G, D]``.
-    """
-    g, d = self.g, self.d
-    k = np.zeros((g, d), np.int64)
-    y = np.zeros((g, d), np.float32)           # the prior's variable: v, or v reversed
-    for j in range(d):
+    def body(j, y):                  # y: the prior's variable, v or v reversed
       i = d - 1 - j if self.steps == 2 else j
       if self._prior_made is None:
-        mean, std = np.zeros(g), np.full(g, 1.0)
+        mean, std = tf.zeros_like(y[:, 0], tf.float64), tf.ones_like(y[:, 0], tf.float64)
       else:
-        out = self._prior_made(tf.constant(y)).numpy()
-        mean = out[:, j, 0].astype(np.float64)
-        std = np.exp(out[:, j, 1].astype(np.float64))
-      k[:, i] = choose(i, mean / self.delta, std / self.delta)
-      y[:, j] = (k[:, i] * self.delta).astype(np.float32)
-    return k
+        out = tf.cast(self._prior_made(y)[:, j], tf.float64)
+        mean, std = out[:, 0], tf.exp(out[:, 1])
+      k = self._chooser.op([i, mean / delta, std / delta], lambda i, m, s: (int(i), m, s))
+      y_j = tf.cast(tf.cast(k, tf.float64) * delta, tf.float32)
+      return y + y_j[:, None] * tf.one_hot(j, d), [k]
+
+    _, k = self._loop(zeros, body, [tf.int64])
+    return k[:, ::-1] if self.steps == 2 else k
+
+  def prior_walk(self, g, choose):
+    """Walks v of ``g`` images in the prior's order; ``choose(i, mean, std)`` returns ``k`` of
+    that dim ``[g]``.
+
+    ``i`` is the index into v (for two steps the walk runs i = D-1, ..., 0);
+    mean and std are float64 ``[g]`` in bin units. Returns ``k [g, D]``. One
+    graph call, as :meth:`z_walk`.
+    """
+    return self._chooser.run(choose, self._prior_walk, tf.zeros([g, self.d])).numpy()
 
   def encode_v(self, mu):
     """``v`` of the latent ``z = mu`` (the lossy code's point), ``[G, D]`` float32.
@@ -190,5 +226,5 @@ class LatentScheme:
     mu = np.asarray(mu, np.float32)
     if self._posterior_made is None:
       return mu
-    out = self._posterior_made(tf.constant(mu)).numpy()
+    out = self._encode_v(tf.constant(mu)).numpy()
     return ((mu - out[..., 0]) * np.exp(-out[..., 1])).astype(np.float32)

@@ -65,7 +65,7 @@ from numpy._core import _multiarray_umath
 from vlae_tf import codec_format
 from vlae_tf.codec_format import CodecError
 
-MODE = CANONICAL = codec_format.CANONICAL_MODE    # its name (bumped when the settings change)
+MODE = CANONICAL = codec_format.CANONICAL_MODE    # its name (codec_format says when it changes)
 PROCESS = codec_format.PROCESS_MODE
 THREADS = 1
 ONEDNN_ISA = "SSE41"
@@ -126,12 +126,26 @@ def _tensorflow_differences() -> list:
   problems = []
   if _onednn_enabled():
     problems.append("TensorFlow's oneDNN on")
-  threads = (tf.config.threading.get_intra_op_parallelism_threads(),
-             tf.config.threading.get_inter_op_parallelism_threads())
+  threads = _threads(tf)
   if threads != (THREADS, THREADS):
     problems.append(f"TensorFlow's intra/inter-op threads {threads[0]}/{threads[1]} (0 = all "
                     f"cores), not {THREADS}/{THREADS}")
   return problems
+
+
+def _threads(tf):
+  """TensorFlow's intra- and inter-op thread counts: as set through ``tf.config.threading``,
+  else as ``TF_NUM_INTRAOP_THREADS`` / ``TF_NUM_INTEROP_THREADS`` set them when the process
+  started (TensorFlow reads them when its runtime starts), else 0 (all cores)."""
+  th = tf.config.threading
+  counts = []
+  for api, env in ((th.get_intra_op_parallelism_threads, "TF_NUM_INTRAOP_THREADS"),
+                   (th.get_inter_op_parallelism_threads, "TF_NUM_INTEROP_THREADS")):
+    n = api()
+    if not n and os.environ.get(env, "").isdigit():
+      n = int(os.environ[env])
+    counts.append(n)
+  return tuple(counts)
 
 
 def _onednn_enabled() -> bool:
@@ -145,10 +159,10 @@ def configure_threads():
   Does nothing when they are already set so; raises ``RuntimeError`` when TensorFlow's runtime
   started with other counts (they can no longer change).
   """
-  th = sys.modules["tensorflow"].config.threading
-  if (th.get_intra_op_parallelism_threads(), th.get_inter_op_parallelism_threads()) == (
-      THREADS, THREADS):
+  tf = sys.modules["tensorflow"]
+  if _threads(tf) == (THREADS, THREADS):
     return
+  th = tf.config.threading
   th.set_intra_op_parallelism_threads(THREADS)
   th.set_inter_op_parallelism_threads(THREADS)
 
@@ -168,7 +182,7 @@ def process_differences() -> list:
 def process_mode() -> dict:
   """The numeric mode of this process as a file records it (the ``numeric_mode`` header field).
 
-  Canonical: ``{"name": "canonical-1", "tensorflow": ..., "numpy": ...}``. Otherwise
+  Canonical: ``{"name": MODE, "tensorflow": ..., "numpy": ...}``. Otherwise
   ``"name": "process"`` and what decides its float results here: oneDNN, its ISA cap, the
   thread counts, NumPy's active dispatch targets and the CPU's features.
   """
@@ -176,11 +190,9 @@ def process_mode() -> dict:
   mode = {"name": CANONICAL, "tensorflow": tf.__version__, "numpy": np.__version__}
   if process_differences():
     dispatch, features = _numpy_dispatch()
-    th = tf.config.threading
     mode.update(name=PROCESS, onednn=_onednn_enabled(),
                 onednn_isa=os.environ.get("ONEDNN_MAX_CPU_ISA", "default"),
-                threads=[th.get_intra_op_parallelism_threads(),
-                         th.get_inter_op_parallelism_threads()],
+                threads=list(_threads(tf)),
                 numpy_dispatch=[f for f in dispatch if features.get(f)],
                 cpu=",".join(sorted(k for k, v in features.items() if v)),
                 glibc_tunables=os.environ.get("GLIBC_TUNABLES", ""))

@@ -106,7 +106,9 @@ class DiscretizedLogisticMixture:
     """Data scale {0, ..., n-1} -> [-1, 1]."""
     return 2.0 * tf.cast(x, tf.float32) / (self.num_levels - 1) - 1.0
 
-  def _unpack(self, raw):
+  def unpack(self, raw):
+    """``(logits [..., K], means [..., C, K], log_scales [..., C, K] (clamped at
+    :data:`MIN_LOG_SCALE`), coeffs [..., C(C-1)/2, K] (tanh))`` of raw parameters, in their dtype."""
     k, c = self.num_mixtures, self.channels
     shape = tf.shape(raw)[:-1]
     logits = raw[..., :k]
@@ -117,7 +119,7 @@ class DiscretizedLogisticMixture:
                                 tf.concat([shape, [self.num_coeffs, k]], 0)))
     return logits, means, log_scales, coeffs
 
-  def _adjusted_means(self, means, coeffs, s):
+  def adjusted_means(self, means, coeffs, s):
     """mu_kc + sum_{c' < c} a_kcc' s_c'; ``s`` has shape [..., C]."""
     out, idx = [], 0
     for c in range(self.channels):
@@ -128,7 +130,7 @@ class DiscretizedLogisticMixture:
       out.append(m)
     return tf.stack(out, axis=-2)
 
-  def _log_bin_prob(self, v, s, mean, log_scale):
+  def log_bin_prob(self, v, s, mean, log_scale):
     """log P(value v) under one discretized logistic; all shapes broadcast.
 
     For an inner bin with ``a = (s - m + h) / sigma > b = (s - m - h) / sigma``
@@ -137,7 +139,8 @@ class DiscretizedLogisticMixture:
         log P = log F(a) + log F(-b) + log(1 - exp(-2h / sigma))
 
     which is exact and stable in both tails (no cancellation of two nearly
-    equal CDFs) and costs three transcendental evaluations.
+    equal CDFs) and costs three transcendental evaluations. Any float dtype
+    (the codec, :mod:`vlae_tf.codec_pixels`, evaluates it in float64).
     """
     h = 1.0 / (self.num_levels - 1)
     inv = tf.exp(-log_scale)
@@ -153,12 +156,29 @@ class DiscretizedLogisticMixture:
     last = float(self.num_levels - 1)
     return tf.where(v <= 0.0, log_cdf_plus, tf.where(v >= last, log_sf_minus, mid))
 
+  def bin_probs(self, mean, log_scale):
+    """``P(v)`` for every level ``v`` (a new last axis of n values) of one discretized logistic.
+
+    Differences of the logistic CDF at the ``n - 1`` inner bin edges ``s_v - h``, the outer
+    bins extended to -inf / +inf: ``n - 1`` sigmoids instead of :meth:`log_bin_prob` at every
+    level. Less accurate far in the tails (a difference of two CDFs near 1), which does not
+    matter where it is used: the codec's categoricals (:mod:`vlae_tf.codec_pixels`), which
+    constriction quantizes to 24-bit masses. Any float dtype.
+    """
+    n = self.num_levels
+    edges = 2.0 * tf.range(1, n, dtype=mean.dtype) / (n - 1) - 1.0 - 1.0 / (n - 1)
+    cdf = tf.sigmoid((edges - mean[..., None]) * tf.exp(-log_scale)[..., None])   # [..., n - 1]
+    pad = [[0, 0]] * (len(cdf.shape) - 1)
+    lower = tf.pad(cdf, pad + [[1, 0]])                        # F at each bin's lower edge
+    upper = tf.pad(cdf, pad + [[0, 1]], constant_values=1.0)   # F at each bin's upper edge
+    return tf.maximum(upper - lower, 0.0)
+
   def log_prob_per_pixel(self, raw, x):
-    logits, means, log_scales, coeffs = self._unpack(raw)
+    logits, means, log_scales, coeffs = self.unpack(raw)
     v = tf.cast(x, raw.dtype)
     s = 2.0 * v / (self.num_levels - 1) - 1.0
-    m = self._adjusted_means(means, coeffs, s)                 # [..., C, K]
-    lp = self._log_bin_prob(v[..., None], s[..., None], m, log_scales)
+    m = self.adjusted_means(means, coeffs, s)                 # [..., C, K]
+    lp = self.log_bin_prob(v[..., None], s[..., None], m, log_scales)
     lp = tf.reduce_sum(lp, axis=-2) + tf.nn.log_softmax(logits, axis=-1)   # [..., K]
     return tf.reduce_logsumexp(lp, axis=-1)
 
@@ -166,9 +186,9 @@ class DiscretizedLogisticMixture:
     return tf.reduce_sum(self.log_prob_per_pixel(raw, x), axis=[1, 2])
 
   def conditional_params(self, raw, x):
-    logits, means, log_scales, coeffs = self._unpack(raw)
+    logits, means, log_scales, coeffs = self.unpack(raw)
     s = 2.0 * tf.cast(x, raw.dtype) / (self.num_levels - 1) - 1.0
-    m = self._adjusted_means(means, coeffs, s)
+    m = self.adjusted_means(means, coeffs, s)
     logits = tf.broadcast_to(logits[..., None, :], tf.shape(m))
     return tf.concat([logits, m, log_scales], axis=-1)
 
@@ -180,7 +200,7 @@ class DiscretizedLogisticMixture:
     exactly as in :meth:`log_prob`. Returns float values in {0, ..., n-1}.
     """
     k = self.num_mixtures
-    logits, means, log_scales, coeffs = self._unpack(raw)
+    logits, means, log_scales, coeffs = self.unpack(raw)
     gumbel = -tf.math.log(-tf.math.log(noise[..., :k]))
     onehot = tf.one_hot(tf.argmax(logits + gumbel, axis=-1), k, dtype=raw.dtype)
     n1 = float(self.num_levels - 1)

@@ -243,12 +243,12 @@ class GatedPixelProgram:
 
 
 @_no_autograph
-def _cached_sample_gated(model, cond, noise):
-  """:func:`cached_sample` for the two-stream decoder: rows (vertical), then pixels (horizontal)."""
+def _cached_pixels_gated(model, cond, draw):
+  """:func:`cached_pixels` for the two-stream decoder: rows (vertical), then pixels (horizontal)."""
   h, w, c = model.image_shape
   n, b = h * w, tf.shape(cond)[0]
   prog = GatedPixelProgram(model.decoder, (h, w))
-  pre, noise_p = prog.prepare(cond), per_pixel(noise)
+  pre = prog.prepare(cond)
 
   def row_body(i, x_cache, v_caches, h_caches, out):
     p0 = i * w
@@ -257,7 +257,7 @@ def _cached_sample_gated(model, cond, noise):
     def pixel_body(j, x_cache, h_caches, out):
       p = p0 + j
       raw, h_caches = prog.step(p, j, pre[p], h_terms, x_cache, h_caches)
-      pix = model.likelihood.sample(raw, noise_p[p])
+      pix = draw(p, raw)
       x_cache = x_cache.write(p + 1, model.decoder.context_input(model.normalize(pix)))
       return j + 1, x_cache, h_caches, out.write(p, pix)
 
@@ -279,15 +279,37 @@ def cached_sample(model, cond, noise):
   See the module docstring for the algorithm. ``cond``: ``[B, H, W, Fc]``;
   ``noise``: ``[B, H, W, N]``. Returns ``[B, H, W, C]`` floats in data scale.
   """
-  dec, lik = model.decoder, model.likelihood
-  if isinstance(dec, GatedDecoder):
-    return _cached_sample_gated(model, cond, noise)
-  h, w, c = model.image_shape
-  n = h * w
-  if dec.context == "none":
+  lik = model.likelihood
+  if model.decoder.context == "none" and not isinstance(model.decoder, GatedDecoder):
+    h, w, c = model.image_shape
     x = tf.zeros(tf.concat([tf.shape(cond)[:1], [h, w, c]], 0))
-    return lik.sample(dec(model.normalize(x), cond), noise)
-  b = tf.shape(cond)[0]
+    return lik.sample(model.decoder(model.normalize(x), cond), noise)
+  noise_p = per_pixel(noise)
+  return cached_pixels(model, cond, lambda p, raw: lik.sample(raw, noise_p[p]))
+
+
+@_no_autograph
+def cached_pixels(model, cond, draw):
+  """The cached decoder's walk over the pixels in raster order, each pixel chosen by ``draw``.
+
+  ``draw(p, raw)`` gets pixel ``p``'s raw likelihood parameters ``[B, P]`` (an int32 scalar
+  tensor ``p``) and returns its values ``[B, C]`` (float, data scale), which later pixels
+  then read. :func:`cached_sample` draws from the likelihood with pre-drawn noise; the codec
+  (:mod:`vlae_tf.codec_pixels`) reads or writes each pixel on its entropy coder. Returns
+  ``[B, H, W, C]``: the values drawn.
+  """
+  dec = model.decoder
+  if isinstance(dec, GatedDecoder):
+    return _cached_pixels_gated(model, cond, draw)
+  h, w, c = model.image_shape
+  n, b = h * w, tf.shape(cond)[0]
+  if dec.context == "none":     # no pixel reads another: one decoder pass, then each pixel
+    raw_all = per_pixel(dec(model.normalize(tf.zeros(tf.stack([b, h, w, c]))), cond))
+    out = tf.TensorArray(tf.float32, size=n, element_shape=[None, c])
+    out = tf.while_loop(lambda p, _: p < n,
+                        lambda p, out: (p + 1, out.write(p, draw(p, raw_all[p]))),
+                        [tf.constant(0), out])[1]
+    return tf.reshape(tf.transpose(out.stack(), [1, 0, 2]), tf.stack([b, h, w, c]))
   first = TapLayer(dec.first, (h, w))
   pre_first = per_pixel(dec.first_proj(cond) + dec.first.bias)
   masked, pointwise = [], []
@@ -300,7 +322,6 @@ def cached_sample(model, cond, noise):
       masked.append((TapLayer(block.conv, (h, w)), pre))
   out_kernel = tf.convert_to_tensor(dec.out.kernel)
   out_bias = tf.convert_to_tensor(dec.out.bias)
-  noise_p = per_pixel(noise)
   filters = dec.filters
 
   def body(p, x_cache, caches, out):
@@ -313,7 +334,7 @@ def cached_sample(model, cond, noise):
     for kernel, pre in pointwise:
       hid = gate(hid, tf.matmul(tf.nn.elu(hid), kernel) + pre[p])
     raw = tf.matmul(tf.nn.elu(hid), out_kernel) + out_bias
-    pix = lik.sample(raw, noise_p[p])                                 # [B, C]
+    pix = draw(p, raw)                                                # [B, C]
     x_cache = x_cache.write(p + 1, dec.context_input(model.normalize(pix)))
     return p + 1, x_cache, new_caches, out.write(p, pix)
 

@@ -1,0 +1,100 @@
+"""Codec speed: lossless encode / decode vs the cached sampler, same images, same batch.
+
+Run (a few minutes on 2 busy CPU cores)::
+
+    python bench/codec_speed.py                        # mnist and cifar10 zoo models, 8 images each
+    python bench/codec_speed.py --models mnist --num 8
+
+Decoding a lossless file does the pixel-by-pixel work of sampling (one decoder
+step per pixel, sub-pixels in order) plus the entropy coder, so its yardstick is
+the cached sampler (:func:`vlae_tf.sampling.sample_x_given_z`, ``method="cached"``)
+drawing the same number of images in one batch. All of it runs in one process in
+the codec's canonical numeric mode (:mod:`vlae_tf.codec_mode`; the script re-runs
+itself in it), so the sampler gets the same kernels and the same single thread as
+the codec. Per model, with ``N = --num`` of the zoo model's bundled test images:
+
+* ``sampler``: ``sample_x_given_z`` on the images' posterior means, batch N, in a
+  ``tf.function``: the first call (tracing included) and the best of 3 warm calls;
+* ``encode`` / ``decode``: :func:`vlae_tf.codec.encode` (``group_size=N``) and
+  :func:`vlae_tf.codec.decompress` of its file, each timed on its first call (what
+  ``vlae compress`` / ``vlae decompress`` pay: tracing included) and on a second call;
+* the ratios ``encode / sampler`` and ``decode / sampler`` (warm calls of both;
+  the goal is at most 2), and the decoded images are checked to be the inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from vlae_tf import codec_mode
+
+if __name__ == "__main__" and not codec_mode.startable():
+  sys.exit(codec_mode.main([os.path.abspath(__file__), *sys.argv[1:]]))
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from machine_info import header  # noqa: E402
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from vlae_tf import codec, sampling, zoo_keras, zoo_store  # noqa: E402
+
+
+def _timed(fn):
+  t = time.perf_counter()
+  out = fn()
+  return out, time.perf_counter() - t
+
+
+def bench(name, num):
+  model = zoo_keras.load_keras(name)
+  x = np.load(os.path.join(zoo_store.model_dir(name), "examples.npz"))["x"][:num]
+  mu, _, _ = model.encode(tf.constant(x, tf.float32))
+  draw = tf.function(lambda z: sampling.sample_x_given_z(model, z, seed=tf.constant([0, 1])),
+                     autograph=False)
+  _, sampler_first = _timed(lambda: draw(mu).numpy())
+  sampler = min(_timed(lambda: draw(mu).numpy())[1] for _ in range(3))
+  (blob, st), enc_first = _timed(lambda: codec.encode(model, x, group_size=len(x)))
+  _, enc = _timed(lambda: codec.encode(model, x, group_size=len(x)))
+  y, dec_first = _timed(lambda: codec.decompress(model, blob))
+  _, dec = _timed(lambda: codec.decompress(model, blob))
+  assert np.array_equal(y, x), "the codec did not give the images back"
+  return {"model": name, "images": len(x), "image_shape": list(x.shape[1:]),
+          "groups": codec.read_header(blob)["groups"], "bits_per_dim": st["bits_per_dim"],
+          "sampler_first_s": sampler_first, "sampler_s": sampler,
+          "encode_first_s": enc_first, "encode_s": enc, "decode_first_s": dec_first,
+          "decode_s": dec, "encode_over_sampler": enc / sampler,
+          "decode_over_sampler": dec / sampler}
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--models", nargs="+", default=["mnist", "cifar10"])
+  p.add_argument("--num", type=int, default=8, help="images (the zoo folder bundles 8)")
+  p.add_argument("--json", default=None, help="also write the results here")
+  args = p.parse_args()
+  codec_mode.configure_threads()
+  print(header("codec speed (bench/codec_speed.py)"))
+  print(f"numeric mode: {json.dumps(codec_mode.process_mode())}")
+  rows = []
+  for name in args.models:
+    r = bench(name, args.num)
+    rows.append(r)
+    print(f"{name}: {r['images']} images {r['image_shape']}, groups {r['groups']}, "
+          f"{r['bits_per_dim']:.4f} bits/dim | sampler {r['sampler_s']:.2f} s "
+          f"(first call {r['sampler_first_s']:.2f} s) | encode {r['encode_s']:.2f} s "
+          f"(first {r['encode_first_s']:.2f} s) | decode {r['decode_s']:.2f} s "
+          f"(first {r['decode_first_s']:.2f} s) | encode/sampler {r['encode_over_sampler']:.2f}, "
+          f"decode/sampler {r['decode_over_sampler']:.2f}", flush=True)
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+  main()
