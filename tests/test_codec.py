@@ -18,7 +18,7 @@ import vlae_tf
 from helpers import NAME, tiny_config
 from vlae_tf import cli, codec, codec_format
 from vlae_tf.codec_latent import LatentScheme, UnsupportedModel
-from vlae_tf.codec_pixels import PixelWalker
+from vlae_tf.codec_pixels import PixelWalker, channel_models
 
 # pytest's process is not in the codec's canonical numeric mode (vlae_tf.codec_mode): files made
 # here record its own mode and decode here (tests/test_codec_portable.py covers the real thing).
@@ -167,6 +167,31 @@ def test_step_by_step_probabilities_are_the_models(context, likelihood, shape):
   assert seen == [(p, c) for p in range(flat.shape[1]) for c in range(shape[-1])]
   want = m.log_px_given_z(tf.constant(x, tf.float32), tf.constant(z)).numpy()
   np.testing.assert_allclose(log_p, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("likelihood,shape", [("bernoulli", (4, 4, 1)),
+                                              ("logistic_mixture", (3, 3, 3))])
+def test_channel_models_outside_a_walk_give_the_models_probabilities(likelihood, shape):
+  """channel_models (the sub-pixel distributions of many pixels at once, as bench scripts use
+  them) at the parallel decoder's raw parameters: their product is p(x|z)."""
+  m = model_for("window", likelihood, shape)
+  x = images(m, 3, seed=6)
+  z = np.random.default_rng(2).normal(size=(3, m.latent_size)).astype(np.float32)
+  raw = m.decoder_raw(tf.constant(x, tf.float32), tf.constant(z)).numpy()
+  raw = raw.reshape(-1, raw.shape[-1])
+  known = x.reshape(-1, shape[-1]).astype(np.int64)
+  log_p = np.zeros(len(known))
+
+  def choose(c, kind, params):
+    nonlocal log_p
+    v = known[:, c]
+    log_p += np.log(np.where(v == 1, params, 1 - params) if kind == "bernoulli"
+                    else params[np.arange(len(v)), v])
+    return v
+
+  np.testing.assert_array_equal(channel_models(m.likelihood, raw, choose), known)
+  want = m.log_px_given_z(tf.constant(x, tf.float32), tf.constant(z)).numpy()
+  np.testing.assert_allclose(log_p.reshape(3, -1).sum(1), want, rtol=1e-4, atol=1e-4)
 
 
 def test_file_size_is_the_negative_elbo():

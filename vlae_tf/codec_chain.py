@@ -186,7 +186,8 @@ def encode_lossless(cod, x, progress):
 
 def decode_lossless(cod, header, payload, progress):
   """Runs the groups backwards, each at its own size as the sender did. Two checks bound the
-  work by the file: the message never shrinks below :func:`codec_format.lowest_words` (below it the payload has run out), and each
+  work by the file: the message never shrinks below :func:`codec_format.lowest_words` (below
+  it the payload has run out), and each
   group holds as many images as the sender's :func:`next_group_size` gave it (checked once the
   group before it is decoded, which tells the bits that group popped)."""
   init = initial_words(int(header["initial_words"]))

@@ -48,8 +48,8 @@ FORMAT_VERSION = 2
 READ_VERSIONS = (1, 2)    # version 1: no numeric_mode in the header
 # The numeric modes a file can record (vlae_tf.codec_mode): the canonical one, or the coding
 # process's own. The canonical mode's name changes with its settings or with the code that computes
-# the coded probabilities ("canonical-1": NumPy's float64 distributions; "canonical-2": TensorFlow's,
-# inside the cached walk); a file of another one names it.
+# the coded probabilities ("canonical-1": NumPy's float64 distributions; "canonical-2":
+# TensorFlow's, inside the cached walk); a file of another one names it.
 CANONICAL_MODE, PROCESS_MODE = "canonical-2", "process"
 _FIXED = len(MAGIC) + 2 + 4
 _DIGEST = 32

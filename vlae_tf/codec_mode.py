@@ -240,7 +240,7 @@ def rerun_canonical(argv) -> int:
 
 
 def main(argv=None) -> int:
-  """``python -m vlae_tf.codec_mode script.py [args]``: runs a Python script in the canonical mode."""
+  """``python -m vlae_tf.codec_mode script.py [args]``: runs a script in the canonical mode."""
   argv = sys.argv[1:] if argv is None else argv
   if not argv or argv[0] in ("-h", "--help"):
     print("usage: python -m vlae_tf.codec_mode script.py [args]   (runs the script in the "

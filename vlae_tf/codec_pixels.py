@@ -35,7 +35,8 @@ times each component's discretized logistic with the channel-wise linear mean,
 ``DiscretizedLogisticMixture.unpack`` / ``adjusted_means`` / ``log_bin_prob``
 for the weights, ``bin_probs`` for the n levels). Their product over c is the
 pixel's probability under :meth:`DiscretizedLogisticMixture.log_prob` (up to
-float rounding in the far tails, below what constriction's 24-bit masses see). Each is computed at the shape
+float rounding in the far tails, below what constriction's 24-bit masses see).
+Each is computed at the shape
 ``[G, ...]`` of one pixel on both sides (element-wise kernels may take another
 path for another array length), and constriction quantizes it to integers.
 """
@@ -113,28 +114,11 @@ class PixelWalker:
     """Pixel ``p``'s values ``[G, C]``: each sub-pixel's distribution, then the chooser."""
     values = []
     for c in range(self.channels):
-      if self.kind == "bernoulli":
-        params = tf.sigmoid(tf.cast(raw[:, c], tf.float64))          # p(x_c = 1)
-      else:
-        x = tf.stack(values + [tf.zeros_like(raw[:, 0], tf.float64)] * (self.channels - c), -1)
-        params = self.distribution(raw, x, c)
+      x = tf.stack(values + [tf.zeros_like(raw[:, 0], tf.float64)] * (self.channels - c), -1)
+      params = sub_pixel_distribution(self.lik, raw, x, c)
       v = self._chooser.op([p, params], lambda p, params, c=c: (int(p), c, self.kind, params))
       values.append(tf.cast(v, tf.float64))
     return tf.cast(tf.stack(values, -1), tf.float32)
-
-  def distribution(self, raw, x, c):
-    """``P(x_c = v | x_<c)`` ``[G, n]`` float64 from raw parameters ``[G, P]`` (module doc);
-    ``x`` ``[G, C]`` float64: the pixel's values (only the channels before ``c`` are read)."""
-    lik = self.lik
-    logits, means, log_scales, coeffs = lik.unpack(tf.cast(raw, tf.float64))
-    n1 = float(lik.num_levels - 1)
-    m = lik.adjusted_means(means, coeffs, 2.0 * x / n1 - 1.0)            # [G, C, K]
-    log_w = tf.nn.log_softmax(logits, axis=-1)                           # [G, K]
-    for cp in range(c):
-      v = x[:, cp:cp + 1]
-      log_w += lik.log_bin_prob(v, 2.0 * v / n1 - 1.0, m[:, cp], log_scales[:, cp])
-    probs = lik.bin_probs(m[:, c], log_scales[:, c])                    # [G, K, n]
-    return tf.reduce_sum(tf.nn.softmax(log_w, axis=-1)[..., None] * probs, axis=1)
 
   def walk(self, z, choose):
     """Runs the decoder over every pixel of a group in raster order, sub-pixels in order.
@@ -147,3 +131,39 @@ class PixelWalker:
     """
     x = self._chooser.run(choose, self._walk, tf.constant(z, tf.float32)).numpy()
     return x.reshape(len(z), self.num_pixels, self.channels)
+
+
+def sub_pixel_distribution(lik, raw, x, c):
+  """The distribution of sub-pixel ``c`` (module doc), float64: ``p(x_c = 1)`` ``[G]`` for a
+  Bernoulli, ``P(x_c = v | x_<c)`` ``[G, n]`` for the logistic mixture. ``raw``: the pixel's raw
+  parameters ``[G, P]``; ``x`` ``[G, C]`` float64: its values (the channels before ``c`` are
+  read)."""
+  if isinstance(lik, Bernoulli):
+    return tf.sigmoid(tf.cast(raw[:, c], tf.float64))
+  logits, means, log_scales, coeffs = lik.unpack(tf.cast(raw, tf.float64))
+  n1 = float(lik.num_levels - 1)
+  m = lik.adjusted_means(means, coeffs, 2.0 * x / n1 - 1.0)            # [G, C, K]
+  log_w = tf.nn.log_softmax(logits, axis=-1)                           # [G, K]
+  for cp in range(c):
+    v = x[:, cp:cp + 1]
+    log_w += lik.log_bin_prob(v, 2.0 * v / n1 - 1.0, m[:, cp], log_scales[:, cp])
+  probs = lik.bin_probs(m[:, c], log_scales[:, c])                    # [G, K, n]
+  return tf.reduce_sum(tf.nn.softmax(log_w, axis=-1)[..., None] * probs, axis=1)
+
+
+def channel_models(lik, raw, choose_channel):
+  """One pixel's sub-pixels outside a walk (e.g. teacher forced over many pixels at once).
+
+  ``raw``: ``[G, P]`` raw parameters. ``choose_channel(c, kind, params)`` gets
+  ``("bernoulli", p1 [G])`` or ``("categorical", pmf [G, n])`` (float64 NumPy, as the walk's
+  chooser) and returns the sub-pixel's values ``[G]`` ints. Returns ``[G, C]`` values.
+  """
+  if not isinstance(lik, (Bernoulli, DiscretizedLogisticMixture)):
+    raise TypeError(f"no entropy model for likelihood {type(lik).__name__}")
+  kind = "bernoulli" if isinstance(lik, Bernoulli) else "categorical"
+  raw = tf.constant(raw, tf.float32)
+  values = np.zeros((raw.shape[0], lik.channels), np.int64)
+  for c in range(lik.channels):
+    params = sub_pixel_distribution(lik, raw, tf.constant(values, tf.float64), c).numpy()
+    values[:, c] = choose_channel(c, kind, params)
+  return values

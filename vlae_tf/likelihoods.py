@@ -108,7 +108,8 @@ class DiscretizedLogisticMixture:
 
   def unpack(self, raw):
     """``(logits [..., K], means [..., C, K], log_scales [..., C, K] (clamped at
-    :data:`MIN_LOG_SCALE`), coeffs [..., C(C-1)/2, K] (tanh))`` of raw parameters, in their dtype."""
+    :data:`MIN_LOG_SCALE`), coeffs [..., C(C-1)/2, K] (tanh))`` of raw parameters, in their
+    dtype."""
     k, c = self.num_mixtures, self.channels
     shape = tf.shape(raw)[:-1]
     logits = raw[..., :k]

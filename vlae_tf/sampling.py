@@ -281,8 +281,7 @@ def cached_sample(model, cond, noise):
   """
   lik = model.likelihood
   if model.decoder.context == "none" and not isinstance(model.decoder, GatedDecoder):
-    h, w, c = model.image_shape
-    x = tf.zeros(tf.concat([tf.shape(cond)[:1], [h, w, c]], 0))
+    x = tf.zeros(tf.concat([tf.shape(cond)[:1], list(model.image_shape)], 0))
     return lik.sample(model.decoder(model.normalize(x), cond), noise)
   noise_p = per_pixel(noise)
   return cached_pixels(model, cond, lambda p, raw: lik.sample(raw, noise_p[p]))
@@ -292,11 +291,10 @@ def cached_sample(model, cond, noise):
 def cached_pixels(model, cond, draw):
   """The cached decoder's walk over the pixels in raster order, each pixel chosen by ``draw``.
 
-  ``draw(p, raw)`` gets pixel ``p``'s raw likelihood parameters ``[B, P]`` (an int32 scalar
-  tensor ``p``) and returns its values ``[B, C]`` (float, data scale), which later pixels
-  then read. :func:`cached_sample` draws from the likelihood with pre-drawn noise; the codec
-  (:mod:`vlae_tf.codec_pixels`) reads or writes each pixel on its entropy coder. Returns
-  ``[B, H, W, C]``: the values drawn.
+  ``draw(p, raw)`` gets pixel ``p``'s raw parameters ``[B, P]`` (``p`` an int32 scalar
+  tensor) and returns its values ``[B, C]`` (float, data scale), which later pixels read:
+  noise in :func:`cached_sample`, the entropy coder in :mod:`vlae_tf.codec_pixels`.
+  Returns ``[B, H, W, C]``: the values drawn.
   """
   dec = model.decoder
   if isinstance(dec, GatedDecoder):
@@ -305,10 +303,8 @@ def cached_pixels(model, cond, draw):
   n, b = h * w, tf.shape(cond)[0]
   if dec.context == "none":     # no pixel reads another: one decoder pass, then each pixel
     raw_all = per_pixel(dec(model.normalize(tf.zeros(tf.stack([b, h, w, c]))), cond))
-    out = tf.TensorArray(tf.float32, size=n, element_shape=[None, c])
-    out = tf.while_loop(lambda p, _: p < n,
-                        lambda p, out: (p + 1, out.write(p, draw(p, raw_all[p]))),
-                        [tf.constant(0), out])[1]
+    out = tf.while_loop(lambda p, _: p < n, lambda p, o: (p + 1, o.write(p, draw(p, raw_all[p]))),
+                        [tf.constant(0), tf.TensorArray(tf.float32, n, element_shape=[None, c])])[1]
     return tf.reshape(tf.transpose(out.stack(), [1, 0, 2]), tf.stack([b, h, w, c]))
   first = TapLayer(dec.first, (h, w))
   pre_first = per_pixel(dec.first_proj(cond) + dec.first.bias)
