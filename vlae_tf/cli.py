@@ -30,7 +30,8 @@ canonical numeric mode (:mod:`vlae_tf.codec_mode`): unless this process was
 started in it, they re-run themselves in a child process that is (same
 arguments, stdin, stdout, stderr and exit status), whatever the user's
 environment says about oneDNN, NumPy, libm or threads. A format-version-1 file
-(no mode recorded) is decompressed in this process as before.
+(no mode recorded) is handled in this process: a lossy one decodes, a lossless one
+is refused in one line (:func:`vlae_tf.codec.decompress`).
 
 Adding a command: add its sub-parser in :func:`build_parser` (here, so
 ``--help`` stays fast) and write ``cmd_<name>(args) -> exit status`` with its

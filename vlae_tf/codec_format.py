@@ -18,8 +18,8 @@ files), and the coding parameters (``mode``, ``group_size``, ``groups``,
 probabilities were computed in (``numeric_mode``: :mod:`vlae_tf.codec_mode`'s
 canonical mode with the TensorFlow and NumPy versions, or a process's own mode).
 Version 1 files (written before the mode was recorded, with TensorFlow's default
-CPU kernels) still unpack, with ``numeric_mode`` None: they decode only in an
-environment like the one that wrote them. :func:`unpack` checks the magic, version, length
+CPU kernels) still unpack, with ``numeric_mode`` None (:func:`vlae_tf.codec.decompress`
+decodes a lossy one and refuses a lossless one in one line). :func:`unpack` checks the magic, version, length
 and checksum, then every header field (:func:`check_header`: types, ranges and
 the relations between fields, against what the encoder can write), before
 anything is decoded, so a truncated, corrupted, foreign or crafted file ends in
