@@ -180,6 +180,20 @@ def test_a_numeric_mode_the_encoder_cannot_write_is_refused(here):
     codec.read_header(_with_mode(data, name="fast"))
 
 
+def test_a_process_started_for_the_mode_that_is_not_in_it_starts_no_other():
+  """The marker of a canonical child with a non-canonical environment: one line and exit 2,
+  not an endless chain of children."""
+  env = dict(_environ("default"), VLAE_CODEC_NUMERIC_MODE=codec_mode.MODE)
+  r = subprocess.run([sys.executable, "-m", "vlae_tf.codec_mode", "-c", "print('ran')"], env=env,
+                     capture_output=True, text=True, timeout=120)
+  assert r.returncode == 2 and r.stdout == ""
+  assert r.stderr.count("\n") == 1
+  assert "could not start the codec's canonical numeric mode" in r.stderr
+  r = subprocess.run([sys.executable, "-m", "vlae_tf.codec_mode", "-c", "print('ran')"],
+                     env=_environ("default"), capture_output=True, text=True, timeout=120)
+  assert r.returncode == 0 and r.stdout == "ran\n"
+
+
 def test_a_lossless_format_version_1_file_is_refused_in_one_line(here):
   model, _, data = here
   old = _as_version_1(data)

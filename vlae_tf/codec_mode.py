@@ -225,18 +225,21 @@ def mismatch(recorded: dict, current: dict) -> str | None:
   return ", ".join(diffs)
 
 
-def rerun_canonical(argv) -> int:
-  """Runs ``python -m vlae_tf.cli ARGV`` in a child process in the canonical mode; its exit status.
-
-  The child shares this process's stdin, stdout and stderr.
-  """
-  if os.environ.get(_MARKER) == MODE:     # a child of ours that still is not canonical: no loop
+def _run_canonical(args) -> int:
+  """``python ARGS`` in a child process in the canonical mode (sharing stdin, stdout and
+  stderr); its exit status. A process that was started for the mode and still is not in it
+  raises :class:`CodecError` instead of starting another (no endless chain of children)."""
+  if os.environ.get(_MARKER) == MODE:
     raise CodecError("could not start the codec's canonical numeric mode: the process started for "
                      f"it has {'; '.join(process_differences())}")
   for stream in (sys.stdout, sys.stderr):
     stream.flush()
-  return subprocess.call([sys.executable, "-m", "vlae_tf.cli", *argv],
-                         env=canonical_environ())
+  return subprocess.call([sys.executable, *args], env=canonical_environ())
+
+
+def rerun_canonical(argv) -> int:
+  """Runs ``python -m vlae_tf.cli ARGV`` in a canonical child process; its exit status."""
+  return _run_canonical(["-m", "vlae_tf.cli", *argv])
 
 
 def main(argv=None) -> int:
@@ -246,7 +249,11 @@ def main(argv=None) -> int:
     print("usage: python -m vlae_tf.codec_mode script.py [args]   (runs the script in the "
           "codec's canonical numeric mode)")
     return 0 if argv else 2
-  return subprocess.call([sys.executable, *argv], env=canonical_environ())
+  try:
+    return _run_canonical(argv)
+  except CodecError as e:
+    print(f"python -m vlae_tf.codec_mode: error: {e}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
