@@ -16,7 +16,7 @@ import tensorflow as tf
 
 import vlae_tf
 from helpers import tiny_config
-from vlae_tf import training
+from vlae_tf import sampling, training
 from vlae_tf import workdir as vwork
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,6 +46,23 @@ def test_bf16_computes_the_networks_in_bf16_and_the_maths_in_float32(context):
   full = ref.elbo_terms(x, seed=tf.constant([1, 2]))
   np.testing.assert_allclose(terms["elbo"].numpy(), full["elbo"].numpy(), rtol=0.05)
   assert not np.array_equal(terms["elbo"].numpy(), full["elbo"].numpy())  # really bf16
+
+
+@pytest.mark.parametrize("context,likelihood,shape", [("stack", "bernoulli", (5, 5, 1)),
+                                                      ("gated", "bernoulli", (5, 5, 1)),
+                                                      ("gated", "logistic_mixture", (4, 4, 3))])
+def test_a_bf16_model_samples_with_the_cached_sampler(context, likelihood, shape):
+  """The periodic image summaries of a bf16 run sample from the bf16 model: the cached programs
+  take its bf16 projections of z into float32 (before: AddV2 of bfloat16 and float32)."""
+  cfg = tiny_config(context=context, likelihood=likelihood, image_shape=shape)
+  model = vlae_tf.build_model(cfg, "bfloat16")
+  z = model.sample_prior(3, seed=tf.constant([0, 1], tf.int64))
+  seed = tf.constant([0, 2], tf.int64)
+  x = sampling.sample_x_given_z(model, z, seed=seed)
+  assert x.dtype == tf.float32 and x.shape == (3,) + shape
+  np.testing.assert_array_equal(x, sampling.sample_x_given_z(model, z, seed=seed))
+  if likelihood == "bernoulli":
+    assert set(np.unique(x.numpy())) <= {0.0, 1.0}
 
 
 def test_the_global_dtype_policy_is_left_as_it_was():

@@ -41,15 +41,11 @@ uniform lands within ~1e-6 of a threshold).
   not-yet-drawn pixels never matter (as in the naive pass, where they are
   multiplied by zero weights).
 
-  Cost: ``sum_l T_l C_l F_l`` multiply-adds per pixel, with ``T_l`` the number
-  of non-zero taps of layer l: one forward pass in total, i.e. ``H W`` times
-  fewer FLOPs than naive (and fewer than a full pass, as masked taps are
-  skipped), in ``H W`` sequential steps of small matmuls ``[B, T C] x [T C,
-  F]``. For every context it is one step per pixel whatever the receptive
-  field; on 2 CPU cores the per-step op overhead, not FLOPs, dominates for
-  small batches. ``none`` is one decoder pass (no pixel reads another).
-  ``full`` works the same way with one big window (``T ~ 2 H W`` taps, most of
-  them zero slots near the top of the image).
+  Cost: ``sum_l T_l C_l F_l`` multiply-adds per pixel (``T_l`` the non-zero
+  taps of layer l): one forward pass in all, ``H W`` times fewer FLOPs than
+  naive, in ``H W`` sequential steps of small matmuls; on 2 CPU cores the
+  per-step op overhead dominates for small batches. ``none`` is one decoder
+  pass; ``full`` is one big window (``T ~ 2 H W`` taps).
 
 Prior sampling ``z ~ p(z)`` belongs to the prior: ``model.sample_prior``
 (the AF prior's exact incremental sampler, :mod:`vlae_tf.af_prior`).
@@ -157,6 +153,11 @@ class TapLayer:
     return tf.einsum("wbk,kc->wbc", flat, self.kernel)
 
 
+def projection(layer, cond):
+  """``layer(cond)`` in float32, the cached programs' dtype under any policy (bfloat16 too)."""
+  return tf.cast(layer(cond), tf.float32)
+
+
 def per_pixel(t):
   """``[B, H, W, F]`` -> ``[H W, B, F]`` so step ``p`` reads a contiguous slice."""
   s = tf.shape(t)
@@ -205,7 +206,7 @@ class GatedPixelProgram:
     biases = ([d.v_in.bias, d.h_in.bias]
               + [b for v, h in zip(d.v_convs, d.h_convs) for b in (v.bias, h.bias)]
               + [layer.bias for layer in d.pointwise])
-    return per_pixel(d.cond_proj(cond) + tf.concat(biases, 0))
+    return per_pixel(projection(d.cond_proj, cond) + tf.concat(biases, 0))
 
   def row(self, p0, pre, x_cache, v_caches):
     """The vertical stream of the row starting at pixel ``p0`` (rows above all drawn).
@@ -307,10 +308,10 @@ def cached_pixels(model, cond, draw):
                         [tf.constant(0), tf.TensorArray(tf.float32, n, element_shape=[None, c])])[1]
     return tf.reshape(tf.transpose(out.stack(), [1, 0, 2]), tf.stack([b, h, w, c]))
   first = TapLayer(dec.first, (h, w))
-  pre_first = per_pixel(dec.first_proj(cond) + dec.first.bias)
+  pre_first = per_pixel(projection(dec.first_proj, cond) + dec.first.bias)
   masked, pointwise = [], []
   for block in dec.blocks:
-    pre = per_pixel(block.proj(cond) + block.conv.bias)
+    pre = per_pixel(projection(block.proj, cond) + block.conv.bias)
     if block.conv.mask.shape == (1, 1):
       kernel = tf.convert_to_tensor(block.conv.kernel)[0, 0] * float(block.conv.mask[0, 0])
       pointwise.append((kernel, pre))
