@@ -12,6 +12,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 _TESTS = os.path.dirname(os.path.abspath(__file__))
 _BENCH = os.path.join(os.path.dirname(_TESTS), "bench")
 
@@ -35,6 +37,8 @@ _LOSSLESS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_lossless_bench_decodes_in_a_fresh_process_with_the_given_zoo(zoo):
   r = subprocess.run([sys.executable, "-m", "vlae_tf.codec_mode", "-c", _LOSSLESS, _TESTS, _BENCH,
                       str(zoo.root)], capture_output=True, text=True, timeout=900)

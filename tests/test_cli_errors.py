@@ -33,6 +33,7 @@ from vlae_tf import cli
      "invalid config: model.prior must be one of ('af', 'normal'), got 'bogus'"),
 ], ids=["bad_value", "bad_enum", "unknown_flag", "no_config", "no_export_dir",
         "stray_argument", "bad_choice"])
+@pytest.mark.subprocess
 def test_train_py_flag_mistakes_are_one_line_and_exit_2(tmp_path, args, message):
   wd = tmp_path / "never"
   rc, out, err = run_train_py(f"--workdir={wd}", *args)
@@ -41,6 +42,7 @@ def test_train_py_flag_mistakes_are_one_line_and_exit_2(tmp_path, args, message)
   assert out == "" and not wd.exists()
 
 
+@pytest.mark.subprocess
 def test_train_py_without_workdir_is_one_line_and_exit_2():
   rc, out, err = run_train_py("--config=zoo/mnist_cpu.py")
   assert rc == 2 and len(err.strip().splitlines()) == 1, (rc, err)

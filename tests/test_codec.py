@@ -300,6 +300,8 @@ def test_grouping_is_a_coding_parameter_and_every_grouping_decodes():
     np.testing.assert_array_equal(codec.decompress(m, data), x)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_process_mode_file_decodes_in_a_fresh_process_only_with_the_same_threads(tmp_path):
   """portable=False records this process's mode: a fresh process like this one decodes the file;
   one with 1 intra/inter-op thread refuses it with one line naming the threads."""

@@ -189,6 +189,7 @@ def collapse_dir(tmp_path_factory):
   return wd
 
 
+@pytest.mark.slow
 def test_posterior_collapse_smoke(collapse_dir):
   r, md = read_outputs(collapse_dir, ["kl_per_dim.png", "kl_over_training.png"])
   assert set(r["models"]) == {"factorized", "pixelcnn_full", "vlae", "decoder_alone"}
@@ -317,6 +318,7 @@ def test_lossy_reconstructions_smoke_from_a_workdir(collapse_dir, tmp_path):
     lossy_reconstructions.run(wd, "smoke", model_workdir=collapse_dir, zoo_model="mnist")
 
 
+@pytest.mark.slow
 def test_af_vs_iaf_smoke_matches_parameter_counts(tmp_path):
   wd = str(tmp_path / "af")
   run_cli(af_vs_iaf, [f"--workdir={wd}", "--smoke"])
@@ -335,6 +337,7 @@ def test_af_vs_iaf_smoke_matches_parameter_counts(tmp_path):
   assert f"{af['num_params']}" in md and f"{iaf['num_params']}" in md
 
 
+@pytest.mark.slow
 def test_rate_distortion_smoke_points_satisfy_elbo_identity(tmp_path):
   wd = str(tmp_path / "rd")
   run_cli(rate_distortion, [f"--workdir={wd}", "--smoke"])
@@ -412,6 +415,7 @@ def test_logistic_regression_reaches_the_regularised_optimum():
   assert (pred(sep) == np.repeat(np.arange(4), 10)).all()               # separable: all right
 
 
+@pytest.mark.slow
 def test_z_features_smoke(tmp_path):
   wd = str(tmp_path / "zf")
   r = run_cli(z_features, [f"--workdir={wd}", "--smoke", "--max_iters=300"])
@@ -435,6 +439,8 @@ def test_z_features_smoke(tmp_path):
   assert r["probe_train_examples"] == z_features.SMOKE_SIZES["train"]
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_workdir_made_by_another_config_is_a_one_line_error(tmp_path):
   """Reusing an experiment --workdir after its recipe changed: one line naming it, exit 2."""
   wd = tmp_path / "zf"

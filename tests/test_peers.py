@@ -120,6 +120,8 @@ def test_bad_flags_are_usage_errors(capsys):
     peers.parse(["--workdir", "x", "--cpu_minutes", "0"])
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_smoke_run_end_to_end(tmp_path, capsys):
   """Five fresh processes, one step each, evaluated on the same 8 synthetic test images."""
   wd = str(tmp_path / "peers")
@@ -174,6 +176,7 @@ def test_smoke_run_end_to_end(tmp_path, capsys):
   assert e.value.code == 2 and "other settings: iwae_samples 4 (now 5)" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 def test_interrupted_contender_resumes_from_its_checkpoint(tmp_path, capsys):
   """SIGTERM mid-training (a session ending): checkpoint, exit 143; the rerun resumes there."""
   wd = str(tmp_path / "peers")
