@@ -133,15 +133,16 @@ def _model(model):
 _CODERS = {}    # (id(model), group_size, bin_width_log2, latent_range) -> (model, Coder)
 
 
-def _coder(model, group_size, bin_width_log2, latent_range):
+def _coder(model, group_size, bin_width_log2, latent_range, legacy=False):
   """The :class:`codec_chain.Coder` of these parameters, kept for the last few (model, parameters):
   its graphs are traced on first use (seconds), so a second file with the same model and
   parameters skips that. Keyed by the model object, which stays alive while it is kept."""
-  key = (id(model), int(group_size), int(bin_width_log2), float(latent_range))
+  key = (id(model), int(group_size), int(bin_width_log2), float(latent_range), bool(legacy))
   if key not in _CODERS or _CODERS[key][0] is not model:
     while len(_CODERS) >= 4:
       _CODERS.pop(next(iter(_CODERS)))
-    _CODERS[key] = (model, codec_chain.Coder(model, group_size, bin_width_log2, latent_range))
+    _CODERS[key] = (model, codec_chain.Coder(model, group_size, bin_width_log2, latent_range,
+                                             legacy))
   return _CODERS[key][1]
 
 
@@ -292,7 +293,8 @@ def decompress(model, data, progress=None, what="the input") -> np.ndarray:
   mode = header["mode"]
   try:
     with codec_chain.coder_panics_as_errors(f"decoding {what}"):
-      cod = _coder(model, header["group_size"], header["bin_width_log2"], header["latent_range"])
+      cod = _coder(model, header["group_size"], header["bin_width_log2"], header["latent_range"],
+                   legacy=header["numeric_mode"] is None)    # format version 1 (lossy)
       x = (codec_chain.decode_lossy if mode == LOSSY else codec_chain.decode_lossless)(
           cod, header, payload, progress)
     return x.reshape(header["input_shape"])

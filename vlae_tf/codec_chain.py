@@ -87,13 +87,13 @@ def initial_words(count, seed=INITIAL_SEED):
 class Coder:
   """The model-side machinery of one code (shared by sender and receiver)."""
 
-  def __init__(self, model, group_size, bin_width_log2, latent_range):
+  def __init__(self, model, group_size, bin_width_log2, latent_range, legacy=False):
     check_codable(model)
     self.model = model
     self.g = int(group_size)
     h, w, c = model.image_shape
     self.shape = (h, w, c)
-    self.latent = LatentScheme(model, bin_width_log2, latent_range)
+    self.latent = LatentScheme(model, bin_width_log2, latent_range, legacy)
     self.pixels = PixelWalker(model)
     m = self.latent.max_symbol
     self.q_family = constriction.stream.model.QuantizedGaussian(-m, m)
@@ -120,6 +120,13 @@ def _push_in_order(coder, symbols, family, params, chunk=8192):
   params = [np.concatenate(p) for p in params]
   for s in reversed(range(0, len(symbols), chunk)):
     coder.encode_reverse(symbols[s:s + chunk], family, *(p[s:s + chunk] for p in params))
+
+
+def _push_prior(cod, coder, k):
+  """Pushes ``k`` ``[n, D]`` under the prior, so that the receiver's prior walk pops it."""
+  mean, std = cod.latent.prior_params(k)            # columns in the prior walk's order
+  walk_k = k[:, ::-1] if cod.latent.steps == 2 else k
+  _push_in_order(coder, list(walk_k.T), cod.q_family, [list(mean.T), list(std.T)])
 
 
 # ---------------------------------------------------------------- lossless
@@ -163,15 +170,7 @@ def encode_lossless(cod, x, progress):
     for kind, (symbols, params) in pushes.items():   # one likelihood kind per model
       if symbols:
         _push_in_order(coder, symbols, cod.families[kind], [params])
-    prior = ([], [], [])                 # k, mean, std of each dimension in the prior's order
-
-    def record(i, mean, std):
-      for lst, v in zip(prior, (k[:, i], mean, std)):
-        lst.append(np.array(v))
-      return k[:, i]
-
-    cod.latent.prior_walk(n, record)
-    _push_in_order(coder, prior[0], cod.q_family, prior[1:])
+    _push_prior(cod, coder, k)
     groups.append(n)
     start += n
     if progress is not None:
@@ -209,7 +208,7 @@ def decode_lossless(cod, header, payload, progress):
   for j in reversed(range(len(groups))):
     n = groups[j]
     k = cod.latent.prior_walk(n, lambda i, mean, std: pop(cod.q_family, mean, std))
-    _, z, shift, log_scale = cod.latent.z_walk(n, lambda i, s, ls: k[:, i])
+    z, shift, log_scale = cod.latent.z_of(k)
     x = cod.pixels.walk(z, lambda p, c, kind, params: pop(cod.families[kind], params))
     x = x.reshape((n,) + cod.shape)
     popped = coder.num_bits()
@@ -266,10 +265,7 @@ def encode_lossy(cod, x, progress):
     state = _small_state(coder)
     mu, _ = cod.encode(x[start:start + n])
     k = np.clip(np.round(cod.latent.encode_v(mu) / delta), -m, m).astype(np.int64)
-    prior = []
-    cod.latent.prior_walk(n, lambda i, mean, std: (prior.append((i, mean, std)), k[:, i])[1])
-    for i, mean, std in reversed(prior):
-      coder.encode_reverse(k[:, i].astype(np.int32), cod.q_family, mean, std)
+    _push_prior(cod, coder, k)
     if _unchanged(coder, state):   # the receiver takes that for a payload that ran out
       raise CodecError(f"cannot code these images lossily: every latent of the first {start + n} "
                        "lies at the lower edge of latent_range, which codes to nothing (raise "
@@ -316,7 +312,7 @@ def decode_lossy(cod, header, payload, progress):
     k = cod.latent.prior_walk(n, lambda i, mean, std: coder.decode(cod.q_family, mean, std))
     if _unchanged(coder, state):   # never so for a group the encoder wrote
       raise CodecError(_RAN_OUT.format(count=int(header["count"])))
-    _, z, _, _ = cod.latent.z_walk(n, lambda i, s, ls: k[:, i])
+    z = cod.latent.z_of(k)[0]
     how = header.get("lossy_decode", "mode")
     if how in codec_lossy.BATCH_RULES:
       recon = recon or codec_lossy.Reconstructor(cod.model)

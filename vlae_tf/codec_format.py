@@ -49,8 +49,9 @@ READ_VERSIONS = (1, 2)    # version 1: no numeric_mode in the header
 # The numeric modes a file can record (vlae_tf.codec_mode): the canonical one, or the coding
 # process's own. The canonical mode's name changes with its settings or with the code that computes
 # the coded probabilities ("canonical-1": NumPy's float64 distributions; "canonical-2":
-# TensorFlow's, inside the cached walk); a file of another one names it.
-CANONICAL_MODE, PROCESS_MODE = "canonical-2", "process"
+# TensorFlow's, inside the cached walk; "canonical-3": the latent walks' MADE evaluated
+# incrementally, vlae_tf.made.MADESteps); a file of another one names it.
+CANONICAL_MODE, PROCESS_MODE = "canonical-3", "process"
 _FIXED = len(MAGIC) + 2 + 4
 _DIGEST = 32
 DEFAULT_GROUP_SIZE = 64   # images coded side by side unless asked (stored in each file's header)

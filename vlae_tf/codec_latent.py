@@ -73,11 +73,15 @@ Discretization (the cost over -ELBO)
   Finer bins cost nothing per image, only more *initial bits* (the first
   posterior pops borrow about ``log2(sigma / delta) + 2`` bits per dimension).
 
-Both walks are sequential in their order: step i calls one MADE on the
-partially known vector (later entries zero, which the MADE's masks never
-read). Sender and receiver make the same calls with the same inputs and
-shapes ``[G, D]`` (``G`` the group's size), so they compute bit-identical
-parameters.
+Both walks are sequential in their order. Step i reads the MADE's output i
+from :class:`vlae_tf.made.MADESteps`: the hidden units' running pre-activations,
+updated as each entry of the walk's vector is fixed (``O(H)`` per step, instead
+of the whole MADE pass per step of canonical mode 2, ``O(D H)``). Sender and
+receiver make the same calls with the same inputs and shapes (``[G, H]``,
+``G`` the group's size), so they compute bit-identical parameters; where the
+values are all known (the sender's prior walk, the receiver's ``z(k)``) the same
+walk runs without calling the coder. Lossy files of format version 1 were
+coded with the whole-pass walk, which ``legacy=True`` keeps.
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ import tensorflow as tf
 
 from vlae_tf.af_prior import AFPrior, StandardNormalPrior, soft_clamp
 from vlae_tf.codec_pixels import Chooser
+from vlae_tf.made import MADESteps
 
 
 class UnsupportedModel(ValueError):
@@ -111,60 +116,109 @@ def check_codable(model):
       "autoregressively (see vlae_tf.codec_latent)")
 
 
-class LatentScheme:
-  """The coded latent v of a model (module doc), for groups of ``G`` images (any ``G``)."""
+class _WholePass:
+  """The walk's MADE as format-version-1 lossy files were coded: one whole pass per step on the
+  partially known vector ``[G, D]`` (later entries zero, which the masks never read)."""
 
-  def __init__(self, model, bin_width_log2, latent_range):
+  def __init__(self, made):
+    self.made, self.d = made, made.event_size
+
+  def initial(self, g):
+    return [tf.zeros(tf.stack([g, self.d]))]
+
+  def output(self, state, i):
+    out = self.made(state[0])
+    return tf.stack([out[..., 0], soft_clamp(out[..., 1])], -1)[:, i]
+
+  def update(self, state, i, value):
+    return [state[0] + value[:, None] * tf.one_hot(i, self.d)]
+
+
+class _Steps(MADESteps):
+  """:class:`MADESteps` giving ``(shift, soft-clamped log-scale)`` ``[G, 2]`` per step."""
+
+  def output(self, state, i):
+    out = super().output(state, i)
+    return tf.stack([out[:, 0], soft_clamp(out[:, 1])], -1)
+
+
+class _Zero:
+  """No flow step: shift and log-scale 0 (the standard normal, or a one-step prior's posterior)."""
+
+  def initial(self, g):
+    return [tf.zeros(tf.stack([g, 1]))]
+
+  def output(self, state, i):
+    del i
+    return tf.zeros(tf.stack([tf.shape(state[0])[0], 2]))
+
+  def update(self, state, i, value):
+    del i, value
+    return state
+
+
+class LatentScheme:
+  """The coded latent v of a model (module doc), for groups of ``G`` images (any ``G``).
+
+  ``legacy``: the whole-pass walks of format-version-1 (lossy) files.
+  """
+
+  def __init__(self, model, bin_width_log2, latent_range, legacy=False):
     check_codable(model)
     self.d = d = int(model.latent_size)
     self.delta = float(2.0 ** -int(bin_width_log2))
     self.max_symbol = int(round(float(latent_range) / self.delta))
     prior = model.prior
     self.steps = 0 if isinstance(prior, StandardNormalPrior) else prior.num_steps
-    spec = [tf.TensorSpec([None, d], tf.float32)]
-
-    def made_fn(made):
-      def fn(y):
-        out = made(y)
-        return tf.stack([out[..., 0], soft_clamp(out[..., 1])], -1)   # [G, D, 2]
-      return fn
-
-    self._prior_made = made_fn(prior.mades[0]) if self.steps >= 1 else None
-    self._posterior_made = made_fn(prior.mades[1]) if self.steps == 2 else None
+    walker = _WholePass if legacy else _Steps
+    self._prior_made = walker(prior.mades[0]) if self.steps >= 1 else _Zero()
+    self._posterior_made = walker(prior.mades[1]) if self.steps == 2 else _Zero()
     self._chooser = Chooser()
-    self._z_walk = tf.function(self._z_walk_fn, input_signature=spec, autograph=False)
-    self._prior_walk = tf.function(self._prior_walk_fn, input_signature=spec, autograph=False)
-    self._encode_v = (tf.function(self._posterior_made, input_signature=spec, autograph=False)
-                      if self._posterior_made is not None else None)
+    spec = tf.TensorSpec([None, d], tf.int64)
 
-  def _loop(self, zeros, body, outputs):
-    """``for i in range(D)``: ``body(i, v) -> (v, [outputs of step i [G]])`` as a
-    ``tf.while_loop``; returns ``v`` and each output stacked ``[G, D]``."""
+    def fn(body, pop):
+      return tf.function(lambda k: body(k, pop), input_signature=[spec], autograph=False)
+
+    self._z_pop, self._z_known = fn(self._z_walk_fn, True), fn(self._z_walk_fn, False)
+    self._prior_pop, self._prior_known = fn(self._prior_walk_fn, True), fn(self._prior_walk_fn,
+                                                                            False)
+    self._encode_v = None
+    if self.steps == 2:
+      made = prior.mades[1]
+      self._encode_v = tf.function(
+          lambda y: (lambda out: tf.stack([out[..., 0], soft_clamp(out[..., 1])], -1))(made(y)),
+          autograph=False, input_signature=[tf.TensorSpec([None, d], tf.float32)])
+
+  def _loop(self, walker, g, body, outputs):
+    """``for i in range(D)``: ``body(i, state) -> (state, [outputs of step i [G]])`` as a
+    ``tf.while_loop`` from ``walker.initial(g)``; returns each output stacked ``[G, D]``."""
     arrays = [tf.TensorArray(dtype, size=self.d, element_shape=[None]) for dtype in outputs]
 
-    def step(i, v, arrays):
-      v, outs = body(i, v)
-      return i + 1, v, [a.write(i, o) for a, o in zip(arrays, outs)]
+    def step(i, state, arrays):
+      state, outs = body(i, state)
+      return i + 1, state, [a.write(i, o) for a, o in zip(arrays, outs)]
 
-    _, v, arrays = tf.while_loop(lambda i, *_: i < self.d, step, [tf.constant(0), zeros, arrays])
-    return [v] + [tf.transpose(a.stack()) for a in arrays]
+    _, _, arrays = tf.while_loop(lambda i, *_: i < self.d, step,
+                                 [tf.constant(0), walker.initial(g), arrays])
+    return [tf.transpose(a.stack()) for a in arrays]
 
   # ------------------------------------------------------------ posterior
-  def _z_walk_fn(self, zeros):
-    d, delta = self.d, self.delta
+  def _z_walk_fn(self, known, pop):
+    delta, made = self.delta, self._posterior_made
 
-    def body(i, z):
-      if self._posterior_made is None:
-        shift = log_scale = tf.zeros_like(z[:, 0])
+    def body(i, state):
+      out = made.output(state, i)
+      shift, log_scale = out[:, 0], out[:, 1]
+      if pop:
+        k = self._chooser.op([i, shift, log_scale], lambda i, s, ls: (int(i), s, ls))
       else:
-        out = self._posterior_made(z)
-        shift, log_scale = out[:, i, 0], out[:, i, 1]
-      k = self._chooser.op([i, shift, log_scale], lambda i, s, ls: (int(i), s, ls))
+        k = known[:, i]
       u = tf.cast(tf.cast(k, tf.float64) * delta, tf.float32)
       z_i = u * tf.exp(log_scale) + shift
-      return z + z_i[:, None] * tf.one_hot(i, d), [k, shift, log_scale]
+      return made.update(state, i, z_i), [k, z_i, shift, log_scale]
 
-    return self._loop(zeros, body, [tf.int64, tf.float32, tf.float32])
+    return self._loop(made, tf.shape(known)[0], body,
+                      [tf.int64, tf.float32, tf.float32, tf.float32])
 
   def z_walk(self, g, choose):
     """Walks v of ``g`` images in the posterior's order (natural), computing ``z = z(v)``.
@@ -174,8 +228,13 @@ class LatentScheme:
     Returns ``(k [g, D] int64, z [g, D] float32, shift [g, D], log_scale [g, D])``.
     One graph call: the D steps run in a ``tf.while_loop`` that calls ``choose``.
     """
-    z, k, shift, log_scale = self._chooser.run(choose, self._z_walk, tf.zeros([g, self.d]))
-    return k.numpy(), z.numpy(), shift.numpy(), log_scale.numpy()
+    out = self._chooser.run(choose, self._z_pop, tf.zeros([g, self.d], tf.int64))
+    return tuple(t.numpy() for t in out)
+
+  def z_of(self, k):
+    """:meth:`z_walk` with every ``k`` ``[g, D]`` known (no coder calls): ``(z, shift,
+    log_scale)``, the same bits as the walk that chose them."""
+    return tuple(t.numpy() for t in self._z_known(tf.constant(k, tf.int64))[1:])
 
   def posterior_params(self, mu, sigma, shift, log_scale):
     """Mean and std of ``q(v_d | v_<d, x)`` in bin units (float64; any matching shapes).
@@ -191,22 +250,21 @@ class LatentScheme:
     return mean, std
 
   # ---------------------------------------------------------------- prior
-  def _prior_walk_fn(self, zeros):
-    d, delta = self.d, self.delta
+  def _prior_walk_fn(self, known, pop):
+    d, delta, made = self.d, self.delta, self._prior_made
 
-    def body(j, y):                  # y: the prior's variable, v or v reversed
+    def body(j, state):                  # state: of the prior's variable, v or v reversed
       i = d - 1 - j if self.steps == 2 else j
-      if self._prior_made is None:
-        mean, std = tf.zeros_like(y[:, 0], tf.float64), tf.ones_like(y[:, 0], tf.float64)
+      out = tf.cast(made.output(state, j), tf.float64)
+      mean, std = out[:, 0], tf.exp(out[:, 1])
+      if pop:
+        k = self._chooser.op([i, mean / delta, std / delta], lambda i, m, s: (int(i), m, s))
       else:
-        out = tf.cast(self._prior_made(y)[:, j], tf.float64)
-        mean, std = out[:, 0], tf.exp(out[:, 1])
-      k = self._chooser.op([i, mean / delta, std / delta], lambda i, m, s: (int(i), m, s))
+        k = known[:, i]
       y_j = tf.cast(tf.cast(k, tf.float64) * delta, tf.float32)
-      return y + y_j[:, None] * tf.one_hot(j, d), [k]
+      return made.update(state, j, y_j), [k, mean / delta, std / delta]
 
-    _, k = self._loop(zeros, body, [tf.int64])
-    return k[:, ::-1] if self.steps == 2 else k
+    return self._loop(made, tf.shape(known)[0], body, [tf.int64, tf.float64, tf.float64])
 
   def prior_walk(self, g, choose):
     """Walks v of ``g`` images in the prior's order; ``choose(i, mean, std)`` returns ``k`` of
@@ -216,7 +274,14 @@ class LatentScheme:
     mean and std are float64 ``[g]`` in bin units. Returns ``k [g, D]``. One
     graph call, as :meth:`z_walk`.
     """
-    return self._chooser.run(choose, self._prior_walk, tf.zeros([g, self.d])).numpy()
+    k = self._chooser.run(choose, self._prior_pop, tf.zeros([g, self.d], tf.int64))[0].numpy()
+    return k[:, ::-1] if self.steps == 2 else k
+
+  def prior_params(self, k):
+    """The prior walk's ``(mean, std)`` ``[g, D]`` at known ``k`` ``[g, D]``, columns in the
+    walk's order (for two steps v's dims D-1, ..., 0), with no coder calls: the same bits
+    :meth:`prior_walk` hands its ``choose``."""
+    return tuple(t.numpy() for t in self._prior_known(tf.constant(k, tf.int64))[1:])
 
   def encode_v(self, mu):
     """``v`` of the latent ``z = mu`` (the lossy code's point), ``[G, D]`` float32.
@@ -224,7 +289,7 @@ class LatentScheme:
     One step: ``v = z``; two steps: ``u = F1^{-1}(z)``, a parallel pass.
     """
     mu = np.asarray(mu, np.float32)
-    if self._posterior_made is None:
+    if self._encode_v is None:
       return mu
     out = self._encode_v(tf.constant(mu)).numpy()
     return ((mu - out[..., 0]) * np.exp(-out[..., 1])).astype(np.float32)
