@@ -143,8 +143,8 @@ def labelled_digits(path, seed, n_train):
       raise ValueError(f"{path}: expected arrays x_train, y_train, x_test, y_test; missing "
                        f"{missing}")
     xtr, ytr, xte, yte = (z[k] for k in ("x_train", "y_train", "x_test", "y_test"))
-  xtr = vdata.check_images(xtr[:n_train], f"{path} key 'x_train'")
-  xte = vdata.check_images(xte, f"{path} key 'x_test'")
+  xtr = vdata.check_split_images(xtr[:n_train], f"{path} key 'x_train'")
+  xte = vdata.check_split_images(xte, f"{path} key 'x_test'")
   return (vdata.fixed_binarization(xtr, seed), ytr[:n_train].astype(np.int64),
           vdata.fixed_binarization(xte, seed + 1), yte.astype(np.int64))
 

@@ -39,7 +39,7 @@ from vlae_tf import data_tfds
 from vlae_tf.datasets import (DataError, data_dir, dataset_name_error, is_builtin, source_error,
                               tfds_name)
 # Re-exported: the names callers (tests, experiments, bench) know as ``vlae_tf.data.<name>``.
-from vlae_tf.data_readers import check_images, holdout, synthetic_split  # noqa: F401
+from vlae_tf.data_readers import check_split_images, holdout, synthetic_split  # noqa: F401
 from vlae_tf.data_tfds import load_tfds_split  # noqa: F401
 from vlae_tf.datasets import ENV_VAR  # noqa: F401
 
@@ -67,7 +67,7 @@ def resolve_source(config) -> str:
 
 
 def _to_nhwc(x, config, where):
-  x = readers.check_images(x, where, config.data.binarization)
+  x = readers.check_split_images(x, where, config.data.binarization)
   want = tuple(int(v) for v in config.data.image_shape)
   if x.shape[1:] != want:
     raise DataError(f"{where}: has images of shape {x.shape[1:]}, but data.image_shape is {want}")
@@ -120,7 +120,7 @@ def resolve_data_config(config):
   if is_builtin(name) or dataset_name_error(name) or source_error(config.data.source):
     return config
   x, where = _load_with_origin(config, config.data.train_split)
-  x = readers.check_images(x, where, config.data.binarization)
+  x = readers.check_split_images(x, where, config.data.binarization)
   shape = tuple(int(v) for v in x.shape[1:])
   readers.say_once(f"{name}: {len(x)} training images of shape {shape} from {where}")
   if tuple(config.data.image_shape) != shape:
@@ -251,5 +251,5 @@ __all__ = ["STREAM_TAGS", "stream_seed", "resolve_source", "resolve_data_config"
            "load_raw_split", "fixed_binarization", "load_split", "eval_split_name",
            "epoch_permutation", "train_dataset", "distributed_train_dataset",
            # re-exported for their callers (their homes: datasets, data_readers, data_tfds)
-           "ENV_VAR", "DataError", "data_dir", "check_images", "holdout", "synthetic_split",
+           "ENV_VAR", "DataError", "data_dir", "check_split_images", "holdout", "synthetic_split",
            "load_tfds_split"]

@@ -2,7 +2,7 @@
 
 Each reader returns ``(array, where)``: the split's images and a phrase naming
 the file and array (or folder) they came from, for the one-line
-:class:`vlae_tf.datasets.DataError` of :func:`check_images`. Which reader a
+:class:`vlae_tf.datasets.DataError` of :func:`check_split_images`. Which reader a
 config uses is decided by :func:`vlae_tf.data.resolve_source`; TFDS is read by
 :mod:`vlae_tf.data_tfds`. This module imports NumPy and PIL, not TensorFlow.
 
@@ -42,7 +42,7 @@ Your own datasets (any name that is not built in)
   the rest (in their original order) train (:func:`holdout`); a single image
   folder gives 10% test, then 10% validation, the same way. It is logged once.
 
-The checks every split passes (:func:`check_images`)
+The checks every split passes (:func:`check_split_images`)
   A numeric array ``[N, H, W]`` / ``[N, H, W, C]`` (C = 1 or 3), N >= 1,
   finite integer pixels in 0..255 ({0, 1} for ``static``). A problem raises
   :class:`vlae_tf.datasets.DataError`, one line naming the file, the array
@@ -58,6 +58,7 @@ import zipfile
 import numpy as np
 from PIL import Image
 
+from vlae_tf import validation
 from vlae_tf.datasets import ENV_VAR, DataError
 
 VALID_KEYS = ("valid", "val", "validation")  # npz x_<key> / image sub-folder, first found wins
@@ -338,38 +339,19 @@ def synthetic_split(image_shape, split, seed=0, num_levels=2, size=None) -> np.n
 
 
 # ------------------------------------------------------------------ the checks
-def check_images(x, where, binarization="dynamic") -> np.ndarray:
-  """``x`` as uint8 ``[N, H, W, C]`` after checking it (module doc); ``DataError`` names ``where``."""
-  x = np.asarray(x)
-  if x.dtype == bool:
-    x = x.astype(np.uint8)
-  if x.dtype.kind not in "iuf":
-    raise DataError(f"{where}: expected a numeric image array (uint8 pixels), got dtype {x.dtype}")
-  if x.ndim == 3:
-    x = x[..., None]
-  if x.ndim != 4 or x.shape[-1] not in (1, 3):
-    raise DataError(f"{where}: expected images [N, H, W] or [N, H, W, C] with C = 1 or 3, got "
-                    f"shape {x.shape}")
-  if not len(x):
-    raise DataError(f"{where}: expected at least one image, the split is empty (shape {x.shape})")
+def check_split_images(x, where, binarization="dynamic") -> np.ndarray:
+  """A split's images as uint8 ``[N, H, W, C]`` (module doc); ``DataError`` names ``where``.
+
+  The check is :func:`vlae_tf.validation.image_array`'s, in the words of a config.
+  """
   static = binarization == "static"
   want = ("data.binarization='static' pixels in {0, 1} (use 'dynamic' or 'threshold' for "
           "8-bit data)") if static else "integer pixels in 0..255 (uint8)"
-  if x.dtype != np.uint8:
-    if x.dtype.kind == "f" and not np.isfinite(x).all():
-      raise DataError(f"{where}: expected {want}, got {x.dtype} with "
-                      f"{np.size(x) - np.isfinite(x).sum()} NaN / infinite values")
-    lo, hi = x.min(), x.max()
-    if lo < 0 or hi > 255 or (x.dtype.kind == "f" and (x != np.round(x)).any()):
-      hint = " (scale [0, 1] floats to 0..255)" if x.dtype.kind == "f" and hi <= 1 else ""
-      raise DataError(f"{where}: expected {want}, got {x.dtype} values in [{lo}, {hi}]{hint}")
-    x = x.astype(np.uint8)
-  if static and x.max() > 1:
-    raise DataError(f"{where}: expected {want}, got values up to {x.max()}")
-  return x
+  return validation.image_array(x, where, num_levels=2 if static else 256, error=DataError,
+                                expected=want, what="split")
 
 
 __all__ = ["VALID_KEYS", "IMAGE_EXTENSIONS", "HOLDOUT_FRACTION", "HOLDOUT_SEED", "npz_arrays",
            "read_npz", "find_npz_split", "load_npz_split", "own_npz_split", "is_image_folder",
            "read_image_files", "holdout", "say_once", "find_image_split", "synthetic_split",
-           "check_images"]
+           "check_split_images"]

@@ -75,7 +75,7 @@ import tensorflow as tf
 from vlae_tf import atomic
 from vlae_tf import config as vconfig
 from vlae_tf import data as vdata
-from vlae_tf import evaluation, objective, sampling, zoo_keras, zoo_store
+from vlae_tf import evaluation, objective, sampling, validation, zoo_keras, zoo_store
 from vlae_tf import workdir as vwork
 
 FORMAT_VERSION = 1
@@ -162,11 +162,15 @@ class ServingModule(tf.Module):
     self._build_functions(model)
 
   # ------------------------------------------------------------------ inputs
-  def _images(self, images, model):
+  def _request_images(self, images, model):
+    """The ``images`` input, checked in the graph (the serving form of
+    :func:`vlae_tf.validation.image_array`; a binary model's words, ``integer values in
+    {0, 1}``, are those of the shipped SavedModels and docs/SERVING.md)."""
     h, w, c = model.image_shape
     top = model.num_levels - 1
-    values = "integer values in {0, 1}" if top == 1 else f"integer values in [0, {top}]"
-    expect = f"images: expected a batch of shape [N, {h}, {w}, {c}] with N >= 1 and {values}"
+    values = "integer values in {0, 1}" if top == 1 else validation.expected_pixels(top + 1)
+    expect = (f"images: expected a batch of shape {validation.expected_batch((h, w, c))} with "
+              f"N >= 1 and {values}")
     s = tf.shape(images)
     dims = tf.concat([s, [-1, -1, -1, -1]], 0)
     shape_ok = tf.equal(tf.rank(images), 4) & tf.reduce_all(tf.equal(dims[1:4], [h, w, c]))
@@ -223,13 +227,13 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[img])
     def log_prob(images):
-      x = self._images(images, model)
+      x = self._request_images(images, model)
       t = model.elbo_terms(x, seed=elbo_seed)
       return {k: tf.identity(t[k], name=k) for k in ("elbo", "rate", "distortion", "bits_per_dim")}
 
     @tf.function(input_signature=[img, tf.TensorSpec(_ANY, tf.int32, name="num_samples"), seed])
     def iwae(images, num_samples, seed):
-      x = self._images(images, model)
+      x = self._request_images(images, model)
       k = self._bounded_int(num_samples, "num_samples", 1, MAX_IWAE_SAMPLES)
       cost = tf.cast(tf.shape(x)[0], tf.int64) * tf.cast(k, tf.int64)
       check_cost = _assert(cost <= MAX_IWAE_COST, f"iwae: at most N x num_samples = "
@@ -241,7 +245,7 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[img, seed])
     def encode(images, seed):
-      x = self._images(images, model)
+      x = self._request_images(images, model)
       mu, sigma, context = model.encode(x)
       eps = tf.random.stateless_normal(tf.shape(mu), stateless_seed(seed))
       z, _ = model.posterior_from_noise(mu, sigma, context, eps)
@@ -254,7 +258,7 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[img, seed])
     def reconstruct(images, seed):
-      x = self._images(images, model)
+      x = self._request_images(images, model)
       return {"images": _to_uint8(sampling.reconstruct(model, x, stateless_seed(seed)))}
 
     @tf.function(input_signature=[tf.TensorSpec(_ANY, tf.int32, name="num"), seed,

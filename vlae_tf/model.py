@@ -24,7 +24,54 @@ from vlae_tf.encoder import Conditioning, Encoder
 from vlae_tf.gated_decoder import CONTEXTS as GATED_CONTEXTS, GatedDecoder
 from vlae_tf.likelihoods import make_likelihood
 from vlae_tf.local_decoder import LocalDecoder
-from vlae_tf.validation import check_images
+from vlae_tf.validation import expected_batch, expected_pixels
+
+
+_ACCEPTED = (tf.uint8, tf.int32, tf.int64, tf.float16, tf.float32, tf.float64)
+
+
+def check_image_tensor(x, image_shape, num_levels, name="x"):
+  """Validates an NHWC batch of model inputs and returns it as float32 in data scale.
+
+  The graph form of :func:`vlae_tf.validation.image_array` (the same expectation, in its
+  words): static problems (rank, image size, dtype) raise ``ValueError`` /
+  ``TypeError`` at trace time; value problems (empty batch, NaN, pixel range,
+  non-integer levels) raise ``tf.errors.InvalidArgumentError`` at run time, eagerly
+  or inside a graph. ``num_levels``: 2 for binary images, 256 for 8-bit ones.
+  """
+  h, w, c = image_shape
+  expected, batch = expected_pixels(num_levels), expected_batch(image_shape)
+  if not tf.is_tensor(x):
+    try:
+      x = tf.convert_to_tensor(x)
+    except (TypeError, ValueError) as e:
+      raise TypeError(f"{name} must be a numeric array of images, got {type(x).__name__}: {e}")
+  if x.dtype not in _ACCEPTED:
+    raise TypeError(f"{name} has dtype {x.dtype.name}; expected uint8 or float pixels "
+                    f"({expected}) of shape {batch}")
+  shape = x.shape
+  if shape.rank is not None and shape.rank != 4:
+    raise ValueError(f"{name} must be a rank-4 NHWC batch of shape {batch}, got shape {shape}")
+  if shape.rank == 4 and any(
+      got is not None and got != want for got, want in zip(shape[1:], (h, w, c))):
+    raise ValueError(f"{name} has images of shape {tuple(shape[1:])}; this model expects {batch}")
+  xf = tf.cast(x, tf.float32)
+  checks = [
+      tf.debugging.assert_greater(
+          tf.shape(x)[0], 0,
+          message=f"{name} is an empty batch; expected at least one image of shape [{h}, {w}, {c}]"),
+      tf.debugging.assert_equal(
+          tf.reduce_all(tf.math.is_finite(xf)), True,
+          message=f"{name} has NaN or infinite pixel values; expected {expected}"),
+      tf.debugging.assert_equal(
+          tf.reduce_all((xf >= 0.0) & (xf <= float(num_levels - 1))), True,
+          message=f"{name} has pixel values outside [0, {num_levels - 1}]; expected {expected}"),
+      tf.debugging.assert_equal(
+          tf.reduce_all(tf.equal(xf, tf.round(xf))), True,
+          message=f"{name} has non-integer pixel values; expected {expected}"),
+  ]
+  with tf.control_dependencies(checks):
+    return tf.identity(xf)
 
 
 @contextlib.contextmanager
@@ -124,8 +171,8 @@ class VLAE(keras.Model):
 
   # ---------------------------------------------------------------- pieces
   def check_inputs(self, x, name="x"):
-    """Validates ``x`` (see :func:`vlae_tf.validation.check_images`); returns float32."""
-    return check_images(x, self.image_shape, self.num_levels, name=name)
+    """Validates ``x`` (see :func:`check_image_tensor`); returns float32."""
+    return check_image_tensor(x, self.image_shape, self.num_levels, name=name)
 
   def normalize(self, x):
     return self.likelihood.normalize(x)
