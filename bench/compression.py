@@ -61,7 +61,7 @@ from machine_info import header  # noqa: E402
 
 import vlae_tf  # noqa: E402
 from vlae_tf import codec, data, evaluation  # noqa: E402
-from vlae_tf.cli_commands import image_grid, save_png, to_display  # noqa: E402
+from vlae_tf.images import image_grid, save_png, to_display  # noqa: E402
 
 _CHILD = """
 import json, sys, time

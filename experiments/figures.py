@@ -6,6 +6,9 @@ import textwrap
 
 import numpy as np
 
+from vlae_tf.images import image_grid
+
+
 def pyplot():
   """matplotlib.pyplot with the file-only Agg backend (``pip install -e '.[plots]'``)."""
   try:
@@ -32,10 +35,7 @@ def save_image_grid(path, images, num_levels, caption, row_labels=None, col_labe
   images = np.asarray(images, np.float32) / float(num_levels - 1)
   rows, cols, h, w, c = images.shape
   pad = max(1, h // 14)
-  grid = np.ones((rows * (h + pad) - pad, cols * (w + pad) - pad, c), np.float32)
-  for i in range(rows):
-    for j in range(cols):
-      grid[i * (h + pad):i * (h + pad) + h, j * (w + pad):j * (w + pad) + w] = images[i, j]
+  grid = image_grid(images, pad=pad, pad_value=1.0, border=False)
   scale = 0.45 if h <= 16 else 0.6
   fig, ax = plt.subplots(figsize=(max(3.0, cols * scale + 1.2), rows * scale + 0.9))
   ax.imshow(grid[..., 0] if c == 1 else grid, cmap="gray" if c == 1 else None, vmin=0.0,

@@ -12,7 +12,7 @@ from PIL import Image
 
 import vlae_tf
 from helpers import NAME, file_size_limit
-from vlae_tf import cli, cli_commands
+from vlae_tf import cli, cli_commands, images
 
 
 def _run(zoo, *args):
@@ -40,12 +40,12 @@ def _tiles(path, rows, cols, size=6, scale=2, pad=2):
 
 def test_grid_layout():
   x = np.arange(6 * 2 * 2, dtype=np.uint8).reshape(6, 2, 2, 1)
-  g = cli_commands.image_grid(x, ncol=3, pad=1, pad_value=9)
+  g = images.image_grid(x, ncol=3, pad=1, pad_value=9)
   assert g.shape == (2 * 3 + 1, 3 * 3 + 1, 1)
   np.testing.assert_array_equal(g[1:3, 4:6, 0], x[1, :, :, 0])
   np.testing.assert_array_equal(g[4:6, 7:9, 0], x[5, :, :, 0])
   assert g[0, 0, 0] == 9 and g[3, 3, 0] == 9
-  np.testing.assert_array_equal(cli_commands.to_display(np.array([0, 1]), 2), [0, 255])
+  np.testing.assert_array_equal(images.to_display(np.array([0, 1]), 2), [0, 255])
 
 
 def test_sample_png_holds_the_models_samples(zoo, m, tmp_path, capsys):

@@ -23,45 +23,7 @@ from vlae_tf import config as vconfig
 from vlae_tf import zoo, zoo_store
 from vlae_tf.datasets import DataError
 from vlae_tf.export import example_images
-
-
-# -------------------------------------------------------------------- PNGs
-def to_display(images, num_levels):
-  """Data-scale pixels -> uint8 0..255 for display."""
-  x = np.asarray(images, np.float64)
-  return np.clip(np.round(x * (255.0 / (num_levels - 1))), 0, 255).astype(np.uint8)
-
-
-def image_grid(images, ncol=None, pad=2, pad_value=128, scale=1):
-  """Tiles ``[N, H, W, C]`` (or ``[rows, cols, H, W, C]``) uint8 images into one ``[h, w, C]`` array."""
-  x = np.asarray(images)
-  if x.ndim == 5:
-    ncol = x.shape[1]
-    x = x.reshape((-1,) + x.shape[2:])
-  if x.ndim != 4:
-    raise ValueError(f"images must be [N, H, W, C] or [rows, cols, H, W, C], got {x.shape}")
-  n, h, w, c = x.shape
-  if scale > 1:
-    x = x.repeat(scale, axis=1).repeat(scale, axis=2)
-    h, w = h * scale, w * scale
-  ncol = int(ncol or int(np.ceil(np.sqrt(n))))
-  nrow = int(np.ceil(n / ncol))
-  grid = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), pad_value, np.uint8)
-  for k in range(n):
-    i, j = divmod(k, ncol)
-    top, left = pad + i * (h + pad), pad + j * (w + pad)
-    grid[top:top + h, left:left + w] = x[k]
-  return grid
-
-
-def save_png(grid, path):
-  """Writes a PNG atomically: a failure (full disk, ...) leaves no partial file and the old one."""
-  from PIL import Image
-  grid = np.asarray(grid, np.uint8)
-  img = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid,
-                        mode="L" if grid.shape[-1] == 1 else "RGB")
-  with atomic.open_for_writing(path, "wb") as f:
-    img.save(f, format="PNG")
+from vlae_tf.images import image_grid, save_png, to_display
 
 
 # -------------------------------------------------------------------- data

@@ -44,6 +44,7 @@ from vlae_tf import data as vdata
 from vlae_tf import distribute as vdist
 from vlae_tf import evaluation, objective, sampling, summaries, zoo_keras
 from vlae_tf import workdir as vwork
+from vlae_tf.images import image_grid
 from vlae_tf.model import build_model
 from vlae_tf.optimizer import EMA, learning_rate, make_optimizer
 
@@ -128,18 +129,6 @@ def make_train_step(state):
 
 
 # ==================================================================== periodic eval
-def _image_grid(x, num_levels, cols=8):
-  """``[N, H, W, C]`` data-scale images -> one ``[1, rows H, cols W, C]`` float grid in [0, 1]."""
-  x = np.asarray(x, np.float32) / float(num_levels - 1)
-  n, h, w, c = x.shape
-  rows = -(-n // cols)
-  grid = np.zeros((rows * h, cols * w, c), np.float32)
-  for k in range(n):
-    i, j = divmod(k, cols)
-    grid[i * h:(i + 1) * h, j * w:(j + 1) * w] = x[k]
-  return grid[None]
-
-
 def periodic_eval(state, x_eval, step, writer, seed=0):
   """EMA-weight ELBO terms, active units, I(x; z) and image grids on a few held-out images."""
   model, cfg = state.model, state.config
@@ -168,7 +157,9 @@ def periodic_eval(state, x_eval, step, writer, seed=0):
     for k, v in out.items():
       summaries.scalar(f"eval/{k}", v)
     for k, v in images.items():
-      summaries.image(f"eval/{k}", _image_grid(v, model.num_levels, cols=max(n, 1)))
+      grid = image_grid(np.asarray(v, np.float32) / (model.num_levels - 1), ncol=max(n, 1), pad=0,
+                        pad_value=0.0)
+      summaries.image(f"eval/{k}", grid[None])
   writer.flush()
   return out
 
