@@ -4,7 +4,8 @@
   python train.py --config=zoo/mnist.py --workdir=runs/mnist --strategy=mirrored
   python train.py --flagfile=runs/mnist.flags
   python train.py --workdir=runs/mnist --mode=eval --eval_iwae_samples=100 --eval_num_examples=1000
-  python train.py --workdir=runs/mnist --mode=export --export_dir=saved_models/mnist
+  python train.py --workdir=runs/mnist --mode=export --export_dir=saved_models/mnist \
+      --command="python train.py --config=zoo/mnist.py ..." --hardware="2 CPU cores"
 
 Data: set VLAE_DATA_DIR to a folder of .npz files (layout in vlae_tf/data_readers.py) or let TFDS
 download.
@@ -48,7 +49,22 @@ flags.DEFINE_integer("eval_num_examples", None, "eval: override config.eval.num_
 flags.DEFINE_integer("eval_iwae_examples", None, "eval: IWAE on an evenly spaced subset of "
                      "this many test examples (ELBO still on all); override "
                      "config.eval.iwae_examples.")
-flags.DEFINE_string("export_dir", None, "export: where to write the SavedModel.")
+flags.DEFINE_string("export_dir", None, "export: the zoo model folder to write, e.g. "
+                    "saved_models/mnist (SavedModel, Keras weights, card; the card's numbers come "
+                    "from <workdir>/eval.json: run --mode=eval first).")
+flags.DEFINE_string("eval_json", None, "export: the evaluation for the card (default "
+                    "<workdir>/eval.json; of the exported checkpoint's step).")
+flags.DEFINE_string("command", None, "export: the exact training command, for the card.")
+flags.DEFINE_string("hardware", None, "export: the training machine, e.g. '2 CPU cores (Xeon)'.")
+flags.DEFINE_float("wall_time_hours", None, "export: the training wall time, for the card.")
+flags.DEFINE_float("paper_nll", None, "export: override the config's paper_nll (nats).")
+flags.DEFINE_string("notes", None, "export: free text for the card.")
+flags.DEFINE_string("learning_curve", None, "export: a PNG of experiments/learning_curve.py to "
+                    "package beside the card.")
+flags.DEFINE_integer("version", 1, "export: the SavedModel's version folder (TF Serving).")
+flags.DEFINE_integer("num_examples", 8, "export: test images to bundle (0: none).")
+flags.DEFINE_bool("ema", True, "export: the EMA weights (--noema: the raw weights).")
+flags.DEFINE_bool("overwrite", False, "export: replace an existing model folder.")
 flags.DEFINE_bool("verbose", False, "Show TensorFlow's start-up and C++ log lines and absl INFO "
                   "logging (hidden by default: see vlae_tf/quiet_tf.py).")
 flags.DEFINE_string("init_from", None, "train: start a new run from a pretrained zoo model's "
@@ -120,15 +136,16 @@ def main(argv):
   if not FLAGS.verbose:
     logging.set_verbosity(logging.WARNING)  # TF's absl INFO chatter (checkpoint sharding, ...)
   # These import TensorFlow, so they come after start_tensorflow.
-  from vlae_tf import checkpoints, data, distribute, export, training, workdir, zoo_keras
-  from vlae_tf import zoo_store
+  from vlae_tf import checkpoints, data, distribute, training, workdir
+  from vlae_tf.pretrained import keras_weights, packaging
+  from vlae_tf.pretrained import store as zoo_store
   try:
     if config is not None:
       data.resolve_data_config(config)  # a dataset of your own: image shape from its data
     if FLAGS.mode == "train":
       if FLAGS.init_from:
         try:
-          zoo_keras.check_init_from(FLAGS.init_from, config, skip=FLAGS.init_skip)
+          keras_weights.check_init_from(FLAGS.init_from, config, skip=FLAGS.init_skip)
         except (ValueError, zoo_store.ZooError) as e:
           raise UsageError(str(e)) from None
       strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices, FLAGS.tpu)
@@ -141,8 +158,15 @@ def main(argv):
                                         log=lambda line: print(line, flush=True))
       print(json.dumps(result, indent=2, sort_keys=True))
     else:
-      print(export.export_workdir(FLAGS.workdir, FLAGS.export_dir, config))
-  except (checkpoints.CheckpointError, training.TrainingError) as e:
+      card = {k: getattr(FLAGS, k) for k in ("command", "hardware", "wall_time_hours",
+                                              "paper_nll", "notes")
+              if getattr(FLAGS, k) is not None}
+      target = packaging.package_run(
+          FLAGS.workdir, FLAGS.export_dir, config, eval_json=FLAGS.eval_json,
+          version=FLAGS.version, num_examples=FLAGS.num_examples, overwrite=FLAGS.overwrite,
+          use_ema=FLAGS.ema, learning_curve=FLAGS.learning_curve, **card)
+      print(f"wrote {target}\n  {zoo_store.headline(zoo_store.read_card(target))}")
+  except (checkpoints.CheckpointError, training.TrainingError, zoo_store.ZooError) as e:
     _fail(e)   # no checkpoint restores, too many non-finite steps: one line, exit 2
 
 

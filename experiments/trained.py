@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from vlae_tf import config as vconfig
 from vlae_tf import data as vdata
-from vlae_tf import evaluation, export, zoo_model
+from vlae_tf import evaluation, export
+from vlae_tf.pretrained import model as zoo_model
 
 class _InMemorySavedModel:
-  """What :class:`vlae_tf.zoo_model.ZooModel` reads of a loaded SavedModel, without saving one."""
+  """What :class:`vlae_tf.pretrained.model.ZooModel` reads of a loaded SavedModel, without saving one."""
 
   def __init__(self, module):
     self.module = module

@@ -335,7 +335,7 @@ def run(a, argv):
   from experiments.trained import test_images
   from vlae_tf import atomic, sampling
   from vlae_tf import config as vconfig
-  from vlae_tf.zoo_card import ZooError
+  from vlae_tf.pretrained.card import ZooError
 
   start = time.time()
   try:

@@ -32,8 +32,8 @@ import tensorflow as tf
 
 import vlae_tf
 from vlae_tf import config as vconfig
-from vlae_tf import export
 from vlae_tf import workdir as vwork
+from vlae_tf.pretrained import packaging
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -133,9 +133,9 @@ def export_tiny_zoo(root):
   x = binary_images(8, seed=1)
   eval_results = vlae_tf.evaluate(model, x, num_samples=8, batch_size=8, seed=0)
   examples = binary_images(6, seed=2)
-  export.export_saved_model(model, config, root / NAME / "1", name=NAME,
-                            eval_results=eval_results, command="pytest (tiny untrained model)",
-                            hardware="CI CPU", wall_time_hours=0.0, steps=0, examples=examples)
+  packaging.export_model(model, config, root / NAME / "1", name=NAME,
+                         eval_results=eval_results, command="pytest (tiny untrained model)",
+                         hardware="CI CPU", wall_time_hours=0.0, steps=0, examples=examples)
   return TinyZoo(root, model, config, eval_results, examples)
 
 

@@ -14,8 +14,9 @@ from ml_collections import ConfigDict
 
 import vlae_tf
 from helpers import edit_card
-from vlae_tf import zoo_card, zoo_keras
-from vlae_tf.zoo_store import ZooError
+from vlae_tf.pretrained import card as zoo_card
+from vlae_tf.pretrained import keras_weights as zoo_keras
+from vlae_tf.pretrained.store import ZooError
 
 
 def _edit_config(d, section, key, value):

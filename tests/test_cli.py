@@ -76,7 +76,7 @@ def test_reconstruct_from_the_configs_test_split(zoo, m, tmp_path, loaded_once):
   out = tmp_path / "recon.png"
   assert _run(zoo, "reconstruct", f"--model={NAME}", "--data=test", "--num=3", "--samples=1",
               f"--out={out}") == 0
-  from vlae_tf.export import example_images
+  from vlae_tf.pretrained.packaging import example_images
   np.testing.assert_array_equal(_tiles(out, rows=2, cols=3)[0],
                                 example_images(zoo.config, 3)[..., 0])
 

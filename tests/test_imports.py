@@ -23,7 +23,10 @@ MAX_LINES = 400
 
 def _modules():
   mods = {}
-  for folder, prefix in ((PKG, "vlae_tf"), (ZOO, "vlae_tf.zoo")):
+  folders = [(PKG, "vlae_tf"), (ZOO, "vlae_tf.zoo")]
+  folders += [(os.path.join(PKG, d), f"vlae_tf.{d}") for d in sorted(os.listdir(PKG))
+              if os.path.isfile(os.path.join(PKG, d, "__init__.py"))]   # subpackages
+  for folder, prefix in folders:
     for f in sorted(os.listdir(folder)):
       if f.endswith(".py"):
         name = prefix if f == "__init__.py" else f"{prefix}.{f[:-3]}"
@@ -50,9 +53,10 @@ DEFERRED_BY_DESIGN = {
     ("vlae_tf.cli", "vlae_tf.cli_commands"): "vlae --help and usage errors answer without "
                                              "TensorFlow; the commands import it, quietly, after",
     # (importlib.import_module, not an import statement: listed so the edges stay in the graph)
-    ("vlae_tf.zoo", "vlae_tf.zoo_store"): "reading a zoo config does not import TensorFlow; "
-                                          "the pretrained-model API imports it on first use",
-    ("vlae_tf.zoo", "vlae_tf.zoo_keras"): "the same, for zoo.load_keras",
+    ("vlae_tf.zoo", "vlae_tf.pretrained.store"): "reading a zoo config does not import "
+                                                 "TensorFlow; the pretrained-model API imports "
+                                                 "it on first use",
+    ("vlae_tf.zoo", "vlae_tf.pretrained.keras_weights"): "the same, for zoo.load_keras",
 }
 
 

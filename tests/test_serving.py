@@ -18,7 +18,8 @@ import tensorflow as tf
 import vlae_tf
 from helpers import IMAGE_SHAPE, binary_images
 from rest_emulation import predict
-from vlae_tf import export, zoo_model
+from vlae_tf import export
+from vlae_tf.pretrained import model as zoo_model
 
 DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "SERVING.md"
 

@@ -8,8 +8,10 @@ import pytest
 
 import vlae_tf
 from helpers import NAME, edit_card
-from vlae_tf import cli, export, zoo_store
-from vlae_tf.zoo_store import ZooError
+from vlae_tf import cli, export
+from vlae_tf.pretrained import packaging
+from vlae_tf.pretrained import store as zoo_store
+from vlae_tf.pretrained.store import ZooError
 
 
 @pytest.fixture
@@ -107,7 +109,7 @@ def test_non_editable_install_without_saved_models_says_to_set_vlae_zoo_dir(tmp_
   monkeypatch.delenv("VLAE_ZOO_DIR", raising=False)
   site = tmp_path / "site-packages" / "vlae_tf"
   site.mkdir(parents=True)
-  monkeypatch.setattr(zoo_store, "__file__", str(site / "zoo_store.py"))
+  monkeypatch.setattr(zoo_store, "__file__", str(site / "pretrained" / "store.py"))
   with pytest.raises(ZooError, match="set VLAE_ZOO_DIR"):
     vlae_tf.zoo.load("mnist")
 
@@ -168,48 +170,47 @@ def test_wrapper_rejects_wrong_python_types_with_named_errors(m):
 
 # -------------------------------------------------------------- packaging
 def test_package_run_exports_a_checkpointed_run_atomically(zoo, tmp_path, monkeypatch):
-  """``python -m vlae_tf.export`` with the work-directory loader stubbed to return the tiny model."""
+  """``train.py --mode=export``'s call, with the work-directory loader stubbed (the tiny model)."""
   workdir = tmp_path / "run"
   workdir.mkdir()
   ev = dict(zoo.eval_results, step=123)
   (workdir / "eval.json").write_text(json.dumps(ev))
-  monkeypatch.setattr(export.vwork, "load_model_from_workdir",
+  monkeypatch.setattr(packaging.vwork, "load_model_from_workdir",
                       lambda w, use_ema=True: (zoo.model, zoo.config, 123))
   out = tmp_path / "zoo"
-  assert export.main([f"--workdir={workdir}", "--name=tinyrun", f"--out={out}",
-                      "--command=python train.py --config=zoo/mnist.py", "--hardware=2 CPU cores",
-                      "--wall_time_hours=0.5", "--num_examples=3"]) == 0
+  packaging.package_run(workdir, out / "tinyrun", command="python train.py --config=zoo/mnist.py",
+                        hardware="2 CPU cores", wall_time_hours=0.5, num_examples=3)
   card = zoo_store.verify(out / "tinyrun")
+  assert card["name"] == "tinyrun"
   assert card["training"]["steps"] == 123 and card["training"]["weights"] == "ema"
   assert card["training"]["hardware"] == "2 CPU cores" and card["results"]["elbo"] == ev["elbo"]
   assert np.load(out / "tinyrun" / "examples.npz")["x"].shape == (3, 6, 6, 1)
   assert [p.name for p in out.iterdir()] == ["tinyrun"]          # no temporary folder left
   with pytest.raises(FileExistsError, match="--overwrite"):
-    export.main([f"--workdir={workdir}", "--name=tinyrun", f"--out={out}"])
+    packaging.package_run(workdir, out / "tinyrun")
   (workdir / "eval.json").write_text(json.dumps(dict(ev, step=100)))
   with pytest.raises(ValueError, match="step 100 .* step 123"):
-    export.main([f"--workdir={workdir}", "--name=other", f"--out={out}"])
+    packaging.package_run(workdir, out / "other")
   assert sorted(p.name for p in out.iterdir()) == ["tinyrun"]
   (workdir / "eval.json").unlink()
   with pytest.raises(FileNotFoundError, match="mode=eval"):
-    export.main([f"--workdir={workdir}", "--name=other", f"--out={out}"])
+    packaging.package_run(workdir, out / "other")
 
 
 def test_package_run_packages_and_links_the_learning_curve(zoo, tmp_path, monkeypatch):
   workdir = tmp_path / "run"
   workdir.mkdir()
   (workdir / "eval.json").write_text(json.dumps(dict(zoo.eval_results, step=5)))
-  monkeypatch.setattr(export.vwork, "load_model_from_workdir",
+  monkeypatch.setattr(packaging.vwork, "load_model_from_workdir",
                       lambda w, use_ema=True: (zoo.model, zoo.config, 5))
   png = tmp_path / "curve.png"
   png.write_bytes(b"\x89PNG\r\n\x1a\n not really a picture")
   out = tmp_path / "zoo"
   with pytest.raises(FileNotFoundError, match="no learning curve"):
-    export.main([f"--workdir={workdir}", "--name=c", f"--out={out}", "--num_examples=0",
-                 f"--learning_curve={tmp_path / 'missing.png'}"])
+    packaging.package_run(workdir, out / "c", num_examples=0,
+                          learning_curve=tmp_path / "missing.png")
   assert not out.exists() or not any(out.iterdir())
-  export.main([f"--workdir={workdir}", "--name=c", f"--out={out}", "--num_examples=0",
-               f"--learning_curve={png}"])
+  packaging.package_run(workdir, out / "c", num_examples=0, learning_curve=png)
   card = zoo_store.verify(out / "c")                               # checksummed like every file
   assert card["learning_curve"] == "learning_curve.png" and "learning_curve.png" in card["files"]
   assert (out / "c" / "learning_curve.png").read_bytes() == png.read_bytes()
@@ -218,25 +219,25 @@ def test_package_run_packages_and_links_the_learning_curve(zoo, tmp_path, monkey
 
 
 @pytest.mark.slow
-def test_train_py_export_call_writes_version_folder_and_card(zoo, tmp_path, capsys):
-  """``export.export_workdir`` calls ``export_saved_model(model, cfg, "saved_models/<name>",
-  step=, workdir=, weights=)``: the card comes from the workdir's eval.json."""
+def test_export_model_writes_version_folder_and_card(zoo, tmp_path, capsys):
+  """``packaging.export_model(model, cfg, "saved_models/<name>", step=, workdir=, weights=)``:
+  the card comes from the workdir's eval.json."""
   workdir = tmp_path / "run"
   workdir.mkdir()
   (workdir / "eval.json").write_text(json.dumps(dict(zoo.eval_results, step=7)))
   target = tmp_path / "zoo" / "tinyexp"
-  path = export.export_saved_model(zoo.model, zoo.config, target, step=7, workdir=str(workdir),
-                                   weights="ema")
+  path = packaging.export_model(zoo.model, zoo.config, target, step=7, workdir=str(workdir),
+                                weights="ema")
   assert path == str(target / "1")
   card = zoo_store.verify(target)
   assert card["name"] == "tinyexp" and card["training"]["steps"] == 7
   assert card["results"]["iwae_nll"] == zoo.eval_results["iwae_nll"]
   np.testing.assert_array_equal(np.load(target / "examples.npz")["x"],
-                                export.example_images(zoo.config, 8))
+                                packaging.example_images(zoo.config, 8))
   # no eval.json: only the SavedModel, and a message saying why there is no card
   (workdir / "eval.json").unlink()
-  path = export.export_saved_model(zoo.model, zoo.config, target, version=2, step=7,
-                                   workdir=str(workdir))
+  path = packaging.export_model(zoo.model, zoo.config, target, version=2, step=7,
+                                workdir=str(workdir))
   assert path == str(target / "2") and "no model card" in capsys.readouterr().out
   with pytest.raises(ZooError, match="unlisted file 2/saved_model.pb"):
     zoo_store.verify(target)

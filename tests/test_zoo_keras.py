@@ -11,9 +11,11 @@ import tensorflow as tf
 
 import vlae_tf
 from helpers import NAME, tiny_config
-from vlae_tf import training, workdir, zoo_keras, zoo_store
+from vlae_tf import training, workdir
+from vlae_tf.pretrained import keras_weights as zoo_keras
+from vlae_tf.pretrained import store as zoo_store
 from vlae_tf.model import VLAE
-from vlae_tf.zoo_store import ZooError
+from vlae_tf.pretrained.store import ZooError
 
 
 def _agree(model, saved_model, images, rtol=1e-5):

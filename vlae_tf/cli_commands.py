@@ -20,9 +20,10 @@ import tensorflow as tf
 
 from vlae_tf import atomic, codec_cli, data_readers
 from vlae_tf import config as vconfig
-from vlae_tf import zoo, zoo_store
+from vlae_tf import zoo
 from vlae_tf.datasets import DataError
-from vlae_tf.export import example_images
+from vlae_tf.pretrained import store as zoo_store
+from vlae_tf.pretrained.packaging import example_images
 from vlae_tf.images import image_grid, save_png, to_display
 
 

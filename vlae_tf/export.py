@@ -44,39 +44,28 @@ it for hours): ``N <= MAX_BATCH`` images or latents for every signature but
 and ``N * num_samples <= MAX_IWAE_COST`` for ``iwae``, ``|z| <= MAX_ABS_Z`` for
 ``decode``; each is refused in the graph with an ``InvalidArgumentError``
 stating the limit, and stored in ``info_json`` so that clients
-(:class:`vlae_tf.zoo_model.ZooModel`) split larger inputs into requests under it.
+(:class:`vlae_tf.pretrained.model.ZooModel`) split larger inputs into requests under it.
 
 Scalar inputs (``num``, ``num_samples``, ``temperature``, ``seed``) may also be
 given once per instance of a TF Serving row-format request (shape ``[N]``)
 as long as every instance carries the same value. ``seed`` is either one
 integer ``s`` (the stateless seed ``[s, s]``) or a stateless pair ``[2]``.
 
-Longer than 400 lines because the serving contract, the in-graph checks of
-every input and the packaging of a run into the zoo layout are one job (what
-a SavedModel promises and how it gets written); the maths lives elsewhere
-(:mod:`vlae_tf.evaluation`, :mod:`vlae_tf.sampling`).
-
-Command line (package a trained run into the zoo layout, see :mod:`vlae_tf.zoo_store`)::
-
-  python -m vlae_tf.export --workdir=runs/mnist --name=mnist --out=saved_models \\
-      --command="python train.py ..." --hardware="2 CPU cores" --wall_time_hours=30
+The SavedModel is the serving half of an export; the zoo layout around it (Keras
+weights, model card, example images, checksums) is written by
+:mod:`vlae_tf.pretrained.packaging` (``train.py --mode=export``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import pathlib
-import shutil
 
 import tensorflow as tf
 
 from vlae_tf import atomic
 from vlae_tf import config as vconfig
-from vlae_tf import data as vdata
-from vlae_tf import evaluation, objective, sampling, validation, zoo_keras, zoo_store
-from vlae_tf import workdir as vwork
+from vlae_tf import evaluation, objective, sampling, validation
 
 FORMAT_VERSION = 1
 MAX_IWAE_SAMPLES = vconfig.MAX_IWAE_SAMPLES   # per call of the ``iwae`` signature
@@ -294,163 +283,27 @@ def _layout(export_dir, version):
   return export_dir, os.path.join(export_dir, str(int(version or 1)))
 
 
-def export_saved_model(model, config, export_dir, version=None, **card_info):
+def export_saved_model(model, config, export_dir, version=None):
   """Writes ``model`` (already holding the weights to ship, e.g. EMA) as a SavedModel.
 
   Args:
     model: a built :class:`vlae_tf.model.VLAE`.
-    config: its config (stored in the SavedModel's ``info_json`` variable and the card).
+    config: its config (stored in the SavedModel's ``info_json`` variable).
     export_dir: the model folder, e.g. ``saved_models/mnist``: the SavedModel
       goes into its numeric version subfolder ``<version>`` (default 1), the
       layout TF Serving expects. A path ending in a number is taken as the
       version folder itself. The version folder must not exist or be empty.
     version: the version number when ``export_dir`` is a model folder.
-    **card_info: metadata for the model card. A card (``card.json``,
-      ``README.md``, ``eval.json``, ``examples.npz``, sha256 of every file; see
-      :func:`vlae_tf.zoo_store.write_card`) is written into the model folder
-      when evaluation results are known: ``eval_results`` (a dict or the path
-      of an eval.json) or ``workdir`` holding ``eval.json``. Also read:
-      ``step`` / ``steps``, ``weights``, ``name``, ``command``, ``hardware``,
-      ``wall_time_hours``, ``examples`` (uint8 NHWC images; default the first
-      8 test images when the data is readable), ``paper_nll``, ``notes``.
-      Without evaluation results only the SavedModel is written.
 
   Returns:
-    The SavedModel folder. The Keras weights of the same model go into
-    ``<model folder>/model.weights.h5`` (see :mod:`vlae_tf.zoo_keras`).
+    The SavedModel folder. Nothing else is written: the zoo's files around it
+    (card, Keras weights, examples) are :func:`vlae_tf.pretrained.packaging.export_model`'s.
   """
-  model_dir, saved_model_dir = _layout(export_dir, version)
+  _, saved_model_dir = _layout(export_dir, version)
   if os.path.isdir(saved_model_dir) and os.listdir(saved_model_dir):
     raise FileExistsError(f"{saved_model_dir!r} exists and is not empty; export a new version "
                           "(--version) or remove it")
   module = ServingModule(model, config)
   with atomic.folder(saved_model_dir) as tmp:        # a failed save leaves no partial SavedModel
     tf.saved_model.save(module, tmp, signatures=module.signatures())
-  zoo_keras.save_keras_weights(model, model_dir)     # the same weights for Keras users
-  eval_results = card_info.pop("eval_results", None)
-  workdir = card_info.get("workdir")
-  if eval_results is None and workdir and os.path.isfile(os.path.join(workdir, "eval.json")):
-    eval_results = os.path.join(workdir, "eval.json")
-  if eval_results is None:
-    if card_info:
-      print(f"export: wrote the SavedModel {saved_model_dir} but no model card: no evaluation "
-            "results (run `train.py --mode=eval` first, or pass eval_results)")
-    return saved_model_dir
-  eval_results = zoo_store.check_eval_results(eval_results)
-  step = card_info.pop("step", None)
-  steps = card_info.pop("steps", step)
-  if steps is not None and eval_results.get("step") is not None and \
-      int(eval_results["step"]) != int(steps):
-    raise ValueError(f"the evaluation is of step {eval_results['step']} but the exported weights "
-                     f"are of step {steps}; evaluate the exported checkpoint first")
-  if "examples" not in card_info:
-    card_info["examples"] = _examples_or_none(config)
-  zoo_store.write_card(model_dir, config=config, eval_results=eval_results, steps=steps,
-                       version=os.path.basename(saved_model_dir), signatures=SIGNATURES,
-                       **card_info)
   return saved_model_dir
-
-
-def example_images(config, num=8):
-  """``num`` evenly spaced images of the config's test split (model-ready uint8 NHWC).
-
-  Evenly spaced rather than the first ones: some test sets are sorted by
-  class (binarized MNIST's begins with a thousand zeros).
-  """
-  x = vdata.load_split(config, vdata.eval_split_name(config, "test"))
-  if num <= 0:
-    return x[:0]
-  return x[evaluation.iwae_subset(len(x), num)]
-
-
-def _examples_or_none(config, num=8):
-  try:
-    return example_images(config, num)
-  except Exception as e:  # noqa: BLE001  (no data on this machine: the card just has no examples)
-    print(f"export: no example images bundled ({type(e).__name__}: {e})")
-    return None
-
-
-def package_run(workdir, name, out="saved_models", eval_json=None, version=1, num_examples=8,
-                overwrite=False, use_ema=True, learning_curve=None, **card_info):
-  """Exports a trained run as the zoo model ``out/name`` (SavedModel + card + checksums).
-
-  Loads the (EMA) weights with :func:`vlae_tf.workdir.load_model_from_workdir`;
-  the card's numbers come from ``eval_json`` (default ``workdir/eval.json``),
-  which must be of the same checkpoint step. ``learning_curve``: a PNG from
-  ``experiments/learning_curve.py``, packaged (and checksummed) as
-  ``learning_curve.png`` and linked from the card. Writes into a temporary
-  folder, verifies it, then moves it into place. Returns the model folder.
-  """
-  if learning_curve is not None and not os.path.isfile(learning_curve):
-    raise FileNotFoundError(f"no learning curve at {learning_curve}")
-  eval_json = eval_json or os.path.join(workdir, "eval.json")
-  if not os.path.isfile(eval_json):
-    raise FileNotFoundError(f"no evaluation at {eval_json}: run `python train.py "
-                            f"--workdir={workdir} --mode=eval` first (the card's numbers must "
-                            "come from a real eval.json)")
-  results = zoo_store.check_eval_results(eval_json)
-  target = pathlib.Path(out) / name
-  if target.exists() and not overwrite:
-    raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
-  model, config, step = vwork.load_model_from_workdir(workdir, use_ema=use_ema)
-  if results.get("step") is not None and int(results["step"]) != int(step):
-    raise ValueError(f"{eval_json} evaluates step {results['step']} but the checkpoint in "
-                     f"{workdir} is at step {step}; re-run `train.py --mode=eval`")
-  with atomic.folder(target, replace=overwrite) as tmp:   # the old model stays whole until the swap
-    tmp = pathlib.Path(tmp)
-    examples = example_images(config, num_examples) if num_examples else None
-    if learning_curve is not None:
-      shutil.copyfile(learning_curve, tmp / zoo_store.LEARNING_CURVE)
-    export_saved_model(model, config, tmp, version=version, eval_results=eval_json, name=name,
-                       step=step, workdir=os.fspath(workdir),
-                       weights="ema" if use_ema else "raw", examples=examples, **card_info)
-    zoo_store.verify(tmp)
-  return target
-
-
-def export_workdir(workdir, export_dir, config=None):
-  """Exports the EMA model of a work directory with :func:`export_saved_model` (``train.py --mode=export``).
-
-  ``config``: optional; must agree with the stored one (see :func:`vlae_tf.workdir.check_config`).
-  """
-  if config is not None:
-    vwork.check_config(config, workdir)
-  model, cfg, step = vwork.load_model_from_workdir(workdir, use_ema=True)
-  return export_saved_model(model, cfg, export_dir, step=step, workdir=os.path.abspath(workdir),
-                            weights="ema")
-
-
-def main(argv=None):
-  p = argparse.ArgumentParser(
-      prog="python -m vlae_tf.export",
-      description="Package a trained run as a zoo model: SavedModel (EMA weights), model card, "
-                  "example images and sha256 checksums in OUT/NAME/.")
-  p.add_argument("--workdir", required=True, help="training run folder (checkpoints)")
-  p.add_argument("--name", required=True, help="zoo model name, e.g. mnist")
-  p.add_argument("--out", default="saved_models", help="zoo folder (default: saved_models)")
-  p.add_argument("--eval_json", default=None, help="evaluation results (default WORKDIR/eval.json)")
-  p.add_argument("--command", default=None, help="the exact training command, for the card")
-  p.add_argument("--hardware", default=None, help="e.g. '2 CPU cores (Xeon)'")
-  p.add_argument("--wall_time_hours", type=float, default=None, help="training wall time")
-  p.add_argument("--paper_nll", type=float, default=None,
-                 help="override the config's paper_nll (nats)")
-  p.add_argument("--notes", default=None, help="free text for the card")
-  p.add_argument("--version", type=int, default=1, help="SavedModel version folder (TF Serving)")
-  p.add_argument("--num_examples", type=int, default=8, help="test images to bundle (0: none)")
-  p.add_argument("--no_ema", action="store_true", help="export the raw (non-EMA) weights")
-  p.add_argument("--overwrite", action="store_true")
-  p.add_argument("--learning_curve", default=None,
-                 help="PNG from experiments/learning_curve.py to package beside the card")
-  a = p.parse_args(argv)
-  extra = {k: v for k, v in (("paper_nll", a.paper_nll), ("notes", a.notes)) if v is not None}
-  target = package_run(a.workdir, a.name, a.out, eval_json=a.eval_json, command=a.command,
-                       hardware=a.hardware, wall_time_hours=a.wall_time_hours, version=a.version,
-                       num_examples=a.num_examples, overwrite=a.overwrite, use_ema=not a.no_ema,
-                       learning_curve=a.learning_curve, **extra)
-  print(f"wrote {target}\n  {zoo_store.headline(zoo_store.read_card(target))}")
-  return 0
-
-
-if __name__ == "__main__":
-  raise SystemExit(main())

@@ -59,7 +59,8 @@ def check_image_tensor(x, image_shape, num_levels, name="x"):
   checks = [
       tf.debugging.assert_greater(
           tf.shape(x)[0], 0,
-          message=f"{name} is an empty batch; expected at least one image of shape [{h}, {w}, {c}]"),
+          message=f"{name} is an empty batch; expected at least one image of shape "
+                  f"[{h}, {w}, {c}]"),
       tf.debugging.assert_equal(
           tf.reduce_all(tf.math.is_finite(xf)), True,
           message=f"{name} has NaN or infinite pixel values; expected {expected}"),

@@ -42,11 +42,12 @@ import tensorflow as tf
 from vlae_tf import checkpoints
 from vlae_tf import data as vdata
 from vlae_tf import distribute as vdist
-from vlae_tf import evaluation, objective, sampling, summaries, zoo_keras
+from vlae_tf import evaluation, objective, sampling, summaries
 from vlae_tf import workdir as vwork
 from vlae_tf.images import image_grid
 from vlae_tf.model import build_model
 from vlae_tf.optimizer import EMA, learning_rate, make_optimizer
+from vlae_tf.pretrained import keras_weights as zoo_keras
 
 class TrainingError(RuntimeError):
   """The run cannot continue (e.g. too many non-finite steps in a row)."""
@@ -320,7 +321,8 @@ def train(config, workdir, strategy=None, fault_hook=None, init_from=None, init_
     fault_hook: test hook ``step -> bool``; True poisons that step's loss with
       NaN (after input validation) to exercise the non-finite-update path.
     init_from: ``"zoo:<name>"``: a new run starts from that zoo model's Keras weights
-      (fine-tuning; same architecture, see :func:`vlae_tf.zoo_keras.initialize_from_zoo`).
+      (fine-tuning; same architecture, see
+      :func:`vlae_tf.pretrained.keras_weights.initialize_from_zoo`).
     init_skip: parts not taken from ``init_from`` (``("decoder",)``: a new decoder).
   """
   strategy = strategy or tf.distribute.get_strategy()

@@ -5,8 +5,8 @@ top-level ``zoo/`` folder). Each ``zoo/<name>.py`` defines ``get_config()``
 returning an ``ml_collections.ConfigDict`` (it starts from
 :func:`vlae_tf.config.default_config`); it is also a valid absl
 ``--config=zoo/<name>.py`` file. The packaged (trained) models are read by
-:mod:`vlae_tf.zoo_store` (:func:`list_models`, :func:`load`) and
-:mod:`vlae_tf.zoo_keras` (:func:`load_keras`), which import TensorFlow: they
+:mod:`vlae_tf.pretrained.store` (:func:`list_models`, :func:`load`) and
+:mod:`vlae_tf.pretrained.keras_weights` (:func:`load_keras`), which import TensorFlow: they
 are imported on the first call, so reading a config (:func:`get_config`,
 ``from vlae_tf.zoo import mnist``, ``train.py --config=zoo/mnist.py``) does not
 import TensorFlow.
@@ -19,7 +19,7 @@ import pkgutil
 
 
 def _store():
-  return importlib.import_module("vlae_tf.zoo_store")   # imports TensorFlow: on first use
+  return importlib.import_module("vlae_tf.pretrained.store")   # imports TensorFlow: on first use
 
 
 def list_configs() -> list[str]:
@@ -37,12 +37,12 @@ def get_config(name: str):
 
 
 def list_models(zoo_dir=None) -> list[dict]:
-  """Pretrained (packaged) models: name, description, headline numbers; see :mod:`vlae_tf.zoo_store`."""
+  """Pretrained (packaged) models: name, description, headline numbers; see :mod:`vlae_tf.pretrained.store`."""
   return _store().list_models(zoo_dir)
 
 
 def load(name, zoo_dir=None, verify_checksums=True):
-  """The pretrained SavedModel ``name`` (checksums verified) as a :class:`vlae_tf.zoo_model.ZooModel`.
+  """The pretrained SavedModel ``name`` (checksums verified) as a :class:`vlae_tf.pretrained.model.ZooModel`.
 
   ``m = vlae_tf.zoo.load("mnist"); imgs = m.sample(num=16, seed=0)``. Weights
   are looked up in ``zoo_dir``, else ``$VLAE_ZOO_DIR``, else the repository's
@@ -54,6 +54,6 @@ def load(name, zoo_dir=None, verify_checksums=True):
 
 def load_keras(name, zoo_dir=None, verify_checksums=True):
   """The pretrained model ``name`` as a trainable Keras :class:`vlae_tf.model.VLAE` (card config +
-  ``model.weights.h5``, checksums verified); see :mod:`vlae_tf.zoo_keras`."""
-  return importlib.import_module("vlae_tf.zoo_keras").load_keras(
+  ``model.weights.h5``, checksums verified); see :mod:`vlae_tf.pretrained.keras_weights`."""
+  return importlib.import_module("vlae_tf.pretrained.keras_weights").load_keras(
       name, zoo_dir, verify_checksums=verify_checksums)

@@ -1,6 +1,6 @@
 """The trust of a zoo model card: its schema, and the checksum that covers it.
 
-``card.json`` (see :mod:`vlae_tf.zoo_store`) lists the sha256 of every other
+``card.json`` (see :mod:`vlae_tf.pretrained.store`) lists the sha256 of every other
 file of a model folder; ``card.sha256`` (one ``<sha256>  card.json`` line, as
 ``sha256sum`` writes it) covers the card itself, so an edited card is caught
 like an edited weight file. :func:`check_card` is the schema every card must
@@ -173,7 +173,7 @@ def check_card_config(card, d, stored=None) -> None:
     raise ZooError(f"{where} does not describe the model it ships: its config differs from the "
                    f"one stored in the SavedModel {card['version']}/ in {len(diffs)} key(s) ("
                    f"{shown}{'; ...' if len(diffs) > 6 else ''}); re-package the model with "
-                   "`python -m vlae_tf.export`")
+                   "`train.py --mode=export`")
 
 
 def card_checksum_problem(d):
@@ -183,7 +183,7 @@ def card_checksum_problem(d):
     stored = (d / CARD_SUM).read_text(encoding="utf-8").split()
   except FileNotFoundError:
     return (f"{d / CARD_SUM} is missing: the card is not covered by a checksum (re-package the "
-            "model with `python -m vlae_tf.export`)")
+            "model with `train.py --mode=export`)")
   except (OSError, UnicodeDecodeError) as e:
     return f"{d / CARD_SUM} cannot be read ({e})"
   if len(stored) != 2 or stored[1] != CARD or not _SHA256.match(stored[0]):
