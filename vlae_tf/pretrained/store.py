@@ -20,9 +20,8 @@ it serves the numeric version folders and ignores the other files)::
 distortion, IWAE NLL with its k, bits/dim: copied verbatim from
 ``eval.json``, never typed in), ``paper`` (the paper's number for the same
 setting), ``version`` (the SavedModel folder) and ``files`` (relative path ->
-sha256). :func:`write_card` writes a card (``train.py --mode=export``, through
-:mod:`vlae_tf.pretrained.packaging`, calls it); :func:`load` recomputes every
-checksum and refuses a model with a missing, extra or modified file.
+sha256). :func:`write_card` writes a card (for :mod:`vlae_tf.pretrained.packaging`); :func:`load`
+recomputes every checksum and refuses a model with a missing, extra or modified file.
 
 Trust: the card itself is covered by ``card.sha256``; every card (also with
 ``verify_checksums=False``, and in :func:`list_models`) is checked against the
