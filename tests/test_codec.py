@@ -169,6 +169,18 @@ def test_step_by_step_probabilities_are_the_models(context, likelihood, shape):
   np.testing.assert_allclose(log_p, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("context,likelihood,shape", [CASES[0], CASES[4], CASES[8], CASES[10]])
+def test_the_senders_distributions_are_the_bits_the_walk_hands_its_chooser(context, likelihood,
+                                                                           shape):
+  m = model_for(context, likelihood, shape)
+  flat = images(m, 2, seed=7).reshape(2, -1, shape[-1]).astype(np.int64)
+  z = np.random.default_rng(3).normal(size=(2, m.latent_size)).astype(np.float32)
+  walker, seen = PixelWalker(m), []
+  walker.walk(z, lambda p, c, kind, params: (seen.append(params.copy()), flat[:, p, c])[1])
+  got = walker.distributions(z, flat)                                   # [H W, C, G(, n)]
+  np.testing.assert_array_equal(got.reshape((-1,) + got.shape[2:]), np.stack(seen))
+
+
 @pytest.mark.parametrize("likelihood,shape", [("bernoulli", (4, 4, 1)),
                                               ("logistic_mixture", (3, 3, 3))])
 def test_channel_models_outside_a_walk_give_the_models_probabilities(likelihood, shape):

@@ -159,17 +159,10 @@ def encode_lossless(cod, x, progress):
       raise CodecError("internal error: the initial bits ran out; use a smaller group_size")
     pop_per_image = (before - coder.num_bits()) / n
     known = xg.reshape(n, hw, cod.shape[2]).astype(np.int64)
-    pushes = {"bernoulli": ([], []), "categorical": ([], [])}
-
-    def teacher(p, c, kind, params):
-      pushes[kind][0].append(known[:, p, c])
-      pushes[kind][1].append(params.copy())
-      return known[:, p, c]
-
-    cod.pixels.walk(z, teacher)
-    for kind, (symbols, params) in pushes.items():   # one likelihood kind per model
-      if symbols:
-        _push_in_order(coder, symbols, cod.families[kind], [params])
+    params = cod.pixels.distributions(z, known)     # [H W, C, n(, levels)]: (pixel, channel, lane)
+    symbols = known.transpose(1, 2, 0).reshape(-1)
+    _push_in_order(coder, [symbols], cod.families[cod.pixels.kind],
+                   [[params.reshape((len(symbols),) + params.shape[3:])]])
     _push_prior(cod, coder, k)
     groups.append(n)
     start += n

@@ -13,17 +13,19 @@ other probabilities than its encoder decodes garbage.
 algebra, one ``tf.while_loop`` over the pixels, see its module docstring) with
 the noise draw replaced by the coder: at each sub-pixel the graph computes its
 distribution and hands it to a Python chooser (``tf.numpy_function``), which
-pops the value from the ANS stack (receiver) or records the distribution and
-returns the known value (sender). Both sides run the same traced graph, one
-call per group, so there is no per-pixel Python dispatch beyond the chooser.
+pops the value from the ANS stack (receiver). The sender, who knows every
+pixel, runs the same graph ops with the known values in place of the chooser
+and gets every distribution back at the end of the walk
+(:meth:`PixelWalker.distributions`): the same bits, with no Python call per
+sub-pixel. One graph call per group on either side.
 
 The batch ``G`` is the group's own size: sender and receiver run every group
 at the same size, which the file records, so they run the same kernels on the
 same shapes.
 
-The sub-pixel distributions are computed in TensorFlow, in float64, by the
-likelihood's own maths (one definition, :mod:`vlae_tf.likelihoods`): a
-Bernoulli ``p(x = 1) = sigmoid(l)``, or for the discretized logistic mixture
+The sub-pixel distributions are computed in TensorFlow by the likelihood's
+own maths (one definition, :mod:`vlae_tf.likelihoods`): a Bernoulli
+``p(x = 1) = sigmoid(l)`` in float64, or for the discretized logistic mixture
 the 256-way categorical of sub-pixel ``c`` given the earlier sub-pixels of
 the pixel::
 
@@ -32,13 +34,16 @@ the pixel::
 
 (the mixture posterior over components given the sub-pixels already coded,
 times each component's discretized logistic with the channel-wise linear mean,
-``DiscretizedLogisticMixture.unpack`` / ``adjusted_means`` / ``log_bin_prob``
-for the weights, ``bin_probs`` for the n levels). Their product over c is the
-pixel's probability under :meth:`DiscretizedLogisticMixture.log_prob` (up to
-float rounding in the far tails, below what constriction's 24-bit masses see).
-Each is computed at the shape
-``[G, ...]`` of one pixel on both sides (element-wise kernels may take another
-path for another array length), and constriction quantizes it to integers.
+``DiscretizedLogisticMixture.unpack`` / ``log_bin_prob`` in float64 for the
+weights, updated once per channel (:class:`PixelDistributions`); the n levels'
+masses are differences of the mixture's CDF at the bin edges, whose
+``K (n - 1)`` sigmoids run in float32, :func:`mixture_pmf`). Their product
+over c is the pixel's probability under
+:meth:`DiscretizedLogisticMixture.log_prob` up to float rounding (absolute
+errors ~1e-7 in the masses, below what constriction's 24-bit masses see).
+Each is computed at the shape ``[G, ...]`` of one pixel on both sides
+(element-wise kernels may take another path for another array length), and
+constriction quantizes it to integers.
 """
 
 from __future__ import annotations
@@ -103,22 +108,36 @@ class PixelWalker:
       raise TypeError(f"no entropy model for likelihood {type(lik).__name__}")
     self.kind = "bernoulli" if isinstance(lik, Bernoulli) else "categorical"
     self._chooser = Chooser()
-    self._walk = tf.function(self._walk_fn, autograph=False, input_signature=[
-        tf.TensorSpec([None, model.latent_size], tf.float32)])
+    z_spec = tf.TensorSpec([None, model.latent_size], tf.float32)
+    self._walk = tf.function(self._walk_fn, autograph=False, input_signature=[z_spec])
+    self._teach = tf.function(self._teach_fn, autograph=False, input_signature=[
+        z_spec, tf.TensorSpec([None, h * w, c], tf.int64)])
 
   def _walk_fn(self, z):
     cond = self.model.conditioning_features(z)
     return tf.cast(sampling.cached_pixels(self.model, cond, self._draw), tf.int64)
 
-  def _draw(self, p, raw):
-    """Pixel ``p``'s values ``[G, C]``: each sub-pixel's distribution, then the chooser."""
-    values = []
+  def _teach_fn(self, z, known):
+    cond = self.model.conditioning_features(z)
+    known = tf.transpose(known, [1, 0, 2])                              # [H W, G, C]
+    return sampling.cached_pixels(self.model, cond, lambda p, raw: self._draw(p, raw, known[p]),
+                                  record_dtype=tf.float64)[1]
+
+  def _draw(self, p, raw, known=None):
+    """Pixel ``p``'s values ``[G, C]``: each sub-pixel's distribution, then the chooser (or the
+    ``known`` values ``[G, C]``, and then the distributions ``[C, G(, n)]`` too)."""
+    dist = PixelDistributions(self.lik, raw)
+    values, params = [], []
     for c in range(self.channels):
-      x = tf.stack(values + [tf.zeros_like(raw[:, 0], tf.float64)] * (self.channels - c), -1)
-      params = sub_pixel_distribution(self.lik, raw, x, c)
-      v = self._chooser.op([p, params], lambda p, params, c=c: (int(p), c, self.kind, params))
+      params.append(dist.channel(c, values))
+      if known is None:
+        v = self._chooser.op([p, params[-1]],
+                             lambda p, params, c=c: (int(p), c, self.kind, params))
+      else:
+        v = known[:, c]
       values.append(tf.cast(v, tf.float64))
-    return tf.cast(tf.stack(values, -1), tf.float32)
+    pix = tf.cast(tf.stack(values, -1), tf.float32)
+    return pix if known is None else (pix, tf.stack(params))
 
   def walk(self, z, choose):
     """Runs the decoder over every pixel of a group in raster order, sub-pixels in order.
@@ -126,29 +145,67 @@ class PixelWalker:
     ``z``: ``[G, D]`` float32 latents. ``choose(p, c, kind, params)`` gets
     sub-pixel ``(p, c)``'s distribution, ``("bernoulli", p(x = 1) [G])`` or
     ``("categorical", pmf [G, n])`` (float64 NumPy), and returns its values
-    ``[G]`` (the known pixels on the sender's side, decoded ones on the
-    receiver's). Returns the ``[G, H W, C]`` values chosen.
+    ``[G]`` (decoded ones on the receiver's side). Returns the ``[G, H W, C]``
+    values chosen.
     """
     x = self._chooser.run(choose, self._walk, tf.constant(z, tf.float32)).numpy()
     return x.reshape(len(z), self.num_pixels, self.channels)
 
+  def distributions(self, z, x):
+    """The sender's walk: the same steps as :meth:`walk` with every value known (no coder
+    calls). ``x``: ``[G, H W, C]`` ints. Returns every sub-pixel's distribution, the same bits
+    :meth:`walk` hands its chooser, ``[H W, C, G]`` (Bernoulli) or ``[H W, C, G, n]``."""
+    return self._teach(tf.constant(z, tf.float32), tf.constant(x, tf.int64)).numpy()
 
-def sub_pixel_distribution(lik, raw, x, c):
-  """The distribution of sub-pixel ``c`` (module doc), float64: ``p(x_c = 1)`` ``[G]`` for a
-  Bernoulli, ``P(x_c = v | x_<c)`` ``[G, n]`` for the logistic mixture. ``raw``: the pixel's raw
-  parameters ``[G, P]``; ``x`` ``[G, C]`` float64: its values (the channels before ``c`` are
-  read)."""
-  if isinstance(lik, Bernoulli):
-    return tf.sigmoid(tf.cast(raw[:, c], tf.float64))
-  logits, means, log_scales, coeffs = lik.unpack(tf.cast(raw, tf.float64))
-  n1 = float(lik.num_levels - 1)
-  m = lik.adjusted_means(means, coeffs, 2.0 * x / n1 - 1.0)            # [G, C, K]
-  log_w = tf.nn.log_softmax(logits, axis=-1)                           # [G, K]
-  for cp in range(c):
-    v = x[:, cp:cp + 1]
-    log_w += lik.log_bin_prob(v, 2.0 * v / n1 - 1.0, m[:, cp], log_scales[:, cp])
-  probs = lik.bin_probs(m[:, c], log_scales[:, c])                    # [G, K, n]
-  return tf.reduce_sum(tf.nn.softmax(log_w, axis=-1)[..., None] * probs, axis=1)
+
+class PixelDistributions:
+  """One pixel's sub-pixel distributions from its raw parameters ``[G, P]``, channel by channel
+  (module doc): what is shared by the channels (the unpacked parameters, the mixture's log
+  weights as the earlier sub-pixels are known) is computed once."""
+
+  def __init__(self, lik, raw):
+    self.lik, self.raw = lik, raw
+    if isinstance(lik, Bernoulli):
+      return
+    logits, self.means, self.log_scales, self.coeffs = lik.unpack(tf.cast(raw, tf.float64))
+    self.log_w = tf.nn.log_softmax(logits, axis=-1)                      # [G, K]
+    self.n1 = float(lik.num_levels - 1)
+    self.m, self.s, self.idx = [], [], 0
+
+  def channel(self, c, values):
+    """The distribution of sub-pixel ``c`` given ``values`` (float64 ``[G]``, channels ``< c``),
+    float64: ``p(x_c = 1)`` ``[G]`` (Bernoulli) or ``P(x_c = v | x_<c)`` ``[G, n]``. Call with
+    ``c = 0, 1, ...`` in order."""
+    lik = self.lik
+    if isinstance(lik, Bernoulli):
+      return tf.sigmoid(tf.cast(self.raw[:, c], tf.float64))
+    if c > 0:                                   # the mixture's weights given sub-pixel c - 1
+      v = values[c - 1][:, None]
+      self.s.append(2.0 * v / self.n1 - 1.0)
+      self.log_w += lik.log_bin_prob(v, self.s[-1], self.m[-1], self.log_scales[:, c - 1])
+    m = self.means[:, c]                       # lik.adjusted_means, one channel
+    for cp in range(c):
+      m = m + self.coeffs[:, self.idx] * self.s[cp]
+      self.idx += 1
+    self.m.append(m)
+    w = tf.nn.softmax(self.log_w, axis=-1)
+    return mixture_pmf(lik.num_levels, w, m, self.log_scales[:, c])
+
+
+def mixture_pmf(n, weights, mean, log_scale):
+  """``P(v)`` ``[G, n]`` float64 for each of ``n`` levels under a mixture of discretized logistics
+  (``weights``, ``mean``, ``log_scale``: float64 ``[G, K]``): differences of the mixture's CDF at
+  the ``n - 1`` inner bin edges (the outer bins extended to -inf / +inf), as
+  :meth:`DiscretizedLogisticMixture.bin_probs` per component. The ``K (n - 1)`` sigmoids and
+  the weighted sum over the components run in float32 (a few times faster than float64 here);
+  the masses' absolute error, ~1e-7, is below the resolution of constriction's 24-bit masses."""
+  edges = (2.0 * np.arange(1, n) / (n - 1) - 1.0 - 1.0 / (n - 1)).astype(np.float32)
+  inv = tf.cast(tf.exp(-log_scale), tf.float32)
+  cdf = tf.sigmoid((edges - tf.cast(mean, tf.float32)[..., None]) * inv[..., None])  # [G, K, n-1]
+  cdf = tf.cast(tf.matmul(tf.cast(weights, tf.float32)[:, None, :], cdf)[:, 0], tf.float64)
+  lower = tf.pad(cdf, [[0, 0], [1, 0]])                    # the CDF at each bin's lower edge
+  upper = tf.pad(cdf, [[0, 0], [0, 1]], constant_values=1.0)
+  return tf.maximum(upper - lower, 0.0)
 
 
 def channel_models(lik, raw, choose_channel):
@@ -161,9 +218,9 @@ def channel_models(lik, raw, choose_channel):
   if not isinstance(lik, (Bernoulli, DiscretizedLogisticMixture)):
     raise TypeError(f"no entropy model for likelihood {type(lik).__name__}")
   kind = "bernoulli" if isinstance(lik, Bernoulli) else "categorical"
-  raw = tf.constant(raw, tf.float32)
-  values = np.zeros((raw.shape[0], lik.channels), np.int64)
+  dist = PixelDistributions(lik, tf.constant(raw, tf.float32))
+  values = np.zeros((len(raw), lik.channels), np.int64)
   for c in range(lik.channels):
-    params = sub_pixel_distribution(lik, raw, tf.constant(values, tf.float64), c).numpy()
-    values[:, c] = choose_channel(c, kind, params)
+    params = dist.channel(c, [tf.constant(values[:, cp], tf.float64) for cp in range(c)])
+    values[:, c] = choose_channel(c, kind, params.numpy())
   return values

@@ -53,6 +53,10 @@ Prior sampling ``z ~ p(z)`` belongs to the prior: ``model.sample_prior``
 All functions here are traceable in ``tf.function`` with a symbolic batch size;
 the public ``sample`` / ``decode`` / ``reconstruct`` take a ``[2]`` int
 stateless seed.
+
+Longer than 400 lines: the one pixel walk that the sampler and the codec share
+(:func:`cached_pixels`, both decoder families and its per-pixel outputs) stays in
+one module.
 """
 
 from __future__ import annotations
@@ -243,34 +247,52 @@ class GatedPixelProgram:
     return tf.matmul(tf.nn.elu(h), self.out_kernel) + self.out_bias, h_caches
 
 
+def _outputs(n, c, record_dtype):
+  """A walk's per-pixel outputs: the values drawn ``[B, C]`` (and ``draw``'s records)."""
+  outs = [tf.TensorArray(tf.float32, size=n, element_shape=[None, c])]
+  return outs + ([tf.TensorArray(record_dtype, size=n)] if record_dtype is not None else [])
+
+
+def _drawn(draw, p, raw, outs):
+  """``draw`` at pixel ``p``: its values ``[B, C]``, and ``outs`` with what it returned."""
+  got = draw(p, raw)
+  got = got if isinstance(got, tuple) else (got,)
+  return got[0], [o.write(p, g) for o, g in zip(outs, got)]
+
+
+def _images(outs, shape):
+  """``[B, H, W, C]`` of the values drawn (and the records ``[H W, ...]``)."""
+  x = tf.reshape(tf.transpose(outs[0].stack(), [1, 0, 2]), tf.stack(shape))
+  return (x, outs[1].stack()) if len(outs) > 1 else x
+
+
 @_no_autograph
-def _cached_pixels_gated(model, cond, draw):
+def _cached_pixels_gated(model, cond, draw, record_dtype):
   """:func:`cached_pixels` for the two-stream decoder: rows (vertical), then pixels (horizontal)."""
   h, w, c = model.image_shape
   n, b = h * w, tf.shape(cond)[0]
   prog = GatedPixelProgram(model.decoder, (h, w))
   pre = prog.prepare(cond)
 
-  def row_body(i, x_cache, v_caches, h_caches, out):
+  def row_body(i, x_cache, v_caches, h_caches, outs):
     p0 = i * w
     h_terms, v_caches = prog.row(p0, pre, x_cache, v_caches)
 
-    def pixel_body(j, x_cache, h_caches, out):
+    def pixel_body(j, x_cache, h_caches, outs):
       p = p0 + j
       raw, h_caches = prog.step(p, j, pre[p], h_terms, x_cache, h_caches)
-      pix = draw(p, raw)
+      pix, outs = _drawn(draw, p, raw, outs)
       x_cache = x_cache.write(p + 1, model.decoder.context_input(model.normalize(pix)))
-      return j + 1, x_cache, h_caches, out.write(p, pix)
+      return j + 1, x_cache, h_caches, outs
 
-    _, x_cache, h_caches, out = tf.while_loop(lambda j, *_: j < w, pixel_body,
-                                              [tf.constant(0), x_cache, h_caches, out])
-    return i + 1, x_cache, v_caches, h_caches, out
+    _, x_cache, h_caches, outs = tf.while_loop(lambda j, *_: j < w, pixel_body,
+                                               [tf.constant(0), x_cache, h_caches, outs])
+    return i + 1, x_cache, v_caches, h_caches, outs
 
   streams = lambda: [_slot_cache(b, model.decoder.filters, n) for _ in range(prog.num_streams)]
-  out = tf.TensorArray(tf.float32, size=n, element_shape=[None, c])
-  loop = [tf.constant(0), _slot_cache(b, prog.x_channels, n), streams(), streams(), out]
-  out = tf.while_loop(lambda i, *_: i < h, row_body, loop)[-1]
-  return tf.reshape(tf.transpose(out.stack(), [1, 0, 2]), tf.stack([b, h, w, c]))
+  loop = [tf.constant(0), _slot_cache(b, prog.x_channels, n), streams(), streams(),
+          _outputs(n, c, record_dtype)]
+  return _images(tf.while_loop(lambda i, *_: i < h, row_body, loop)[-1], [b, h, w, c])
 
 
 @_no_autograph
@@ -289,24 +311,27 @@ def cached_sample(model, cond, noise):
 
 
 @_no_autograph
-def cached_pixels(model, cond, draw):
+def cached_pixels(model, cond, draw, record_dtype=None):
   """The cached decoder's walk over the pixels in raster order, each pixel chosen by ``draw``.
 
   ``draw(p, raw)`` gets pixel ``p``'s raw parameters ``[B, P]`` (``p`` an int32 scalar
   tensor) and returns its values ``[B, C]`` (float, data scale), which later pixels read:
   noise in :func:`cached_sample`, the entropy coder in :mod:`vlae_tf.codec_pixels`.
-  Returns ``[B, H, W, C]``: the values drawn.
+  Returns ``[B, H, W, C]``: the values drawn. With ``record_dtype``, ``draw`` returns
+  ``(values, record)`` and the walk returns ``(images, records)``: the records of every
+  pixel stacked ``[H W, ...]`` (the codec's sender keeps its distributions so).
   """
   dec = model.decoder
   if isinstance(dec, GatedDecoder):
-    return _cached_pixels_gated(model, cond, draw)
+    return _cached_pixels_gated(model, cond, draw, record_dtype)
   h, w, c = model.image_shape
   n, b = h * w, tf.shape(cond)[0]
   if dec.context == "none":     # no pixel reads another: one decoder pass, then each pixel
     raw_all = per_pixel(dec(model.normalize(tf.zeros(tf.stack([b, h, w, c]))), cond))
-    out = tf.while_loop(lambda p, _: p < n, lambda p, o: (p + 1, o.write(p, draw(p, raw_all[p]))),
-                        [tf.constant(0), tf.TensorArray(tf.float32, n, element_shape=[None, c])])[1]
-    return tf.reshape(tf.transpose(out.stack(), [1, 0, 2]), tf.stack([b, h, w, c]))
+    outs = tf.while_loop(lambda p, _: p < n,
+                         lambda p, o: (p + 1, _drawn(draw, p, raw_all[p], o)[1]),
+                         [tf.constant(0), _outputs(n, c, record_dtype)])[1]
+    return _images(outs, [b, h, w, c])
   first = TapLayer(dec.first, (h, w))
   pre_first = per_pixel(projection(dec.first_proj, cond) + dec.first.bias)
   masked, pointwise = [], []
@@ -321,7 +346,7 @@ def cached_pixels(model, cond, draw):
   out_bias = tf.convert_to_tensor(dec.out.bias)
   filters = dec.filters
 
-  def body(p, x_cache, caches, out):
+  def body(p, x_cache, caches, outs):
     hid = pre_first[p] + first(x_cache, p)
     new_caches = []
     for (layer, pre), cache in zip(masked, caches):
@@ -331,16 +356,15 @@ def cached_pixels(model, cond, draw):
     for kernel, pre in pointwise:
       hid = gate(hid, tf.matmul(tf.nn.elu(hid), kernel) + pre[p])
     raw = tf.matmul(tf.nn.elu(hid), out_kernel) + out_bias
-    pix = draw(p, raw)                                                # [B, C]
+    pix, outs = _drawn(draw, p, raw, outs)                            # [B, C]
     x_cache = x_cache.write(p + 1, dec.context_input(model.normalize(pix)))
-    return p + 1, x_cache, new_caches, out.write(p, pix)
+    return p + 1, x_cache, new_caches, outs
 
   x_cache = _slot_cache(b, first.cin, n)
   caches = [_slot_cache(b, filters, n) for _ in masked]
-  out = tf.TensorArray(tf.float32, size=n, element_shape=[None, c])
-  _, _, _, out = tf.while_loop(lambda p, *_: p < n, body,
-                               [tf.constant(0), x_cache, caches, out])
-  return tf.reshape(tf.transpose(out.stack(), [1, 0, 2]), tf.stack([b, h, w, c]))
+  outs = tf.while_loop(lambda p, *_: p < n, body,
+                       [tf.constant(0), x_cache, caches, _outputs(n, c, record_dtype)])[-1]
+  return _images(outs, [b, h, w, c])
 
 
 @_no_autograph
