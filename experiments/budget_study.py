@@ -1,6 +1,6 @@
 """A study of models trained at the same CPU budget, resumable per row at any point.
 
-``bench/peers.py``, ``experiments/seed_table.py`` and
+``experiments/peers.py``, ``experiments/seed_table.py`` and
 ``experiments/posterior_collapse.py --sweep`` share this machinery: each row
 (one model) trains in fresh processes until it has used the CPU budget
 (:mod:`experiments.cpu_budget`), is evaluated, and is added to the study's

@@ -5,7 +5,7 @@
 ``report`` (:class:`Experiment`: training, checks, results.json / results.md),
 ``figures`` (PNG plots). Studies at an equal CPU budget instead of a step
 budget (``seed_table.py``, ``posterior_collapse.py --sweep``,
-``bench/peers.py``) use ``cpu_budget`` (training at a budget of process CPU
+``experiments/peers.py``) use ``cpu_budget`` (training at a budget of process CPU
 seconds, resumable across processes) and ``budget_study`` (rows in fresh
 processes, resumable per row).
 

@@ -134,7 +134,8 @@ def test_scripts_import_names_the_package_has(path):
 
   The scripts are not imported by the rest of the suite (they run for hours), so
   a name moved between package modules would otherwise break them silently, as
-  ``bench/compression.py`` was broken once by ``image_grid`` moving out of ``vlae_tf.cli``.
+  ``bench/compression.py`` (now ``experiments/compression.py``) was broken once by
+  ``image_grid`` moving out of ``vlae_tf.cli``.
   """
   missing = []
   for node in ast.walk(ast.parse(open(path).read())):

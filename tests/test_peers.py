@@ -1,4 +1,4 @@
-"""bench/peers.py: tfd.PixelCNN's likelihood is a real one, the comparison runs end to end, and
+"""experiments/peers.py: tfd.PixelCNN's likelihood is a real one, the comparison runs end to end, and
 a study stopped at any point resumes where it was.
 
 tfd.PixelCNN is causal only through Keras kernel constraints that an optimizer
@@ -7,7 +7,6 @@ teeth: the probabilities of all 2^4 binary 2x2 images must sum to 1, which an
 unprojected network does not do.
 """
 
-import importlib.util
 import itertools
 import json
 import math
@@ -22,12 +21,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from experiments import cpu_budget
+from experiments import cpu_budget, peers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location("peers", os.path.join(ROOT, "bench", "peers.py"))
-peers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(peers)
 
 # The bench's architecture at a size a 2x2 image allows (2 resolutions: 2x2 and 1x1).
 TOY_ARCH = dict(peers.PIXELCNN, num_hierarchies=2, num_filters=8)
@@ -183,7 +179,7 @@ def test_interrupted_contender_resumes_from_its_checkpoint(tmp_path, capsys):
   argv = ["--smoke", f"--workdir={wd}", "--contenders=vae_factorized", "--cpu_minutes=0.3",
           "--checkpoint_steps=10"]
   ledger = os.path.join(wd, "vae_factorized", "run", cpu_budget.LEDGER)
-  proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "peers.py"),
+  proc = subprocess.Popen([sys.executable, "-m", "experiments.peers",
                            "--contender=vae_factorized"] + argv, cwd=ROOT,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   deadline = time.time() + 300

@@ -3,9 +3,9 @@
 Run (the real comparison: 5 x 60 CPU-minutes of training, then the evaluation; rerun the
 same command after an interruption to go on)::
 
-    VLAE_DATA_DIR=/work/shared/data python bench/peers.py --workdir=/tmp/peers
-    python bench/peers.py --smoke --workdir=/tmp/peers_smoke   # seconds, synthetic 8x8 data
-    VLAE_DATA_DIR=/work/shared/data python bench/peers.py --calibrate   # how the PixelCNN was sized
+    VLAE_DATA_DIR=/work/shared/data python -m experiments.peers --workdir=/tmp/peers
+    python -m experiments.peers --smoke --workdir=/tmp/peers_smoke   # seconds, synthetic 8x8 data
+    VLAE_DATA_DIR=/work/shared/data python -m experiments.peers --calibrate   # how the PixelCNN was sized
 
 Five contenders (``CONTENDERS``), each trained for the same CPU budget
 (``--cpu_minutes``) on the same training stream (``vlae_tf.data.train_dataset``
@@ -88,25 +88,18 @@ import os
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-for _p in (HERE, ROOT):
-  if _p not in sys.path:
-    sys.path.insert(0, _p)
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+import keras
+import tf_keras
 
-from machine_info import header  # noqa: E402
-
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_probability as tfp  # noqa: E402
-import keras  # noqa: E402
-import tf_keras  # noqa: E402
-
-import vlae_tf  # noqa: E402
-from vlae_tf import data as vdata  # noqa: E402
-from vlae_tf import atomic  # noqa: E402
-from vlae_tf import workdir as vwork  # noqa: E402
-from experiments import budget_study, cpu_budget, harness  # noqa: E402
+import vlae_tf
+from bench.machine_info import header
+from vlae_tf import data as vdata
+from vlae_tf import atomic
+from vlae_tf import workdir as vwork
+from experiments import budget_study, cpu_budget, harness
 
 TITLE = "Equal-compute peers on static binarized MNIST: VLAEs vs VAEs vs tfd.PixelCNN"
 CONTENDERS = ("vlae_gated", "vlae", "vae_full", "vae_factorized", "pixelcnn")
@@ -570,7 +563,7 @@ def main(argv=None):
     budget_study.run_rows(
         args.contenders, records, lambda n: contender_settings(n, args),
         lambda n: os.path.join(args.workdir, n, RESULT),
-        lambda n: [os.path.abspath(__file__), f"--contender={n}"] + argv,
+        lambda n: ["-m", "experiments.peers", f"--contender={n}"] + argv,
         lambda n: os.path.join(args.workdir, n + ".log"), contender_record,
         lambda recs: report(args, head, recs))
   out = report(args, head, records)

@@ -2,8 +2,8 @@
 
 Run (VLAE_DATA_DIR must point at the data, here /work/shared/data)::
 
-    python bench/compression.py                                   # mnist, omniglot, cifar10
-    python bench/compression.py --datasets mnist --num 200        # quicker
+    python -m experiments.compression                                   # mnist, omniglot, cifar10
+    python -m experiments.compression --datasets mnist --num 200        # quicker
 
 For each zoo model (``vlae_tf.zoo.load_keras``) on an evenly spaced subset of
 its test split (``--num`` binary images, ``--cifar_num`` CIFAR-10 images; ``0``
@@ -54,10 +54,9 @@ from PIL import Image
 from vlae_tf import codec_mode  # noqa: E402  (before TensorFlow: it decides the process)
 
 if __name__ == "__main__" and not codec_mode.startable():
-  sys.exit(codec_mode.main([os.path.abspath(__file__), *sys.argv[1:]]))
+  sys.exit(codec_mode.main(["-m", "experiments.compression", *sys.argv[1:]]))
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine_info import header  # noqa: E402
+from bench.machine_info import header  # noqa: E402
 
 import vlae_tf  # noqa: E402
 from vlae_tf import codec, data, evaluation  # noqa: E402

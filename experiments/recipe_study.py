@@ -8,9 +8,9 @@ budget); it is then stopped with SIGTERM, which checkpoints. The EMA weights
 of each are scored on the same evenly spaced held-out images. The winner's work directory is a real run: it is resumed, not
 restarted, for the long training (``train.steps`` is set high up front).
 
-  VLAE_DATA_DIR=../shared/data python bench/recipe_study.py run --group=mnist \
+  VLAE_DATA_DIR=../shared/data python -m experiments.recipe_study run --group=mnist \
       --root=../runs/study --cpu_minutes=12
-  VLAE_DATA_DIR=../shared/data python bench/recipe_study.py score --group=mnist --root=../runs/study
+  VLAE_DATA_DIR=../shared/data python -m experiments.recipe_study score --group=mnist --root=../runs/study
 
 ``score`` prints a markdown table: variant, overrides, steps reached, examples
 seen, held-out ELBO (mean over the subset, +- standard error).

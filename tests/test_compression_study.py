@@ -1,4 +1,4 @@
-"""``bench/compression.py`` runs its real lossless path on a tiny packaged model.
+"""``experiments/compression.py`` runs its real lossless path on a tiny packaged model.
 
 The bench decodes in a fresh child process, which loads the model again: from the
 same zoo folder (``--zoo_dir``) as the parent, or the weights hash in the file will
@@ -15,17 +15,17 @@ import textwrap
 import pytest
 
 _TESTS = os.path.dirname(os.path.abspath(__file__))
-_BENCH = os.path.join(os.path.dirname(_TESTS), "bench")
+_ROOT = os.path.dirname(_TESTS)
 
 # The codec codes only in its canonical numeric mode (vlae_tf.codec_mode): the bench's lossless
-# step runs in a process started in it, as `python bench/compression.py` does for itself.
+# step runs in a process started in it, as `python -m experiments.compression` does for itself.
 _LOSSLESS = textwrap.dedent("""
     import argparse, json, sys
     sys.path[:0] = sys.argv[1:3]
     import vlae_tf
     from helpers import NAME, binary_images
     from vlae_tf import codec
-    import compression
+    from experiments import compression
     model = vlae_tf.zoo.load_keras(NAME, sys.argv[3])
     x = binary_images(5, seed=3)
     res = {"neg_elbo_bits_per_dim": codec.negative_elbo_bits_per_dim(model, x)}
@@ -40,7 +40,7 @@ _LOSSLESS = textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_lossless_bench_decodes_in_a_fresh_process_with_the_given_zoo(zoo):
-  r = subprocess.run([sys.executable, "-m", "vlae_tf.codec_mode", "-c", _LOSSLESS, _TESTS, _BENCH,
+  r = subprocess.run([sys.executable, "-m", "vlae_tf.codec_mode", "-c", _LOSSLESS, _TESTS, _ROOT,
                       str(zoo.root)], capture_output=True, text=True, timeout=900)
   assert r.returncode == 0, r.stderr[-3000:]
   ll = json.loads(r.stdout.strip().splitlines()[-1])

@@ -2,7 +2,7 @@
 
 Run (VLAE_DATA_DIR must point at the data, here /work/shared/data)::
 
-    python bench/lossy_cifar10.py --out bench/results/lossy_cifar10.json
+    python -m experiments.lossy_cifar10 --out bench/results/lossy_cifar10.json
 
 On ``--num`` (100) evenly spaced CIFAR-10 test images, every code is measured
 on the same images:
@@ -39,7 +39,6 @@ import argparse
 import inspect
 import json
 import math
-import os
 import sys
 import time
 
@@ -47,13 +46,11 @@ from ml_collections import ConfigDict
 import numpy as np
 import tensorflow as tf
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compression import lossy_baseline, subset  # noqa: E402
-from machine_info import header  # noqa: E402
-
-import vlae_tf  # noqa: E402
-from vlae_tf import codec, codec_lossy, data  # noqa: E402
-from vlae_tf.codec_pixels import channel_models  # noqa: E402
+import vlae_tf
+from bench.machine_info import header
+from experiments.compression import lossy_baseline, subset
+from vlae_tf import codec, codec_lossy, data
+from vlae_tf.codec_pixels import channel_models
 
 DEFAULT_BINS = codec.DEFAULT_BIN_WIDTH_LOG2["lossy"]
 # Files made in this process decode in it; a codec that codes only in its canonical numeric
