@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 import vlae_tf
+from helpers import run_train_py
 from vlae_tf import config as vconfig
 from vlae_tf import sampling, training
 from vlae_tf import workdir as vwork
@@ -67,6 +68,30 @@ def test_old_checkpoint_gives_the_same_numbers(run, ref, weights):
   np.testing.assert_allclose(z, want["sample_prior"], rtol=1e-4, atol=1e-5)   # the old tfb path
   np.testing.assert_array_equal(sampling.sample(model, 4, tf.constant([6, 7], tf.int64)).numpy(),
                                 want["samples"])
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_old_run_exports_with_the_documented_command(run, ref, tmp_path):
+  """``train.py --mode=export`` packages the old run as a zoo folder that loads and agrees."""
+  with open(os.path.join(run, "eval.json"), "w") as f:
+    json.dump({"elbo": -1.0, "iwae_nll": 1.0, "iwae_samples": 2, "num_examples": 4,
+               "step": ref["step"]}, f)
+  target = tmp_path / "zoo" / "oldrun"
+  rc, out, err = run_train_py(f"--workdir={run}", "--mode=export", f"--export_dir={target}",
+                              "--num_examples=0", "--hardware=CI CPU", "--command=pytest")
+  assert rc == 0, err[-2000:]
+  assert f"wrote {target}" in out
+  m = vlae_tf.zoo.load(str(target))
+  assert m.card["training"]["hardware"] == "CI CPU" and m.name == "oldrun"
+  x = np.array(ref["ema"]["x"], np.uint8)
+  model, _, _ = vwork.load_model_from_workdir(run, use_ema=True)
+  want = model.elbo_terms(x, seed=tf.constant([0, 0], tf.int64))["elbo"].numpy()
+  np.testing.assert_allclose(m.log_prob(x)["elbo"], want, rtol=1e-5, atol=1e-5)
+  keras_model = vlae_tf.zoo.load_keras(str(target))
+  np.testing.assert_allclose(
+      keras_model.elbo_terms(x, seed=tf.constant([0, 0], tf.int64))["elbo"].numpy(), want,
+      rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.slow
