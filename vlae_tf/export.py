@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import tensorflow as tf
 
@@ -307,3 +308,10 @@ def export_saved_model(model, config, export_dir, version=None):
   with atomic.folder(saved_model_dir) as tmp:        # a failed save leaves no partial SavedModel
     tf.saved_model.save(module, tmp, signatures=module.signatures())
   return saved_model_dir
+
+
+if __name__ == "__main__":   # the packaging command this module had moved to train.py
+  print("python -m vlae_tf.export: packaging a run is now `python train.py --workdir=RUN "
+        "--mode=export --export_dir=saved_models/NAME [--command=... --hardware=... "
+        "--wall_time_hours=...]` (docs/TRAINING.md)", file=sys.stderr)
+  raise SystemExit(2)
