@@ -19,7 +19,15 @@ the codec. Per model, with ``N = --num`` of the zoo model's bundled test images:
   :func:`vlae_tf.codec.decompress` of its file, each timed on its first call (what
   ``vlae compress`` / ``vlae decompress`` pay: tracing included) and on a second call;
 * the ratios ``encode / sampler`` and ``decode / sampler`` (warm calls of both;
-  the goal is at most 2), and the decoded images are checked to be the inputs.
+  the goal is at most 2), and the decoded images are checked to be the inputs;
+* ``sampler_groups``: the sampler run once per group of the file, at the group's
+  size, one after another (best of 3): what the pixel walks alone would cost if
+  the codec's walk were the sampler's. Bits-back codes a group only once the
+  groups before it are coded (the sender pops a group's latents from the bits
+  the groups before it pushed; the receiver needs a group's pixels before it can
+  put those bits back), and its first groups are small (module doc of
+  :mod:`vlae_tf.codec_chain`), so ``sampler_groups / sampler`` bounds the ratios
+  from below for a codec that walks each group once.
 """
 
 from __future__ import annotations
@@ -60,13 +68,20 @@ def bench(name, num):
   _, sampler_first = _timed(lambda: draw(mu).numpy())
   sampler = min(_timed(lambda: draw(mu).numpy())[1] for _ in range(3))
   (blob, st), enc_first = _timed(lambda: codec.encode(model, x, group_size=len(x)))
+  groups = codec.read_header(blob)["groups"]
+  starts = np.cumsum([0] + groups[:-1])
+  walks = lambda: [draw(mu[s:s + n]).numpy() for s, n in zip(starts, groups)]
+  walks()
+  sampler_groups = min(_timed(walks)[1] for _ in range(3))
   _, enc = _timed(lambda: codec.encode(model, x, group_size=len(x)))
   y, dec_first = _timed(lambda: codec.decompress(model, blob))
   _, dec = _timed(lambda: codec.decompress(model, blob))
   assert np.array_equal(y, x), "the codec did not give the images back"
   return {"model": name, "images": len(x), "image_shape": list(x.shape[1:]),
-          "groups": codec.read_header(blob)["groups"], "bits_per_dim": st["bits_per_dim"],
+          "groups": groups, "bits_per_dim": st["bits_per_dim"],
+          "initial_bits": st["initial_bits"], "payload_bits": st["payload_bits"],
           "sampler_first_s": sampler_first, "sampler_s": sampler,
+          "sampler_groups_s": sampler_groups, "groups_over_sampler": sampler_groups / sampler,
           "encode_first_s": enc_first, "encode_s": enc, "decode_first_s": dec_first,
           "decode_s": dec, "encode_over_sampler": enc / sampler,
           "decode_over_sampler": dec / sampler}
@@ -86,8 +101,10 @@ def main():
     r = bench(name, args.num)
     rows.append(r)
     print(f"{name}: {r['images']} images {r['image_shape']}, groups {r['groups']}, "
-          f"{r['bits_per_dim']:.4f} bits/dim | sampler {r['sampler_s']:.2f} s "
-          f"(first call {r['sampler_first_s']:.2f} s) | encode {r['encode_s']:.2f} s "
+          f"{r['bits_per_dim']:.4f} bits/dim ({r['initial_bits']} initial bits) | sampler "
+          f"{r['sampler_s']:.2f} s (first call {r['sampler_first_s']:.2f} s; at the groups' "
+          f"sizes {r['sampler_groups_s']:.2f} s, {r['groups_over_sampler']:.2f}x) | encode "
+          f"{r['encode_s']:.2f} s "
           f"(first {r['encode_first_s']:.2f} s) | decode {r['decode_s']:.2f} s "
           f"(first {r['decode_first_s']:.2f} s) | encode/sampler {r['encode_over_sampler']:.2f}, "
           f"decode/sampler {r['decode_over_sampler']:.2f}", flush=True)
