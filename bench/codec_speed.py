@@ -4,6 +4,7 @@ Run (a few minutes on 2 busy CPU cores)::
 
     python bench/codec_speed.py                        # mnist and cifar10 zoo models, 8 images each
     python bench/codec_speed.py --models mnist --num 8
+    VLAE_DATA_DIR=/work/shared/data python bench/codec_speed.py --throughput mnist:1000 cifar10:100
 
 Decoding a lossless file does the pixel-by-pixel work of sampling (one decoder
 step per pixel, sub-pixels in order) plus the entropy coder, so its yardstick is
@@ -28,6 +29,11 @@ the codec. Per model, with ``N = --num`` of the zoo model's bundled test images:
   put those bits back), and its first groups are small (module doc of
   :mod:`vlae_tf.codec_chain`), so ``sampler_groups / sampler`` bounds the ratios
   from below for a codec that walks each group once.
+
+``--throughput NAME:N ...`` measures instead what the README's compression table
+states: lossless compress and decompress images/s on ``N`` evenly spaced test
+images of the model's dataset at the default coding parameters (groups of up to
+64), after one warm-up call on two images (tracing), and checks the round trip.
 """
 
 from __future__ import annotations
@@ -50,7 +56,10 @@ from machine_info import header  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from vlae_tf import codec, sampling, zoo_keras, zoo_store  # noqa: E402
+from ml_collections import ConfigDict  # noqa: E402
+
+from vlae_tf import codec, data, evaluation, sampling  # noqa: E402
+from vlae_tf.pretrained import keras_weights, store  # noqa: E402
 
 
 def _timed(fn):
@@ -60,8 +69,8 @@ def _timed(fn):
 
 
 def bench(name, num):
-  model = zoo_keras.load_keras(name)
-  x = np.load(os.path.join(zoo_store.model_dir(name), "examples.npz"))["x"][:num]
+  model = keras_weights.load_keras(name)
+  x = np.load(os.path.join(store.model_dir(name), "examples.npz"))["x"][:num]
   mu, _, _ = model.encode(tf.constant(x, tf.float32))
   draw = tf.function(lambda z: sampling.sample_x_given_z(model, z, seed=tf.constant([0, 1])),
                      autograph=False)
@@ -87,16 +96,38 @@ def bench(name, num):
           "decode_over_sampler": dec / sampler}
 
 
+def throughput(name, num):
+  model = keras_weights.load_keras(name)
+  cfg = ConfigDict(model.vlae_config)
+  full = data.load_split(cfg, data.eval_split_name(cfg, "test"))
+  x = full[evaluation.iwae_subset(len(full), num)]
+  codec.decompress(model, codec.compress(model, x[:2]))                 # tracing
+  (blob, st), enc = _timed(lambda: codec.encode(model, x))
+  y, dec = _timed(lambda: codec.decompress(model, blob))
+  assert np.array_equal(y, x), "the codec did not give the images back"
+  return {"model": name, "images": len(x), "groups": len(codec.read_header(blob)["groups"]),
+          "bits_per_dim": st["bits_per_dim"], "with_initial": st["bits_per_dim_with_initial"],
+          "compress_images_per_s": len(x) / enc, "decompress_images_per_s": len(x) / dec}
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--models", nargs="+", default=["mnist", "cifar10"])
   p.add_argument("--num", type=int, default=8, help="images (the zoo folder bundles 8)")
   p.add_argument("--json", default=None, help="also write the results here")
+  p.add_argument("--throughput", nargs="+", default=None, metavar="NAME:N",
+                 help="instead: compress / decompress images/s on N evenly spaced test images")
   args = p.parse_args()
   codec_mode.configure_threads()
   print(header("codec speed (bench/codec_speed.py)"))
   print(f"numeric mode: {json.dumps(codec_mode.process_mode())}")
   rows = []
+  for spec in args.throughput or []:
+    name, num = spec.split(":")
+    rows.append(throughput(name, int(num)))
+    print(json.dumps(rows[-1]), flush=True)
+  if args.throughput:
+    args.models = []
   for name in args.models:
     r = bench(name, args.num)
     rows.append(r)

@@ -20,7 +20,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from vlae_tf import codec, codec_format, codec_mode, zoo_keras
+from vlae_tf import codec, codec_format, codec_mode
+from vlae_tf.pretrained import keras_weights, store
 
 _ENVS = {"default": {}, "onednn_off": {"TF_ENABLE_ONEDNN_OPTS": "0"},
          "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
@@ -44,7 +45,7 @@ def _vlae(args, env_name):
 
 
 def _examples(name, n):
-  return np.load(os.path.join(zoo_keras.zoo_store.model_dir(name), "examples.npz"))["x"][:n]
+  return np.load(os.path.join(store.model_dir(name), "examples.npz"))["x"][:n]
 
 
 @pytest.mark.slow
@@ -124,7 +125,7 @@ def _with_mode(data, **mode):
 @pytest.fixture(scope="module")
 def here():
   """The shipped mnist, one image, and its file coded in this (pytest's, not canonical) process."""
-  model = zoo_keras.load_keras("mnist")
+  model = keras_weights.load_keras("mnist")
   x = _examples("mnist", 1)
   return model, x, codec.compress(model, x, group_size=1, portable=False)
 

@@ -95,10 +95,11 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import codec_chain, codec_format, codec_mode, zoo_keras
+from vlae_tf import codec_chain, codec_format, codec_mode
 from vlae_tf.codec_format import CodecError, check_lossy_options
 from vlae_tf.codec_latent import UnsupportedModel
 from vlae_tf.model import VLAE
+from vlae_tf.pretrained import keras_weights
 
 LOSSLESS, LOSSY = codec_format.LOSSLESS, codec_format.LOSSY
 DEFAULT_GROUP_SIZE = codec_format.DEFAULT_GROUP_SIZE
@@ -123,7 +124,7 @@ def _minor(version):
 
 def _model(model):
   if isinstance(model, str):
-    return zoo_keras.load_keras(model)
+    return keras_weights.load_keras(model)
   if not isinstance(model, VLAE):
     raise TypeError(f"model must be a vlae_tf VLAE (vlae_tf.zoo.load_keras(name)) or a zoo model "
                     f"name, got {type(model).__name__}")

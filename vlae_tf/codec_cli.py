@@ -13,7 +13,7 @@ commands print the same sizes for a file (:func:`describe_sizes`): *payload*
 bits (the ANS words; lossless: also *net* of the initial bits) and *file* bits
 (every byte, the 500-600-byte header included), per image and per dimension,
 beside the model's -ELBO, and a progress bar on stderr. The model comes from
-the zoo as a Keras model (:func:`vlae_tf.zoo_keras.load_keras`); ``decompress``
+the zoo as a Keras model (:func:`vlae_tf.pretrained.keras_weights.load_keras`); ``decompress``
 finds it by the name stored in the file (``--model`` overrides) and refuses a
 model whose weights differ from the compressing one's. The coding parameters,
 the file's header and ``--out``'s folder (it must exist and be writable) are
@@ -31,8 +31,9 @@ import sys
 
 import numpy as np
 
-from vlae_tf import atomic, codec, codec_format, zoo_keras, zoo_store
+from vlae_tf import atomic, codec, codec_format
 from vlae_tf.codec_format import CodecError, check_command
+from vlae_tf.pretrained import keras_weights, store
 
 
 class _Progress:
@@ -58,7 +59,7 @@ class _Progress:
 def read_images(path, model_dir=None):
   """``x`` of an .npz (one uint8 array), or the bundled examples for ``'test'``."""
   if path == "test":
-    card = zoo_store.read_card(model_dir)
+    card = store.read_card(model_dir)
     if not card.get("examples"):
       raise CodecError(f"model at {model_dir} bundles no example images")
     path = os.path.join(model_dir, card["examples"])
@@ -85,7 +86,7 @@ def write_npz(path, x):
 
 
 def _load(name, args):
-  return zoo_keras.load_keras(name, args.zoo_dir, verify_checksums=not args.no_verify)
+  return keras_weights.load_keras(name, args.zoo_dir, verify_checksums=not args.no_verify)
 
 
 def describe_sizes(header, file_bytes):
@@ -102,7 +103,7 @@ def describe_sizes(header, file_bytes):
 
 # The user's mistakes in these commands: a bad file or header (CodecError), an uncodable model
 # (UnsupportedModel), --out or a missing input (OSError), an unknown or damaged model (ZooError).
-_USER_ERRORS = (ValueError, OSError, zoo_store.ZooError)
+_USER_ERRORS = (ValueError, OSError, store.ZooError)
 
 
 def _exit_2_on_user_errors(command):
@@ -123,7 +124,7 @@ def _exit_2_on_user_errors(command):
 
 def cmd_compress(args):
   check_command(args)
-  model_dir = zoo_store.model_dir(args.model, args.zoo_dir)
+  model_dir = store.model_dir(args.model, args.zoo_dir)
   x = read_images(args.data, model_dir)
   model = _load(args.model, args)
   bar = _Progress("compress")
