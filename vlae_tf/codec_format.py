@@ -50,7 +50,8 @@ READ_VERSIONS = (1, 2)    # version 1: no numeric_mode in the header
 # process's own. The canonical mode's name changes with its settings or with the code that computes
 # the coded probabilities ("canonical-1": NumPy's float64 distributions; "canonical-2":
 # TensorFlow's, inside the cached walk; "canonical-3": the latent walks' MADE evaluated
-# incrementally, vlae_tf.made.MADESteps); a file of another one names it.
+# incrementally, vlae_tf.made.MADESteps, and the mixture's level masses from float32 CDFs,
+# codec_pixels.mixture_pmf); a file of another one names it.
 CANONICAL_MODE, PROCESS_MODE = "canonical-3", "process"
 _FIXED = len(MAGIC) + 2 + 4
 _DIGEST = 32
