@@ -3,7 +3,8 @@
 ``fixtures/lossy_v1_mnist_mode.vlae`` was written by the code of commit 10c5212 (before the
 ``expectation`` rule; its default was ``mode``): ``codec.compress(load_keras("mnist"), x,
 lossy=True)`` of the first 4 images of ``saved_models/mnist/examples.npz``, with what that
-code decoded it to in ``fixtures/lossy_v1_mnist_mode.npz``.
+code decoded it to in ``fixtures/lossy_v1_mnist_mode.npz``; the file is tied to the shipped
+``mnist`` weights: ``fixtures/make_lossy_v1_fixture.py`` writes both again after a re-packaging.
 """
 
 import inspect
