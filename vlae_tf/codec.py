@@ -95,7 +95,7 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import codec_chain, codec_format, codec_mode
+from vlae_tf import codec_chain, codec_format, codec_mode, validation
 from vlae_tf.codec_format import CodecError, check_lossy_options
 from vlae_tf.codec_latent import UnsupportedModel
 from vlae_tf.model import VLAE
@@ -153,28 +153,10 @@ def _model_name(model):
 
 
 def check_images(model, images) -> np.ndarray:
-  """``images`` as uint8 ``[N, H, W, C]``; :class:`CodecError` naming what is wrong."""
-  x = np.asarray(images)
-  h, w, c = model.image_shape
-  top = model.num_levels - 1
-  shapes = f"[N, {h}, {w}, {c}]" + (f" or [N, {h}, {w}]" if c == 1 else "")
-  if x.dtype == bool:
-    x = x.astype(np.uint8)
-  if x.dtype.kind not in "iu":
-    raise CodecError(f"images must be an integer (uint8) array of shape {shapes}, got dtype "
-                     f"{x.dtype}")
-  if c == 1 and x.ndim == 3:
-    x = x[..., None]
-  if x.ndim != 4 or x.shape[1:] != (h, w, c):
-    raise CodecError(f"images must have shape {shapes} for this model, got {list(x.shape)}")
-  if len(x) == 0:
-    raise CodecError("no images to compress (N = 0)")
-  lo, hi = int(x.min()), int(x.max())
-  if lo < 0 or hi > top:
-    raise CodecError(f"pixel values must be in [0, {top}] for this model "
-                     f"({'binary' if top == 1 else f'{top + 1} levels'}), got values in "
-                     f"[{lo}, {hi}]")
-  return x.astype(np.uint8)
+  """``images`` as uint8 ``[N, H, W, C]`` for ``model``: :func:`vlae_tf.validation.image_array`
+  with integer pixels only, its one-line message in a :class:`CodecError`."""
+  return validation.image_array(images, "images", model.image_shape, model.num_levels,
+                                error=CodecError, integers_only=True)
 
 
 # ------------------------------------------------------------------- public

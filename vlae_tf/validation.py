@@ -61,7 +61,7 @@ def image_array(x, name="images", image_shape=None, num_levels=256, error=ValueE
   if x.dtype == bool:
     x = x.astype(np.uint8)
   if x.dtype.kind not in ("iu" if integers_only else "iuf"):
-    kind = "an integer (uint8)" if integers_only else "a numeric"
+    kind = "an integer" if integers_only else "a numeric"
     raise error(f"{name}: expected {kind} image array (uint8 pixels), got dtype {x.dtype}")
   if x.ndim == 3 and (image_shape is None or image_shape[-1] == 1):
     x = x[..., None]
