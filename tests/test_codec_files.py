@@ -286,6 +286,35 @@ def test_bad_coding_flags_are_refused_before_any_work(zoo, tmp_path, capfd, monk
   assert not out.exists()
 
 
+def _damaged_npz(path):
+  """An .npz whose array 'x' fails its CRC: the archive opens, the member does not read."""
+  np.savez(path, x=np.zeros((64, 16), np.uint8))
+  data = bytearray(path.read_bytes())
+  data[200] ^= 0xFF
+  path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("make,match", [
+    (None, r"in\.npz: no such file$"),
+    (lambda p: p.write_text("not a zip"), r"in\.npz: expected a NumPy \.npz archive"),
+    (lambda p: np.savez(p, images=np.zeros((1, 4, 4), np.uint8)),
+     r"in\.npz has arrays \['images'\]; expected 'x'$"),
+    (_damaged_npz, r"in\.npz key 'x': expected a readable NumPy \.npz archive \(BadZipFile"),
+    (lambda p: np.savez(p, x=np.zeros((1, 4, 4), np.float32)),
+     r"in\.npz: 'x' must be uint8 \(the model's data scale\), got float32$")])
+def test_a_bad_data_file_is_one_line_naming_it(zoo, tmp_path, capfd, monkeypatch, make, match):
+  """vlae compress reads --data through data_readers.read_npz, the one .npz reader."""
+  monkeypatch.setattr(codec, "encode", lambda *a, **k: pytest.fail("compressed anyway"))
+  data, out = tmp_path / "in.npz", tmp_path / "x.vlae"
+  if make:
+    make(data)
+  rc, _, err = _run(["compress", f"--zoo_dir={zoo.root}", f"--model={NAME}", f"--data={data}",
+                     f"--out={out}"], capfd)
+  assert rc == 2 and err.count("\n") == 0 and err.startswith("vlae compress: error: ")
+  assert re.search(match, err), err
+  assert not out.exists()
+
+
 def test_a_crafted_file_on_the_command_line_is_one_line_and_exit_2(zoo, tmp_path, capfd):
   data = compress(zoo.model, zoo.examples, group_size=2)
   f = tmp_path / "crafted.vlae"

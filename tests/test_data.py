@@ -66,7 +66,8 @@ def test_npz_errors_name_the_problem(tmp_path):
 
 
 def test_read_npz_is_the_one_reader_of_an_array(tmp_path):
-  # data.py, the vlae command's --data and the codec read arrays of .npz files through it.
+  # data.py, the vlae commands' --data (vlae compress's too) and a zoo folder's examples.npz
+  # read arrays of .npz files through it; a damaged file is a one-line DataError, never a traceback.
   x = np.arange(8, dtype=np.uint8).reshape(2, 2, 2)
   np.savez(tmp_path / "one.npz", images=x)
   np.savez(tmp_path / "two.npz", x_test=x, labels=np.zeros(2))
@@ -86,6 +87,13 @@ def test_read_npz_is_the_one_reader_of_an_array(tmp_path):
     data_readers.read_npz(str(tmp_path / "text.npz"), ["x"])
   with pytest.raises(FileNotFoundError, match="no such file"):
     data_readers.read_npz(str(tmp_path / "none.npz"), ["x"])
+  np.savez(tmp_path / "damaged.npz", x=np.zeros((64, 16), np.uint8))
+  damaged = bytearray((tmp_path / "damaged.npz").read_bytes())
+  damaged[200] ^= 0xFF                                   # the member's bytes, not the directory
+  (tmp_path / "damaged.npz").write_bytes(bytes(damaged))
+  with pytest.raises(datasets.DataError, match=r"damaged.npz key 'x': expected a readable NumPy "
+                                               r"\.npz archive \(BadZipFile: Bad CRC-32"):
+    data_readers.read_npz(str(tmp_path / "damaged.npz"), ["x"])
 
 
 def test_the_random_streams_have_one_table_of_distinct_fixed_tags():

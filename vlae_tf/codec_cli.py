@@ -31,7 +31,7 @@ import sys
 
 import numpy as np
 
-from vlae_tf import atomic, codec, codec_format
+from vlae_tf import atomic, codec, codec_format, data_readers
 from vlae_tf.codec_format import CodecError, check_command
 from vlae_tf.pretrained import keras_weights, store
 
@@ -57,23 +57,17 @@ class _Progress:
 
 
 def read_images(path, model_dir=None):
-  """``x`` of an .npz (one uint8 array), or the bundled examples for ``'test'``."""
+  """``x`` of an .npz (one uint8 array), or the bundled examples for ``'test'``.
+
+  The file is read by :func:`vlae_tf.data_readers.read_npz` (never unpickled): a
+  missing file, a file that is no .npz or has no array ``x`` is one line naming it.
+  """
   if path == "test":
     card = store.read_card(model_dir)
     if not card.get("examples"):
       raise CodecError(f"model at {model_dir} bundles no example images")
     path = os.path.join(model_dir, card["examples"])
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"no such file: {path}")
-  try:
-    with np.load(path, allow_pickle=False) as f:
-      if "x" not in f.files:
-        raise CodecError(f"{path} has no array 'x' (arrays: {', '.join(f.files) or 'none'})")
-      x = f["x"]
-  except (OSError, ValueError) as e:
-    if isinstance(e, CodecError):
-      raise
-    raise CodecError(f"{path} is not a readable .npz file ({e})") from None
+  x, _ = data_readers.read_npz(path, ["x"])
   if x.dtype != np.uint8:
     raise CodecError(f"{path}: 'x' must be uint8 (the model's data scale), got {x.dtype}")
   return x

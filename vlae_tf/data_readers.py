@@ -85,6 +85,9 @@ def _read_array(path, key):
   except ValueError as e:  # object arrays: ragged image lists, strings, ...
     raise DataError(f"{path} key {key!r}: expected one numeric array of images [N, H, W(, C)] "
                     f"of equal size ({e})") from e
+  except (OSError, EOFError, zipfile.BadZipFile) as e:   # a damaged member (bad CRC, cut short)
+    raise DataError(f"{path} key {key!r}: expected a readable NumPy .npz archive "
+                    f"({type(e).__name__}: {e})") from e
 
 
 def read_npz(path, keys=(), only_array=False):

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from vlae_tf import atomic
 from vlae_tf import config as vconfig
+from vlae_tf.data_readers import read_npz
 from vlae_tf.pretrained import card as zoo_card
 from vlae_tf.pretrained import store as zoo_store
 from vlae_tf.model import build_model
@@ -191,8 +192,7 @@ def add_keras_weights(model_dir, rtol=1e-5):
   card = zoo_store.verify(d)
   saved_model = tf.saved_model.load(str(d / str(card["version"])))
   model = copy_saved_model_variables(build_model(card["config"]), saved_model)
-  with np.load(d / zoo_store.EXAMPLES, allow_pickle=False) as f:
-    images = f["x"]
+  images = read_npz(d / zoo_store.EXAMPLES, ["x"])[0]
   ours, theirs = elbo_terms_both(model, saved_model, images)
   diff = max_relative_difference(ours, theirs)
   if not diff <= rtol:

@@ -30,6 +30,8 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
+from vlae_tf.data_readers import read_npz
+
 
 # The bounds of vlae_tf.export, for SavedModels exported before info_json recorded them.
 DEFAULT_LIMITS = {"max_batch": 1024, "max_iwae_cost": 65536, "max_sample_num": 1024,
@@ -192,5 +194,4 @@ class ZooModel:
     """The few bundled test images of the model card (``examples.npz``), uint8 NHWC."""
     if self.path is None or not self.card.get("examples"):
       raise FileNotFoundError(f"model {self.name!r} has no bundled example images")
-    with np.load(self.path / self.card["examples"], allow_pickle=False) as f:
-      return f["x"]
+    return read_npz(self.path / self.card["examples"], ["x"])[0]
