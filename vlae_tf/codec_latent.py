@@ -44,7 +44,7 @@ Discretization (the cost over -ELBO)
   density ratio ``p_u / q_u`` as delta shrinks compared with the posterior's
   std (error O(delta^2 / sigma^2) plus the clipping and minimum-mass leaks,
   both well under 1% of a bit per dimension at the defaults), so the expected cost is
-  -ELBO up to that discretization; ``bench/compression.py`` measures it.
+  -ELBO up to that discretization; ``python -m experiments.compression`` measures it.
 
   The leak sets how many bins a dimension may have: constriction reserves
   the smallest representable mass for *every* bin of the range, and with
