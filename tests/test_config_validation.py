@@ -14,7 +14,7 @@ import pytest
 import vlae_tf.zoo
 from helpers import run_train_py
 from vlae_tf import config as vconfig
-from vlae_tf import gated_decoder, likelihoods, local_decoder, model
+from vlae_tf import encoder, gated_decoder, likelihoods, local_decoder, model
 
 
 def _errors(**changes):
@@ -76,6 +76,45 @@ def test_the_allowed_values_are_those_the_layers_build():
     cfg = vlae_tf.zoo.get_config("mnist_cpu")
     vconfig.shrink(cfg, {"model.prior": prior, "model.posterior": "iaf"})
     assert model.build_model(cfg).prior is not None
+
+
+def _unchecked(key, value):
+  """The ``mnist_cpu`` config with ``key`` set to ``value``, never validated."""
+  cfg = vlae_tf.zoo.get_config("mnist_cpu")
+  vconfig.shrink(cfg, {key: value})
+  return cfg
+
+
+@pytest.mark.parametrize("key, value, build", [
+    ("model.likelihood", "gaussian", lambda: likelihoods.make_likelihood("gaussian", 1)),
+    ("model.latent_kind", "grid", lambda: encoder.Encoder("grid", 4, 4)),
+    ("model.latent_kind", "grid", lambda: encoder.Conditioning("grid", (4, 4))),
+    ("model.prior", "bogus", lambda: model.VLAE(_unchecked("model.prior", "bogus"))),
+    ("model.posterior", "flow", lambda: model.VLAE(_unchecked("model.posterior", "flow"))),
+    ("model.decoder_context", "diagonal",
+     lambda: model.VLAE(_unchecked("model.decoder_context", "diagonal"))),
+])
+def test_a_layer_given_a_bad_choice_says_what_validate_config_says(key, value, build):
+  # Defect: each layer had its own hand-written list and wording ("unknown likelihood 'x';
+  # expected 'bernoulli' or 'logistic_mixture'"); the allowed values live in config.py alone.
+  with pytest.raises(ValueError) as e:
+    build()
+  assert str(e.value) in _errors(**{key.replace(".", "__"): value})
+
+
+def test_each_decoder_refuses_the_other_decoders_contexts_from_the_same_table():
+  assert local_decoder.CONTEXTS is vconfig.LOCAL_DECODER_CONTEXTS
+  assert gated_decoder.CONTEXTS is vconfig.GATED_DECODER_CONTEXTS
+  with pytest.raises(ValueError, match=r"^model.decoder_context must be one of \('stack', "
+                                       r"'window', 'grayscale', 'full', 'none'\), got 'gated'$"):
+    local_decoder.LocalDecoder("gated", (4, 4, 1), 1)
+  with pytest.raises(ValueError, match=r"^model.decoder_context must be one of \('gated', "
+                                       r"'gated_full'\), got 'stack'$"):
+    gated_decoder.GatedDecoder("stack", (4, 4, 1), 1)
+  for bad in (lambda: local_decoder.context_layers("gated", (4, 4)),
+              lambda: gated_decoder.first_masks("none", (4, 4))):
+    with pytest.raises(ValueError, match="^model.decoder_context must be one of"):
+      bad()
 
 
 def test_cpu_sizes_hold_only_what_every_cpu_config_keeps():

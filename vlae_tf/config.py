@@ -5,10 +5,13 @@ with its default and meaning. Every zoo config (``zoo/<name>.py``) starts
 from it and changes what differs; the model (:mod:`vlae_tf.model`) reads a
 config completed by :func:`with_defaults`, so no default is written twice.
 :func:`validate_config` names every unknown key and bad value at once (the
-allowed values of the choice fields are the tuples below, e.g. :data:`PRIORS`),
-so a bad config fails before TensorFlow does any work;
+allowed values of the choice fields are the tuples below, e.g. :data:`PRIORS`;
+a layer given one directly refuses it with :func:`check_choice`, in the same
+words), so a bad config fails before TensorFlow does any work;
 :func:`shrink` is the one way to make a smaller variant of a config (the
 ``*_cpu`` zoo configs, the experiments' run sizes, the tests' tiny models).
+Longer than 400 lines because the schema (one commented line per key) and
+its validation (a check per key) belong side by side.
 
 A config is an ``ml_collections.ConfigDict`` of five sections (``data``,
 ``model``, ``objective``, ``train``, ``eval``) plus ``name``,
@@ -29,10 +32,12 @@ import numpy as np
 from vlae_tf import datasets
 
 # The allowed values of every choice field, checked here once (validate_config) before anything is
-# built; the layers that read them keep their own names for the same values.
+# built; a layer given a value directly checks it against the same tuple (check_choice).
 LIKELIHOODS = ("bernoulli", "logistic_mixture")
 LATENT_KINDS = ("vector", "spatial")
-DECODER_CONTEXTS = ("stack", "window", "grayscale", "full", "none", "gated", "gated_full")
+LOCAL_DECODER_CONTEXTS = ("stack", "window", "grayscale", "full", "none")   # local_decoder
+GATED_DECODER_CONTEXTS = ("gated", "gated_full")                            # gated_decoder
+DECODER_CONTEXTS = LOCAL_DECODER_CONTEXTS + GATED_DECODER_CONTEXTS
 PRIORS = ("af", "normal")
 POSTERIORS = ("gaussian", "iaf")
 OPTIMIZERS = ("adamax", "adam")
@@ -238,6 +243,18 @@ def _ints(v, n=None):
   return tuple(v) if all(_is_int(x) for x in v) else None
 
 
+def choice_message(key, value, allowed) -> str:
+  """The one wording of a bad choice: ``"<key> must be one of <allowed>, got <value>"``."""
+  return f"{key} must be one of {allowed}, got {value!r}"
+
+
+def check_choice(key, value, allowed):
+  """``ValueError(choice_message(...))`` unless ``value`` is one of ``allowed``: how a layer
+  given a choice directly (not through a validated config) refuses it, in the same words."""
+  if value not in allowed:
+    raise ValueError(choice_message(key, value, allowed))
+
+
 class _Errors(list):
   """The messages of a validation; ``need(cond, msg)`` adds ``msg`` when ``cond`` is false."""
 
@@ -246,7 +263,7 @@ class _Errors(list):
       self.append(msg)
 
   def choice(self, key, value, allowed):
-    self.need(value in allowed, f"{key} must be one of {allowed}, got {value!r}")
+    self.need(value in allowed, choice_message(key, value, allowed))
 
 
 def _latent_size(m, shape):
@@ -390,5 +407,6 @@ def validate_config(config):
 
 __all__ = ["default_config", "validate_config", "to_dict", "with_defaults", "jsonable",
            "from_json", "flatten", "shrink", "CPU_SIZES", "MAX_IWAE_SAMPLES", "LIKELIHOODS",
-           "LATENT_KINDS", "DECODER_CONTEXTS", "PRIORS", "POSTERIORS", "OPTIMIZERS", "DECAYS",
-           "PRECISIONS"]
+           "LATENT_KINDS", "LOCAL_DECODER_CONTEXTS", "GATED_DECODER_CONTEXTS", "DECODER_CONTEXTS",
+           "PRIORS", "POSTERIORS", "OPTIMIZERS", "DECAYS", "PRECISIONS", "choice_message",
+           "check_choice"]

@@ -21,6 +21,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from vlae_tf.config import LATENT_KINDS, check_choice
+
 
 @keras.saving.register_keras_serializable(package="vlae_tf")
 class ResBlock(keras.layers.Layer):
@@ -47,6 +49,7 @@ class Encoder(keras.layers.Layer):
   def __init__(self, latent_kind, latent_dim, latent_channels, filters=64, num_blocks=1,
                num_downsamples=2, context_size=0, **kwargs):
     super().__init__(**kwargs)
+    check_choice("model.latent_kind", latent_kind, LATENT_KINDS)
     self.latent_kind = latent_kind
     self.latent_dim = int(latent_dim)
     self.latent_channels = int(latent_channels)
@@ -68,14 +71,12 @@ class Encoder(keras.layers.Layer):
       self.head = keras.layers.Dense(2 * self.latent_dim, dtype="float32")
       self.context_head = (keras.layers.Dense(self.context_size, dtype="float32")
                            if self.context_size else None)
-    elif latent_kind == "spatial":
+    else:                                                          # "spatial"
       self.head = keras.layers.Conv2D(2 * self.latent_channels, 3, padding="same",
                                       dtype="float32")
       self.context_head = None
       if self.context_size:
         raise ValueError("an IAF posterior needs a vector latent")
-    else:
-      raise ValueError(f"latent_kind must be 'vector' or 'spatial', got {latent_kind!r}")
 
   def call(self, x_normalized):
     h = self.stem(x_normalized)
@@ -100,6 +101,7 @@ class Conditioning(keras.layers.Layer):
 
   def __init__(self, latent_kind, image_hw, filters=64, num_blocks=1, num_upsamples=2, **kwargs):
     super().__init__(**kwargs)
+    check_choice("model.latent_kind", latent_kind, LATENT_KINDS)
     self.latent_kind = latent_kind
     self.image_hw = tuple(int(v) for v in image_hw)
     self.filters = int(filters)

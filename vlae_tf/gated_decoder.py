@@ -49,8 +49,7 @@ import numpy as np
 import tensorflow as tf
 
 from vlae_tf import masked_conv as mc
-
-CONTEXTS = ("gated", "gated_full")
+from vlae_tf.config import GATED_DECODER_CONTEXTS as CONTEXTS, check_choice
 
 
 def _ones(kh, kw):
@@ -59,19 +58,18 @@ def _ones(kh, kw):
 
 def first_masks(context, image_hw):
   """The ``(mask, anchor)`` of the two x-reading kernels: vertical, horizontal."""
+  check_choice("model.decoder_context", context, CONTEXTS)
   h, w = image_hw
   if context == "gated":
     return (np.array([[1, 1, 1], [0, 0, 0]], np.float32), (1, 1)), \
            (np.array([[1, 0]], np.float32), (0, 1))
-  if context == "gated_full":
-    vert = np.zeros((h, 2 * w - 1), np.float32)
-    vert[:h - 1, :] = 1.0
-    horiz = np.zeros((1, w), np.float32)
-    horiz[0, :w - 1] = 1.0
-    if vert.sum() == 0 and horiz.sum() == 0:
-      raise ValueError(f"a {h}x{w} image has no earlier pixels to read")
-    return (vert, (h - 1, w - 1)), (horiz, (0, w - 1))
-  raise ValueError(f"unknown gated decoder context {context!r}; expected one of {CONTEXTS}")
+  vert = np.zeros((h, 2 * w - 1), np.float32)                      # "gated_full"
+  vert[:h - 1, :] = 1.0
+  horiz = np.zeros((1, w), np.float32)
+  horiz[0, :w - 1] = 1.0
+  if vert.sum() == 0 and horiz.sum() == 0:
+    raise ValueError(f"a {h}x{w} image has no earlier pixels to read")
+  return (vert, (h - 1, w - 1)), (horiz, (0, w - 1))
 
 
 VERTICAL = (_ones(2, 3), (1, 1))      # rows i-1, i of v_{k-1}; columns j-1 .. j+1
@@ -103,8 +101,7 @@ class GatedDecoder(keras.layers.Layer):
   def __init__(self, context, image_shape, num_params, filters=64, num_layers=6,
                num_blocks=1, **kwargs):
     super().__init__(**kwargs)
-    if context not in CONTEXTS:
-      raise ValueError(f"unknown gated decoder context {context!r}; expected one of {CONTEXTS}")
+    check_choice("model.decoder_context", context, CONTEXTS)
     self.context = context
     self.image_shape = tuple(int(v) for v in image_shape)
     self.num_params = int(num_params)

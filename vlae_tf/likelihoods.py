@@ -36,6 +36,8 @@ import math
 
 import tensorflow as tf
 
+from vlae_tf.config import LIKELIHOODS, check_choice
+
 MIN_LOG_SCALE = -7.0    # the discretized logistics' log-scales are clamped below at this (public:
                         # the codec's categoricals, vlae_tf.codec_pixels, use the same bound)
 _UNIFORM_EPS = 1e-6
@@ -222,8 +224,8 @@ class DiscretizedLogisticMixture:
 
 
 def make_likelihood(kind: str, channels: int, num_mixtures: int = 10, num_bits: int = 8):
+  """The likelihood that ``model.likelihood = kind`` names (:data:`vlae_tf.config.LIKELIHOODS`)."""
+  check_choice("model.likelihood", kind, LIKELIHOODS)
   if kind == "bernoulli":
     return Bernoulli(channels)
-  if kind == "logistic_mixture":
-    return DiscretizedLogisticMixture(channels, num_mixtures, num_bits)
-  raise ValueError(f"unknown likelihood {kind!r}; expected 'bernoulli' or 'logistic_mixture'")
+  return DiscretizedLogisticMixture(channels, num_mixtures, num_bits)

@@ -42,9 +42,9 @@ import numpy as np
 import tensorflow as tf
 
 from vlae_tf import masked_conv as mc
+from vlae_tf.config import LOCAL_DECODER_CONTEXTS as CONTEXTS, check_choice
 from vlae_tf.gated_decoder import gate
 
-CONTEXTS = ("stack", "window", "grayscale", "full", "none")
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
@@ -55,6 +55,7 @@ def context_layers(context, image_hw, num_layers=6, kernel_size=3, window=(3, 2)
   the receptive-field tests recompute the geometry from it independently of
   autodiff.
   """
+  check_choice("model.decoder_context", context, CONTEXTS)
   h, w = image_hw
   if context == "stack":
     if num_layers < 1:
@@ -67,9 +68,7 @@ def context_layers(context, image_hw, num_layers=6, kernel_size=3, window=(3, 2)
       raise ValueError(f"a full context needs num_layers >= 1, got {num_layers}")
     return [mc.window_mask(2 * w - 1, h - 1)] + [mc.mask_b(kernel_size)
                                                  for _ in range(num_layers - 1)]
-  if context == "none":
-    return []
-  raise ValueError(f"unknown decoder context {context!r}; expected one of {CONTEXTS}")
+  return []                                                        # "none"
 
 
 @keras.saving.register_keras_serializable(package="vlae_tf")
@@ -93,8 +92,7 @@ class LocalDecoder(keras.layers.Layer):
   def __init__(self, context, image_shape, num_params, filters=64, num_layers=6,
                kernel_size=3, window=(3, 2), num_blocks=2, **kwargs):
     super().__init__(**kwargs)
-    if context not in CONTEXTS:
-      raise ValueError(f"unknown decoder context {context!r}; expected one of {CONTEXTS}")
+    check_choice("model.decoder_context", context, CONTEXTS)
     self.context = context
     self.image_shape = tuple(int(v) for v in image_shape)
     if context == "grayscale" and self.image_shape[-1] != 3:

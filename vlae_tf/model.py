@@ -18,10 +18,11 @@ import numpy as np
 import tensorflow as tf
 
 from vlae_tf import objective
-from vlae_tf.config import PRECISIONS, with_defaults
+from vlae_tf.config import (DECODER_CONTEXTS, GATED_DECODER_CONTEXTS, POSTERIORS, PRECISIONS,
+                            PRIORS, check_choice, with_defaults)
 from vlae_tf.af_prior import AFPrior, IAFPosterior, StandardNormalPrior, std_normal_log_prob
 from vlae_tf.encoder import Conditioning, Encoder
-from vlae_tf.gated_decoder import CONTEXTS as GATED_CONTEXTS, GatedDecoder
+from vlae_tf.gated_decoder import GatedDecoder
 from vlae_tf.likelihoods import make_likelihood
 from vlae_tf.local_decoder import LocalDecoder
 from vlae_tf.validation import expected_batch, expected_pixels
@@ -78,8 +79,7 @@ def check_image_tensor(x, image_shape, num_levels, name="x"):
 @contextlib.contextmanager
 def _dtype_policy(precision):
   """Layers built inside compute in ``precision`` (variables stay float32); restores the policy."""
-  if precision not in PRECISIONS:
-    raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+  check_choice("precision", precision, PRECISIONS)
   old = keras.config.dtype_policy()
   keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
   try:
@@ -112,6 +112,10 @@ class VLAE(keras.Model):
     cfg = with_defaults(config)   # keys the config lacks: vlae_tf.config.default_config()
     self._config_dict = cfg
     m, d = cfg["model"], cfg["data"]
+    # validate_config checked the choice fields; a config that skipped it gets the same words here
+    # (and from the layers: likelihood, latent kind, decoder context)
+    check_choice("model.prior", m["prior"], PRIORS)
+    check_choice("model.posterior", m["posterior"], POSTERIORS)
     self.image_shape = tuple(int(v) for v in d["image_shape"])
     h, w, c = self.image_shape
     self.num_dims = h * w * c
@@ -136,17 +140,11 @@ class VLAE(keras.Model):
       self.decoder = _make_decoder(m, self.image_shape, self.likelihood.num_params())
     if m["prior"] == "af":
       self.prior = AFPrior(self.latent_size, m["prior_steps"], m["prior_hidden"], name="prior")
-    elif m["prior"] == "normal":
+    else:                                                          # "normal"
       self.prior = StandardNormalPrior(self.latent_size, name="prior")
-    else:
-      raise ValueError(f"model.prior must be 'af' or 'normal', got {m['prior']!r}")
-    if posterior == "iaf":
-      self.posterior_flow = IAFPosterior(self.latent_size, m["posterior_steps"],
-                                         m["posterior_hidden"], context_size, name="posterior")
-    elif posterior == "gaussian":
-      self.posterior_flow = None
-    else:
-      raise ValueError(f"model.posterior must be 'gaussian' or 'iaf', got {posterior!r}")
+    self.posterior_flow = (IAFPosterior(self.latent_size, m["posterior_steps"],
+                                        m["posterior_hidden"], context_size, name="posterior")
+                           if posterior == "iaf" else None)        # "gaussian": no flow
     obj = cfg["objective"]
     self.free_bits = float(obj["free_bits"])
     self.free_bits_groups = int(obj["free_bits_groups"])
@@ -274,7 +272,8 @@ class VLAE(keras.Model):
 
 def _make_decoder(m, image_shape, num_params):
   """The decoder named by ``model.decoder_context`` (a model config section)."""
-  if m["decoder_context"] in GATED_CONTEXTS:
+  check_choice("model.decoder_context", m["decoder_context"], DECODER_CONTEXTS)
+  if m["decoder_context"] in GATED_DECODER_CONTEXTS:
     return GatedDecoder(m["decoder_context"], image_shape, num_params,
                         filters=m["decoder_filters"], num_layers=m["decoder_layers"],
                         num_blocks=m["decoder_blocks"], name="decoder")
