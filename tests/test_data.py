@@ -27,36 +27,40 @@ def _stream(cfg, start, n, ctx=None):
 
 
 # ------------------------------------------------------------------ npz lookup
+def _npz_split(root, name, split):
+  return data_readers.find_npz_split(root, name, split)[0]
+
+
 def test_npz_single_file_nested_and_parts(tmp_path):
   rng = np.random.default_rng(0)
   a = rng.integers(0, 2, (5, 4, 4), dtype=np.uint8)
   np.savez(tmp_path / "mnist.npz", x_train=a, x_test=a[:2])
-  np.testing.assert_array_equal(data_readers.load_npz_split(str(tmp_path), "mnist", "train"), a)
+  np.testing.assert_array_equal(_npz_split(str(tmp_path), "mnist", "train"), a)
   # The shared layout: <name>/<name>.npz, and numbered parts concatenated in order 1, 2, ..., 10.
   os.makedirs(tmp_path / "cifar10")
   parts = [rng.integers(0, 256, (2, 4, 4, 3), dtype=np.uint8) for _ in range(11)]
   for k, p in enumerate(parts, 1):
     np.savez(tmp_path / "cifar10" / f"cifar10_train_{k}.npz", x_train=p, y_train=np.zeros(2))
   np.savez(tmp_path / "cifar10" / "cifar10_test.npz", x_test=parts[0])
-  np.testing.assert_array_equal(data_readers.load_npz_split(str(tmp_path), "cifar10", "train"),
+  np.testing.assert_array_equal(_npz_split(str(tmp_path), "cifar10", "train"),
                                 np.concatenate(parts))
-  np.testing.assert_array_equal(data_readers.load_npz_split(str(tmp_path), "cifar10", "test"),
+  np.testing.assert_array_equal(_npz_split(str(tmp_path), "cifar10", "test"),
                                 parts[0])
   # Omniglot's 28x28 copy with background / evaluation keys; data_dir may name a file directly.
   os.makedirs(tmp_path / "omniglot")
   np.savez(tmp_path / "omniglot" / "omniglot_28_box.npz", x_background=a, x_evaluation=a[:1])
   np.testing.assert_array_equal(
-      data_readers.load_npz_split(str(tmp_path), "omniglot", "evaluation"), a[:1])
+      _npz_split(str(tmp_path), "omniglot", "evaluation"), a[:1])
   np.testing.assert_array_equal(
-      data_readers.load_npz_split(str(tmp_path / "mnist.npz"), "anything", "test"), a[:2])
+      _npz_split(str(tmp_path / "mnist.npz"), "anything", "test"), a[:2])
 
 
 def test_npz_errors_name_the_problem(tmp_path):
   np.savez(tmp_path / "mnist.npz", x_train=np.zeros((2, 4, 4), np.uint8))
   with pytest.raises(FileNotFoundError, match=r"(?s)x_valid.*has x_train"):
-    data_readers.load_npz_split(str(tmp_path), "mnist", "valid")
+    _npz_split(str(tmp_path), "mnist", "valid")
   with pytest.raises(FileNotFoundError, match="VLAE_DATA_DIR"):
-    data_readers.load_npz_split("", "mnist", "train")
+    _npz_split("", "mnist", "train")
   cfg = _cfg(data_dir=str(tmp_path), shape=(5, 5, 1))
   with pytest.raises(ValueError, match=r"shape \(4, 4, 1\).*image_shape is \(5, 5, 1\)"):
     data.load_raw_split(cfg, "train")

@@ -21,7 +21,7 @@ def _fake_run(path, batch=8):
   """A work directory as the loop writes it: 8 log lines at 2 examples/s, evals at 2, 4, 6, 8."""
   cfg = tiny_config()
   cfg.train.batch_size = batch
-  vwork.prepare_workdir(cfg, str(path))
+  vwork.write_config(cfg, str(path))
   with open(path / vwork.METRICS_FILE, "w") as f:
     for step in range(1, 9):
       f.write(json.dumps({"step": step, "examples_per_second": 2.0}) + "\n")

@@ -205,7 +205,7 @@ def test_training_run_on_own_data_records_the_real_dataset(tmp_path):
     setattr(again.train, k, getattr(cfg.train, k))
   for k in ("periodic_examples", "num_images", "iwae_samples", "batch_size"):
     setattr(again.eval, k, getattr(cfg.eval, k))
-  workdir.prepare_workdir(data.resolve_data_config(again), run_dir, write=False)
+  workdir.check_config(data.resolve_data_config(again), run_dir)
 
 
 @pytest.mark.parametrize("name", ["mnist_cpu", "cifar10_cpu"])
@@ -228,7 +228,7 @@ def test_config_json_written_before_own_data_support_still_resumes(tmp_path, nam
   data.resolve_data_config(resumed)
   assert vconfig.flatten(resumed) == vconfig.flatten(stored)          # nothing resolved away
   assert workdir.config_differences(stored, resumed) == []
-  workdir.prepare_workdir(resumed, str(run_dir), write=False)       # the check a resume runs
+  workdir.check_config(resumed, str(run_dir))                      # the check a resume runs
   today = zoo.get_config(name)
   data.resolve_data_config(today)
   assert set(vconfig.flatten(stored)) == set(vconfig.flatten(vconfig.from_json(

@@ -172,15 +172,16 @@ def test_bad_configs_fail_with_a_message(tmp_path):
 def test_workdir_of_another_config_is_refused(tmp_path):
   wd = str(tmp_path / "run")
   cfg = train_config()
-  vwork.prepare_workdir(cfg, wd)
+  vwork.check_config(cfg, wd)         # what training.train does first
+  vwork.write_config(cfg, wd)
   cfg.train.steps = 1000              # allowed: extends the run
   cfg.eval.iwae_samples = 7
-  vwork.prepare_workdir(cfg, wd)
+  vwork.check_config(cfg, wd)
   cfg.model.latent_dim = 5
   cfg.train.learning_rate = 0.5
   with pytest.raises(ValueError, match=r"(?s)different config.*model.latent_dim: stored 3, now 5"
                                        r".*train.learning_rate"):
-    vwork.prepare_workdir(cfg, wd)
+    vwork.check_config(cfg, wd)
   with pytest.raises(ValueError, match="different config"):
     training.train(cfg, wd)
   with pytest.raises(FileNotFoundError, match="not a training work directory"):

@@ -195,8 +195,8 @@ class PixelDistributions:
 def mixture_pmf(n, weights, mean, log_scale):
   """``P(v)`` ``[G, n]`` float64 for each of ``n`` levels under a mixture of discretized logistics
   (``weights``, ``mean``, ``log_scale``: float64 ``[G, K]``): differences of the mixture's CDF at
-  the ``n - 1`` inner bin edges (the outer bins extended to -inf / +inf), as
-  :meth:`DiscretizedLogisticMixture.bin_probs` per component. The ``K (n - 1)`` sigmoids and
+  the ``n - 1`` inner bin edges (the outer bins extended to -inf / +inf; the edges and scales of
+  :meth:`DiscretizedLogisticMixture.log_bin_prob`). The ``K (n - 1)`` sigmoids and
   the weighted sum over the components run in float32 (a few times faster than float64 here);
   the masses' absolute error, ~1e-7, is below the resolution of constriction's 24-bit masses."""
   edges = (2.0 * np.arange(1, n) / (n - 1) - 1.0 - 1.0 / (n - 1)).astype(np.float32)

@@ -172,11 +172,6 @@ def _concat(arrays, where):
   return np.concatenate(arrays)
 
 
-def load_npz_split(root, name, split) -> np.ndarray:
-  """Split ``split`` of dataset ``name`` from the .npz layout (see module doc)."""
-  return find_npz_split(root, name, split)[0]
-
-
 def own_npz_split(root, name, split, train_split="train", carve_valid=True):
   """``(array, where)`` of a custom dataset's split; a missing validation split is carved from train.
 
@@ -355,6 +350,6 @@ def check_split_images(x, where, binarization="dynamic") -> np.ndarray:
 
 
 __all__ = ["VALID_KEYS", "IMAGE_EXTENSIONS", "HOLDOUT_FRACTION", "HOLDOUT_SEED", "npz_arrays",
-           "read_npz", "find_npz_split", "load_npz_split", "own_npz_split", "is_image_folder",
+           "read_npz", "find_npz_split", "own_npz_split", "is_image_folder",
            "read_image_files", "holdout", "say_once", "find_image_split", "synthetic_split",
            "check_split_images"]

@@ -203,13 +203,6 @@ def mutual_information(mu, sigma, seed=0):
   return float(np.mean(log_q_own - log_agg))
 
 
-def gaussian_kl_to_standard_normal(mu, sigma):
-  """Analytic KL(N(mu, sigma) || N(0, 1)) per dimension (a reference for plots)."""
-  mu = np.asarray(mu, np.float64)
-  sigma = np.asarray(sigma, np.float64)
-  return 0.5 * (mu ** 2 + sigma ** 2 - 1.0) - np.log(sigma)
-
-
 def iwae_subset(num_examples, iwae_examples):
   """Indices of an evenly spaced subset of ``iwae_examples`` out of ``num_examples``.
 
@@ -388,4 +381,4 @@ def evaluate(model, x, num_samples=1000, batch_size=100, seed=0, iwae_examples=N
 __all__ = ["iwae_nll", "iwae_nll_graph", "iwae_log_sum", "iwae_nll_from_log_sum", "Progress",
            "elbo_per_example", "iwae_per_example", "active_units",
            "kl_per_dim", "mutual_information", "evaluate", "posterior_stats",
-           "gaussian_kl_to_standard_normal", "std_normal_log_prob", "MAX_IWAE_SAMPLES"]
+           "std_normal_log_prob", "MAX_IWAE_SAMPLES"]

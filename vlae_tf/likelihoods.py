@@ -159,23 +159,6 @@ class DiscretizedLogisticMixture:
     last = float(self.num_levels - 1)
     return tf.where(v <= 0.0, log_cdf_plus, tf.where(v >= last, log_sf_minus, mid))
 
-  def bin_probs(self, mean, log_scale):
-    """``P(v)`` for every level ``v`` (a new last axis of n values) of one discretized logistic.
-
-    Differences of the logistic CDF at the ``n - 1`` inner bin edges ``s_v - h``, the outer
-    bins extended to -inf / +inf: ``n - 1`` sigmoids instead of :meth:`log_bin_prob` at every
-    level. Less accurate far in the tails (a difference of two CDFs near 1), which does not
-    matter where it is used: the codec's categoricals (:mod:`vlae_tf.codec_pixels`), which
-    constriction quantizes to 24-bit masses. Any float dtype.
-    """
-    n = self.num_levels
-    edges = 2.0 * tf.range(1, n, dtype=mean.dtype) / (n - 1) - 1.0 - 1.0 / (n - 1)
-    cdf = tf.sigmoid((edges - mean[..., None]) * tf.exp(-log_scale)[..., None])   # [..., n - 1]
-    pad = [[0, 0]] * (len(cdf.shape) - 1)
-    lower = tf.pad(cdf, pad + [[1, 0]])                        # F at each bin's lower edge
-    upper = tf.pad(cdf, pad + [[0, 1]], constant_values=1.0)   # F at each bin's upper edge
-    return tf.maximum(upper - lower, 0.0)
-
   def log_prob_per_pixel(self, raw, x):
     logits, means, log_scales, coeffs = self.unpack(raw)
     v = tf.cast(x, raw.dtype)

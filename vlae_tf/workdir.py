@@ -104,13 +104,6 @@ def write_config(config, workdir):
   atomic.write_json(path, vconfig.jsonable(config))
 
 
-def prepare_workdir(config, workdir, write=True):
-  """:func:`check_config`, then (``write``) :func:`write_config`."""
-  check_config(config, workdir)
-  if write:
-    write_config(config, workdir)
-
-
 # ==================================================================== checkpoints
 def checkpoint_dir(workdir):
   return os.path.join(workdir, "checkpoints")
@@ -197,6 +190,6 @@ def describe_evaluation(workdir, step, split, n, k, n_iwae):
 
 
 __all__ = ["RESUMABLE_KEYS", "CONFIG_FILE", "EVAL_FILE", "METRICS_FILE", "config_differences",
-           "read_workdir_config", "check_config", "write_config", "prepare_workdir",
+           "read_workdir_config", "check_config", "write_config",
            "checkpoint_dir", "latest_checkpoint", "load_model_from_workdir", "evaluate_workdir",
            "describe_evaluation"]
