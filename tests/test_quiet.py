@@ -21,6 +21,12 @@ LOAD = ("import sys, vlae_tf\n"
         "import tensorflow as tf\n"
         "assert type(tf.__spec__.loader).__name__ != '_QuietLoader'\n"
         "print('OK', tf.constant(2).numpy())\n")
+# The codec's path: the Keras model, TensorFlow imported by another package (keras) after vlae_tf.
+LOAD_KERAS = ("import vlae_tf\n"
+              "import keras                              # imports TensorFlow, through the hook\n"
+              "m = vlae_tf.zoo.load_keras('mnist')\n"
+              "x = vlae_tf.zoo.load('mnist').examples()[:1]\n"
+              "print('OK', int(m.elbo_terms(x)['elbo'].shape[0]) + 1)\n")
 
 
 def _python(code, **env):
@@ -33,8 +39,9 @@ def _python(code, **env):
 
 @pytest.mark.slow
 @pytest.mark.subprocess
-def test_import_and_zoo_load_print_no_tensorflow_start_up_lines():
-  r = _python(LOAD)
+@pytest.mark.parametrize("code", [LOAD, LOAD_KERAS], ids=["zoo.load", "keras-then-load_keras"])
+def test_import_and_zoo_load_print_no_tensorflow_start_up_lines(code):
+  r = _python(code)
   assert r.returncode == 0 and "OK 2" in r.stdout, r.stderr[-3000:]
   assert not NOISE.search(r.stderr), f"TensorFlow start-up lines on stderr:\n{r.stderr}"
   assert r.stderr == "", r.stderr
