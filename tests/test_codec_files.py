@@ -140,6 +140,10 @@ LOSSY_CASES = [
     ({"groups": [1, 1, 2], "count": 4}, _field("groups")),           # lossy groups are fixed
     ({"initial_bits": 32}, _field("initial_bits")),
     ({"images_sha256": "0" * 64}, "images_sha256"),                  # a lossless field
+    ({"lossy_side": {"grid": 1, "mean_bits": 99, "gain": "none"}}, _field("lossy_side")),
+    ({"lossy_side": "RAW:[1e400]"}, _field("lossy_side")),
+    ({"lossy_side": {"grid": 1, "mean_bits": 8, "gain": "none"}},     # valid, but the model is
+     _field("lossy_side") + ": side information is for models of more than 2 levels"),  # binary
 ]
 
 

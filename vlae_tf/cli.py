@@ -150,6 +150,10 @@ def add_codec_parsers(sub, common):
                  "conditional mean (mean) or a seeded draw (sample)")
   s.add_argument("--seed", type=int, default=0, help="--lossy_decode=expectation/sample: the "
                  "stored seed")
+  s.add_argument("--lossy_side", choices=("auto", "none"), default="auto",
+                 help="--lossy_decode=expectation: side information the encoder adds, chosen "
+                 "knowing the images (auto: each image's mean colour and a 3x3 colour gain for "
+                 "models of more than 2 levels, none for binary ones; vlae_tf.codec_side)")
   s.add_argument("--bin_width_log2", type=int, default=None,
                  help="latent bins of width 2^-B (default "
                  f"{DEFAULT_BIN_WIDTH_LOG2['lossless']} lossless, "

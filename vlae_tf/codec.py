@@ -39,7 +39,11 @@ Lossy (z only)
   the pixels decoded before it, its rounded conditional **mean**
   (``"mean"``) or a **sample** drawn with a seed stored in the file
   (``"sample"``); for 256 levels greedy modes collapse to the edge levels 0
-  and 255, whose bins hold the logistic's tails. Coarser bins (smaller
+  and 255, whose bins hold the logistic's tails. For models of more than 2
+  levels, new ``expectation`` files also carry side information the encoder
+  chose knowing the image (its mean colour and a 3x3 gain on the
+  expectation's detail, :mod:`vlae_tf.codec_side`): the decode is never worse
+  than the mean colour in squared error. Coarser bins (smaller
   ``bin_width_log2``) give fewer bits and more distortion. Greedy modes can
   lose thin strokes: where every pixel's probability of ink stays below 1/2
   the mode is an empty image (seen on omniglot, see ``bench/README.md``).
@@ -95,7 +99,7 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import codec_chain, codec_format, codec_mode, validation
+from vlae_tf import codec_chain, codec_format, codec_mode, codec_side, validation
 from vlae_tf.codec_format import CodecError, check_lossy_options
 from vlae_tf.codec_latent import UnsupportedModel
 from vlae_tf.model import VLAE
@@ -162,7 +166,7 @@ def check_images(model, images) -> np.ndarray:
 # ------------------------------------------------------------------- public
 def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
            latent_range=DEFAULT_LATENT_RANGE, lossy_decode="expectation", seed=0, progress=None,
-           portable=True):
+           portable=True, lossy_side="auto"):
   """Compresses ``images``; returns ``(file bytes, stats)``.
 
   ``stats``: ``num_images``, ``num_dims`` (per image), ``file_bytes``,
@@ -174,7 +178,12 @@ def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
   decode to ``lossy_decode="expectation"``: the rounded mean of 16 draws from
   p(x | z) seeded by ``seed`` (stored in the file), or greedily to each
   sub-pixel's ``"mode"`` given the pixels before it, ``"mean"``: its rounded
-  conditional mean, or ``"sample"``: a seeded draw. ``portable`` (default): code only in
+  conditional mean, or ``"sample"``: a seeded draw. ``lossy_side``: the side information
+  the encoder adds to an ``expectation`` file (:mod:`vlae_tf.codec_side`): ``"auto"``
+  (the default: the image's mean colour and a 3x3 colour gain for models of more than 2
+  levels, none for binary ones), ``None`` / ``"none"``, or a dict (``grid``,
+  ``mean_bits``, ``gain``, ``gain_step``, ``gain_levels``); ``stats["side_bits_per_image"]``
+  is its share of the payload. ``portable`` (default): code only in
   the canonical numeric mode (:class:`CodecError` in any other process);
   ``portable=False``: code in this process's own mode, recorded in the file,
   which then decodes only where that mode is reproduced.
@@ -186,13 +195,17 @@ def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
   group_size = DEFAULT_GROUP_SIZE if group_size is None else _integer(group_size)
   b = DEFAULT_BIN_WIDTH_LOG2[mode] if bin_width_log2 is None else _integer(bin_width_log2)
   codec_format.check_coding_parameters(group_size, b, latent_range)
+  side = None
   if lossy:
     check_lossy_options(lossy_decode, seed)
+    side = codec_side.resolve(model, lossy_side, lossy_decode)
   numeric_mode = codec_mode.require_canonical(portable)
   with codec_chain.coder_panics_as_errors("compression"):
     cod = _coder(model, group_size, b, latent_range)
-    payload, info = (codec_chain.encode_lossy if lossy else codec_chain.encode_lossless)(cod, x,
-                                                                                        progress)
+    if lossy:
+      payload, info = codec_chain.encode_lossy(cod, x, progress, side, int(seed))
+    else:
+      payload, info = codec_chain.encode_lossless(cod, x, progress)
   header = {
       "mode": mode, "model": _model_name(model),
       "weights_sha256": codec_format.weights_fingerprint(model),
@@ -203,6 +216,7 @@ def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
   }
   if lossy:
     header["lossy_decode"], header["lossy_seed"] = lossy_decode, int(seed)
+    header["lossy_side"] = side
   else:
     header["images_sha256"] = codec_chain.images_sha256(x)
     header["initial_seed"] = codec_chain.INITIAL_SEED
@@ -215,7 +229,8 @@ def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
            "bits_per_dim": net / dims, "bits_per_dim_with_initial": payload_bits / dims,
            "file_bits_per_dim": 8 * len(data) / dims, "bits_per_image": payload_bits / len(x),
            "file_bits_per_image": 8 * len(data) / len(x), "mode": mode,
-           "groups": len(info["groups"])}
+           "groups": len(info["groups"]),
+           "side_bits_per_image": codec_side.nominal_bits(side, cod.shape)}
   return data, stats
 
 

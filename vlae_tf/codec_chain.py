@@ -19,10 +19,13 @@ ones as large as the message can lend bits to (at most ``G``); the initial
 words are ``W`` seeded pseudo-random words of which only the part the coder
 read (below its lowest point) is stored.
 
-Lossy: groups of ``G`` images (the last shorter), each pushes its ``k`` under
-``P``; the receiver pops the last group first and fills in the pixels with
-the rounded mean of 16 seeded draws from ``p(x | z)`` (``"expectation"``, the
-default, :mod:`vlae_tf.codec_lossy`), or greedily with
+Lossy: groups of ``G`` images (the last shorter), each pushes its side
+information (if the header's ``lossy_side`` names any: block means and a gain
+the sender chose for what the receiver will decode, :mod:`vlae_tf.codec_side`)
+and then its ``k`` under ``P``; the receiver pops the last group first, ``k``
+then the side information, and fills in the pixels with the rounded mean of
+16 seeded draws from ``p(x | z)`` (``"expectation"``, the default,
+:mod:`vlae_tf.codec_lossy`; corrected by the side information), or greedily with
 each sub-pixel's mode given the pixels before it (``lossy_decode="mode"``),
 its rounded conditional mean (``"mean"``; the mode for binary images), or a
 draw from it with uniforms seeded by the file's ``lossy_seed`` and the group
@@ -38,7 +41,7 @@ import constriction
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import codec_format, codec_lossy
+from vlae_tf import codec_format, codec_lossy, codec_side
 from vlae_tf.codec_format import CodecError, group_sizes
 from vlae_tf.codec_latent import LatentScheme, check_codable
 from vlae_tf.codec_pixels import PixelWalker
@@ -249,15 +252,28 @@ def _unchanged(coder, state):
   return state is not None and _small_state(coder) == state
 
 
-def encode_lossy(cod, x, progress):
+def lossy_latents(cod, x):
+  """The latent bins ``k`` ``[n, D]`` the lossy sender codes for images ``x``: the posterior
+  mean's, rounded to the bins and clipped to the range."""
+  mu, _ = cod.encode(x)
+  m = cod.latent.max_symbol
+  return np.clip(np.round(cod.latent.encode_v(mu) / cod.latent.delta), -m, m).astype(np.int64)
+
+
+def encode_lossy(cod, x, progress, side=None, seed=0):
+  """``side``: the side information to add (:mod:`vlae_tf.codec_side`; None: none), chosen for
+  the estimate of ``E[x | z(k)]`` the receiver will compute with the file's ``seed``."""
   coder = constriction.stream.stack.AnsCoder()
   groups = group_sizes(len(x), cod.g)
-  m, delta = cod.latent.max_symbol, cod.latent.delta
-  start = 0
-  for n in groups:
+  start, recon = 0, None
+  for j, n in enumerate(groups):
     state = _small_state(coder)
-    mu, _ = cod.encode(x[start:start + n])
-    k = np.clip(np.round(cod.latent.encode_v(mu) / delta), -m, m).astype(np.int64)
+    k = lossy_latents(cod, x[start:start + n])
+    if side is not None:
+      recon = recon or codec_lossy.Reconstructor(cod.model)
+      e = recon.mean(cod.latent.z_of(k)[0], seed, len(groups) - 1 - j)   # the receiver's group
+      codec_side.push(coder, side, *codec_side.choose(side, x[start:start + n], e,
+                                                      cod.model.num_levels))
     _push_prior(cod, coder, k)
     if _unchanged(coder, state):   # the receiver takes that for a payload that ran out
       raise CodecError(f"cannot code these images lossily: every latent of the first {start + n} "
@@ -298,16 +314,23 @@ def _sampler(seed, group):
 
 
 def decode_lossy(cod, header, payload, progress):
+  side = header.get("lossy_side")
+  codec_side.check_model(cod.model, side, "header field 'lossy_side'")
   coder = constriction.stream.stack.AnsCoder(payload)
   out, done, recon = [], 0, None
   for n in reversed(header["groups"]):
     state = _small_state(coder)
     k = cod.latent.prior_walk(n, lambda i, mean, std: coder.decode(cod.q_family, mean, std))
+    sent = codec_side.pop(coder, side, n, cod.shape[2]) if side is not None else None
     if _unchanged(coder, state):   # never so for a group the encoder wrote
       raise CodecError(_RAN_OUT.format(count=int(header["count"])))
     z = cod.latent.z_of(k)[0]
     how = header.get("lossy_decode", "mode")
-    if how in codec_lossy.BATCH_RULES:
+    if sent is not None:
+      recon = recon or codec_lossy.Reconstructor(cod.model)
+      x = codec_side.reconstruct(side, recon.mean(z, header["lossy_seed"], len(out)), *sent,
+                                 cod.model.num_levels)
+    elif how in codec_lossy.BATCH_RULES:
       recon = recon or codec_lossy.Reconstructor(cod.model)
       x = recon.reconstruct(how, z, header["lossy_seed"], len(out))
     else:

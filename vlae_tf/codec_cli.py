@@ -125,7 +125,7 @@ def cmd_compress(args):
   try:
     data, _ = codec.encode(model, x, lossy=args.lossy, group_size=args.group_size,
                            bin_width_log2=args.bin_width_log2, lossy_decode=args.lossy_decode,
-                           seed=args.seed, progress=bar)
+                           seed=args.seed, lossy_side=args.lossy_side, progress=bar)
   finally:
     bar.close()
   codec_format.write_atomic(args.out, data)

@@ -17,16 +17,23 @@ files), and the coding parameters (``mode``, ``group_size``, ``groups``,
 ``constriction`` version) and, from format version 2 on, the numeric mode the
 probabilities were computed in (``numeric_mode``: :mod:`vlae_tf.codec_mode`'s
 canonical mode with the TensorFlow and NumPy versions, or a process's own mode).
-Version 1 files (written before the mode was recorded, with TensorFlow's default
-CPU kernels) still unpack, with ``numeric_mode`` None (:func:`vlae_tf.codec.decompress`
-decodes a lossy one and refuses a lossless one in one line). :func:`unpack` checks the magic, version, length
-and checksum, then every header field (:func:`check_header`: types, ranges and
-the relations between fields, against what the encoder can write), before
-anything is decoded, so a truncated, corrupted, foreign or crafted file ends in
-a one-line :class:`CodecError` naming the problem. The checksum is no
+Version 3 adds ``lossy_side`` to lossy headers: the side information in the
+payload (:func:`check_lossy_side`, :mod:`vlae_tf.codec_side`). Older files
+unpack with ``numeric_mode`` None (version 1, written before the mode was
+recorded: :func:`vlae_tf.codec.decompress` decodes a lossy one, refuses a
+lossless one in one line) and ``lossy_side`` None (versions 1-2, decoded as
+before). A new layout or field meaning takes a new version; old readers stay.
+:func:`unpack` checks the magic, version, length and checksum, then every
+header field (:func:`check_header`: types, ranges and the relations between
+fields, against what the encoder can write), before anything is decoded, so
+a truncated, corrupted, foreign or crafted file ends in a one-line
+:class:`CodecError` naming the problem. The checksum is no
 signature: anyone can reseal a file, so nothing trusts a header because the
 checksum matches. What a header cannot bound, how many bits decoding consumes,
 the decoder checks as it goes (:func:`lowest_words`, :mod:`vlae_tf.codec_chain`).
+
+Longer than 400 lines: every header field's check lives here, beside the layout,
+so that one module says all a file may hold (the lossy side information included).
 """
 
 from __future__ import annotations
@@ -44,8 +51,8 @@ import numpy as np
 from vlae_tf import atomic
 
 MAGIC = b"\x89VLAE\r\n\x1a"
-FORMAT_VERSION = 2
-READ_VERSIONS = (1, 2)    # version 1: no numeric_mode in the header
+FORMAT_VERSION = 3
+READ_VERSIONS = (1, 2, 3)   # version 1: no numeric_mode in the header; 1, 2: no lossy_side
 # The numeric modes a file can record (vlae_tf.codec_mode): the canonical one, or the coding
 # process's own. The canonical mode's name changes with its settings or with the code that computes
 # the coded probabilities ("canonical-1": NumPy's float64 distributions; "canonical-2":
@@ -125,6 +132,8 @@ def unpack(data: bytes, what="the input") -> tuple[dict, np.ndarray]:
   check_header(header, payload_bytes // 4, what, version)
   if version == 1:
     header = dict(header, numeric_mode=None)
+  if version < 3 and header["mode"] == LOSSY:
+    header = dict(header, lossy_side=None)
   words = data[_FIXED + length:-_DIGEST]
   return header, np.frombuffer(words, dtype="<u4").astype(np.uint32)
 
@@ -143,6 +152,9 @@ def _first_line(e):
 # anything outside these ranges is refused before a model is loaded or a word decoded.
 LOSSLESS, LOSSY = "lossless", "lossy"
 LOSSY_DECODES = ("expectation", "mode", "mean", "sample")   # vlae_tf.codec_lossy
+LOSSY_SIDE_GAINS = ("none", "alpha", "matrix")               # vlae_tf.codec_side
+MAX_SIDE_MEAN_BITS = 8          # block means of 2^bits levels (8: the levels of uint8 pixels)
+MAX_SIDE_GAIN = 255             # gain_step and gain_levels at most this
 INITIAL_SEED = 20170101         # the seed of the lossless initial words (vlae_tf.codec_chain)
 MAX_GROUP_SIZE = 4096
 BIN_WIDTH_LOG2_RANGE = (-4, 16)
@@ -221,6 +233,41 @@ def check_lossy_options(lossy_decode, seed):
                      f"got {seed!r}")
 
 
+def check_lossy_side(side, image_shape, lossy_decode, field=str):
+  """Raises :class:`CodecError` unless ``side`` is side information the lossy encoder writes
+  (:mod:`vlae_tf.codec_side`) for images of ``image_shape`` decoded by ``lossy_decode``: None, or
+  ``{"grid", "mean_bits", "gain"}`` (+ ``"gain_step"``, ``"gain_levels"`` unless the gain is
+  ``"none"``), only with ``lossy_decode="expectation"`` (which it corrects)."""
+  if side is None:
+    return
+  name, (h, w) = field("lossy_side"), image_shape[:2]
+  if not isinstance(side, dict):
+    raise CodecError(f"{name} must be null or an object (grid, mean_bits, gain, ...), got "
+                     f"{_show(side)}")
+  gain = side.get("gain")
+  if not (isinstance(gain, str) and gain in LOSSY_SIDE_GAINS):
+    raise CodecError(f"{name}: 'gain' must be one of {', '.join(map(repr, LOSSY_SIDE_GAINS))}, "
+                     f"got {_show(gain)}")
+  ranges = {"grid": (lambda t: 1 <= t <= min(h, w) and h % t == 0 and w % t == 0,
+                     f"a number of blocks per side that divides the height {h} and width {w}"),
+            "mean_bits": (lambda b: 1 <= b <= MAX_SIDE_MEAN_BITS,
+                          f"an integer in [1, {MAX_SIDE_MEAN_BITS}]")}
+  if gain != "none":
+    ranges["gain_step"] = (lambda v: 1 <= v <= MAX_SIDE_GAIN, f"an integer in [1, {MAX_SIDE_GAIN}]")
+    ranges["gain_levels"] = (lambda v: 3 <= v <= MAX_SIDE_GAIN and v % 2 == 1,
+                             f"an odd integer in [3, {MAX_SIDE_GAIN}]")
+  if set(side) != set(ranges) | {"gain"}:
+    raise CodecError(f"{name} with gain {gain!r} must have exactly the keys "
+                     f"{', '.join(sorted(set(ranges) | {'gain'}))}, got "
+                     f"{', '.join(map(_show, sorted(side)))}")
+  for key, (ok, expected) in ranges.items():
+    if not (_is_int(side[key]) and ok(side[key])):
+      raise CodecError(f"{name}: {key!r} must be {expected}, got {_show(side[key])}")
+  if lossy_decode != "expectation":
+    raise CodecError(f"{name}: side information corrects the 'expectation' decode, not "
+                     f"{_show(lossy_decode)}")
+
+
 def check_output_folder(path):
   """Raises :class:`vlae_tf.atomic.OutputError` unless ``path``'s folder exists and is writable
   (the codec commands check it before any work: the output is written only at the end)."""
@@ -277,7 +324,8 @@ def check_header(header, payload_words, what="the input", version=FORMAT_VERSION
   mode = header.get("mode")
   if mode not in _KEYS:
     raise CodecError(f"{field('mode')} must be {LOSSLESS!r} or {LOSSY!r}, got {_show(mode)}")
-  keys = _KEYS[mode] | ({"numeric_mode"} if version >= 2 else set())
+  keys = (_KEYS[mode] | ({"numeric_mode"} if version >= 2 else set())
+          | ({"lossy_side"} if version >= 3 and mode == LOSSY else set()))
   missing = sorted(keys - header.keys())
   if missing:
     raise CodecError(f"{what}: header lacks the field(s) {', '.join(missing)}")
@@ -330,6 +378,8 @@ def check_header(header, payload_words, what="the input", version=FORMAT_VERSION
       bad("lossy_decode", " or ".join(map(repr, LOSSY_DECODES)))
     if not (_is_int(header["lossy_seed"]) and 0 <= header["lossy_seed"] < _MAX_SEED):
       bad("lossy_seed", "an integer in [0, 2^64)")
+    if version >= 3:
+      check_lossy_side(header["lossy_side"], shape, header["lossy_decode"], field)
     return
   if groups[0] != 1:
     bad("groups", "a list starting with 1 (the lossless encoder codes 1 image first)")

@@ -1,8 +1,9 @@
 """What the receiver of a lossy (z-only) ``.vlae`` file makes of the latent: ``lossy_decode``.
 
-A lossy file holds only ``k``, the posterior mean's latent rounded to bins
-(:mod:`vlae_tf.codec_chain`), so the receiver knows ``z(k)`` and must choose
-pixels. For squared error the best choice given z is the conditional mean
+A lossy file holds ``k``, the posterior mean's latent rounded to bins
+(:mod:`vlae_tf.codec_chain`), and maybe side information the encoder chose
+(below, :mod:`vlae_tf.codec_side`), so the receiver knows ``z(k)`` and must
+choose pixels. For squared error the best choice given z is the conditional mean
 ``E[x | z]``; for the fraction of wrong binary pixels, each pixel's marginal
 majority ``round(E[x_p | z])``. Neither has a closed form for an
 autoregressive ``p(x | z)``: ``E[x_p | z]`` sums over every context the pixels
@@ -28,9 +29,10 @@ before p can take. The rules (the header's ``lossy_decode``):
   a seeded draw *given the pixels chosen before it*, by the step-by-step
   walker of :mod:`vlae_tf.codec_pixels`.
 
-Why the greedy rules fail on CIFAR-10, and why no rule reaches the mean colour
-(shipped ``cifar10`` v4 weights, 100 evenly spaced test images, default bins;
-``python bench/lossy_cifar10.py``, table in ``bench/README.md`` section 12):
+Why the greedy rules fail on CIFAR-10, and why no rule alone reaches the mean
+colour (shipped ``cifar10`` v4 weights, 100 evenly spaced test images, default
+bins; ``python -m experiments.lossy_cifar10``, table in ``bench/README.md``
+section 12):
 
 * ``mode`` (6.0 dB PSNR): a logistic broad enough to leave doubt puts its
   whole tail below 0 (above 255) into the edge bin 0 (255), which then
@@ -47,17 +49,24 @@ Why the greedy rules fail on CIFAR-10, and why no rule reaches the mean colour
   rate) describe texture *relative to* the neighbours (under another
   image's z an image costs 7,400 bits more), not where which colour is.
   So ``E[x | z]`` itself is no better than a grey picture: ``expectation``
-  gets 13.4 dB (the 16-draw average adds ``Var[x | z] / 16`` to the
+  alone gets 13.4 dB (the 16-draw average adds ``Var[x | z] / 16`` to the
   squared error; the greedy ``mean`` happens to be 0.2 dB higher), mid-grey
   13.1 dB, each image's own mean colour (24 bits) 14.8 dB, WebP's smallest
-  file (736 bits) 22.1 dB. No decode of this model's z alone beats the mean
-  colour; that needs a model whose decoder cannot take colour from its
-  neighbours (the ``grayscale`` context) or side information.
+  file (736 bits) 22.1 dB.
+
+What does beat the mean colour is side information the encoder chooses
+knowing the image (:mod:`vlae_tf.codec_side`; new ``expectation`` files of
+models with more than 2 levels carry it by default): the image's mean colour
+and a 3x3 gain that maps the expectation's detail (its wrong colours, its
+useful layout) onto the image's channels, picked to minimise the squared
+error of the decode, never worse than the mean colour alone. The numbers, and
+how much of the gain is this image's z rather than any image's, are in
+``bench/README.md`` section 12.
 
 ``expectation`` is still the default: it is the least-squares reconstruction
 the model defines, it never collapses to 0 / 255, and on binary MNIST (100
 test digits, default bins) 5.1% of its pixels differ against 6.5% for the
-greedy mode.
+greedy mode (binary files carry no side information).
 """
 
 from __future__ import annotations
@@ -102,9 +111,14 @@ class Reconstructor:
                                                              s))).numpy()
                      for s in range(self.samples)])
 
+  def mean(self, z, seed, group):
+    """The mean of the ``S`` draws, float64 ``[B, H, W, C]``: the estimate of ``E[x | z]`` that
+    :meth:`expectation` rounds and :mod:`vlae_tf.codec_side` corrects."""
+    return self.draws(z, seed, group).astype(np.float64).mean(0)
+
   def expectation(self, z, seed, group):
     """``round(mean of S draws from p(x | z))``: uint8 ``[B, H, W, C]`` for latents ``[B, D]``."""
-    mean = self.draws(z, seed, group).astype(np.float64).mean(0)
+    mean = self.mean(z, seed, group)
     return np.clip(np.rint(mean), 0, self.model.num_levels - 1).astype(np.uint8)
 
   def reconstruct(self, rule, z, seed, group):
