@@ -7,20 +7,36 @@ Run (VLAE_DATA_DIR must point at the data, here /work/shared/data)::
 On ``--num`` (100) evenly spaced CIFAR-10 test images, every code is measured
 on the same images:
 
-* the VLAE z-only code (:mod:`vlae_tf.codec`, ``lossy=True``) with every
-  decode rule at the default latent bins (2^-1), and the default rule
-  (``expectation``, :mod:`vlae_tf.codec_lossy`) at bins 2^1 and 2^-3 too;
-  compressed and decompressed through ``vlae_tf.codec`` in this process;
+* the VLAE z-only code (:mod:`vlae_tf.codec`, ``lossy=True``,
+  ``lossy_side=None``) with every decode rule at the default latent bins
+  (2^-1); and the default code, z plus the side information the encoder
+  chooses (``lossy_side="auto"``: the mean colour and a 3x3 gain on the
+  ``expectation``'s detail, :mod:`vlae_tf.codec_side`), at bins 2^-1, 2^2,
+  2^1 and 2^-3; compressed and decompressed through ``vlae_tf.codec`` in this process;
+* other side information, computed with :mod:`vlae_tf.codec_side` on the
+  same estimate ``e`` of ``E[x | z]`` the decoder computes (the 16 seeded
+  draws of each group, as in the file; checked: for the default, these
+  maths give the decoded file's images bit for bit): one gain ``alpha`` for
+  all channels, 2x2 and 4x4 block means with the 3x3 gain; bits = the z-only
+  payload + the side information's symbol widths
+  (:func:`vlae_tf.codec_side.nominal_bits`);
+* the side information without z (block means alone, bilinear, no gain:
+  what those bits buy by themselves), and a control: the default side
+  information fitted to the ``e`` of *another* image's z (the next image's),
+  which says how much of the gain is this image's z and how much any
+  CIFAR-like detail pattern would give;
 * JPEG and WebP (Pillow) at their smallest files (JPEG quality 1, WebP
   quality 0 and 1) and a few higher qualities;
 * filling each image with its own mean colour (24 bits: three 8-bit means)
   and with mid-grey 128 (0 bits), the floors a z-only decode should beat;
 * a check that the binary ``mnist`` model's lossy code still works with the
-  new default: ``--mnist_num`` (100) evenly spaced test digits, default bins,
+  new default (which gives binary models no side information):
+  ``--mnist_num`` (100) evenly spaced test digits, default bins,
   ``expectation`` vs the greedy ``mode``, fraction of pixels that differ.
 
-Rate: bits per image (the VLAE payload; ``file_bits_per_image`` adds the
-file's ~440-byte header shared by the N images) and per dimension (3,072).
+Rate: bits per image (the VLAE payload, side information included;
+``file_bits_per_image`` adds the file's header, ~1 KB shared by the N images)
+and per dimension (3,072).
 Distortion: PSNR in dB, the mean over images of each image's PSNR
 (``psnr_db``), and the PSNR of the mean squared error over all images
 (``psnr_of_mean_mse_db``).
@@ -49,7 +65,7 @@ import tensorflow as tf
 import vlae_tf
 from bench.machine_info import header
 from experiments.compression import lossy_baseline, subset
-from vlae_tf import codec, codec_lossy, data
+from vlae_tf import codec, codec_chain, codec_format, codec_lossy, codec_side, data
 from vlae_tf.codec_pixels import channel_models
 
 DEFAULT_BINS = codec.DEFAULT_BIN_WIDTH_LOG2["lossy"]
@@ -74,21 +90,86 @@ def row(name, x, y, bits_per_image, **extra):
           "share_at_0": float(np.mean(y == 0)), "share_at_255": float(np.mean(y == 255)), **extra}
 
 
+DEFAULT_SIDE_NAME = "mean colour 6 bits + 3x3 gain"
+
+
 def vlae_rows(model, x, bins_other):
-  rows = []
-  runs = [(rule, DEFAULT_BINS) for rule in ("expectation", "mode", "mean", "sample")]
-  runs += [("expectation", b) for b in bins_other]
-  for rule, b in runs:
+  """The codec's own files: z only with each rule, and z + the default side information."""
+  rows, decoded = [], {}
+  runs = [(rule, DEFAULT_BINS, None) for rule in ("expectation", "mode", "mean", "sample")]
+  runs += [("expectation", b, "auto") for b in [DEFAULT_BINS] + list(bins_other)]
+  for rule, b, side in runs:
     t = time.perf_counter()
-    blob, st = codec.encode(model, x, lossy=True, bin_width_log2=b, lossy_decode=rule, **_HERE)
+    blob, st = codec.encode(model, x, lossy=True, bin_width_log2=b, lossy_decode=rule,
+                            lossy_side=side, **_HERE)
     t_enc = time.perf_counter() - t
     t = time.perf_counter()
     y = codec.decompress(model, blob)
     t_dec = time.perf_counter() - t
-    r = row(f"VLAE z only, {rule}, latent bins 2^{-b}", x, y, st["bits_per_image"],
-            decode=rule, bin_width_log2=b, file_bits_per_image=8 * len(blob) / len(x),
-            compress_s=t_enc, decompress_s=t_dec)
+    name = (f"VLAE z only, {rule}" if side is None else
+            f"VLAE z + {DEFAULT_SIDE_NAME}, expectation (the default file)")
+    r = row(f"{name}, latent bins 2^{-b}", x, y, st["bits_per_image"], decode=rule,
+            bin_width_log2=b, lossy_side=codec.read_header(blob)["lossy_side"],
+            side_bits_per_image=st["side_bits_per_image"],
+            file_bits_per_image=8 * len(blob) / len(x), compress_s=t_enc, decompress_s=t_dec)
     rows.append(r)
+    decoded[(rule, b, side)] = y
+    print(json.dumps(r), flush=True)
+  return rows, decoded
+
+
+def receiver_estimate(model, x, b=DEFAULT_BINS, group_size=codec.DEFAULT_GROUP_SIZE, seed=0):
+  """The decoder's ``e`` (mean of the 16 seeded draws of ``z(k)``) for a lossy file of ``x``
+  with latent bins 2^-b: float64 ``[N, H, W, C]``, group by group as the file codes them."""
+  cod = codec_chain.Coder(model, group_size, b, codec.DEFAULT_LATENT_RANGE)
+  rec = codec_lossy.Reconstructor(model)
+  groups = codec_format.group_sizes(len(x), group_size)
+  out, start = [], 0
+  for j, n in enumerate(groups):
+    z = cod.latent.z_of(codec_chain.lossy_latents(cod, x[start:start + n]))[0]
+    out.append(rec.mean(z, seed, len(groups) - 1 - j))
+    start += n
+  return np.concatenate(out)
+
+
+SIDE_VARIANTS = [
+    ("mean colour 8 bits, no gain", {"grid": 1, "mean_bits": 8, "gain": "none"}),
+    ("mean colour 6 bits + one gain alpha (9 levels)",
+     {"grid": 1, "mean_bits": 6, "gain": "alpha", "gain_step": 8, "gain_levels": 9}),
+    (DEFAULT_SIDE_NAME, codec_side.DEFAULT),         # checked against the file, not shown
+    ("2x2 block means 5 bits + 3x3 gain",
+     {"grid": 2, "mean_bits": 5, "gain": "matrix", "gain_step": 8, "gain_levels": 33}),
+    ("4x4 block means 5 bits + 3x3 gain",
+     {"grid": 4, "mean_bits": 5, "gain": "matrix", "gain_step": 8, "gain_levels": 33}),
+]
+THUMBNAILS = [(1, 6), (2, 5), (4, 5)]      # (grid, mean_bits) of the block means without z
+
+
+def side_rows(model, x, z_bits, decoded):
+  """Other side information on the decoder's own estimate (offline, the codec's maths), the
+  block means without z, and the control with another image's z."""
+  e = receiver_estimate(model, x)
+  levels, rows = model.num_levels, []
+  for name, side in SIDE_VARIANTS:
+    y = codec_side.reconstruct(side, e, *codec_side.choose(side, x, e, levels), levels)
+    if side == codec_side.DEFAULT:     # the maths give what the decoder of the file gave
+      np.testing.assert_array_equal(y, decoded[("expectation", DEFAULT_BINS, "auto")])
+      continue
+    bits = codec_side.nominal_bits(side, x.shape[1:])
+    rows.append(row(f"VLAE z + {name}, latent bins 2^{-DEFAULT_BINS} (side maths offline)", x,
+                    y, z_bits + bits, lossy_side=side, side_bits_per_image=bits))
+  for grid, mean_bits in THUMBNAILS:
+    side = {"grid": grid, "mean_bits": mean_bits, "gain": "none"}
+    y = codec_side.reconstruct(side, e, *codec_side.choose(side, x, e, levels), levels)
+    bits = codec_side.nominal_bits(side, x.shape[1:])
+    rows.append(row(f"{grid}x{grid} block means {mean_bits} bits alone, bilinear (no z)", x, y,
+                    bits, lossy_side=side))
+  other = np.roll(e, -1, axis=0)             # image i gets the estimate of image i + 1's z
+  side = codec_side.DEFAULT
+  y = codec_side.reconstruct(side, other, *codec_side.choose(side, x, other, levels), levels)
+  rows.append(row(f"control: z + {DEFAULT_SIDE_NAME} fitted to the next image's z", x, y,
+                  z_bits + codec_side.nominal_bits(side, x.shape[1:]), lossy_side=side))
+  for r in rows:
     print(json.dumps(r), flush=True)
   return rows
 
@@ -173,6 +254,7 @@ def mnist_rows(num, zoo_dir):
     blob, st = codec.encode(model, x, lossy=True, lossy_decode=rule, **_HERE)
     y = codec.decompress(model, blob)
     rows.append({"code": f"VLAE z only, {rule}, latent bins 2^{-DEFAULT_BINS}",
+                 "lossy_side": codec.read_header(blob)["lossy_side"],
                  "num_images": len(x), "bits_per_image": st["bits_per_image"],
                  "file_bits_per_image": 8 * len(blob) / len(x),
                  "pixel_error": float(np.mean(x != y))})
@@ -185,8 +267,11 @@ def markdown(res):
            "sub-pixels at 0 / 255 |", "| --- " * 6 + "|"]
   for r in res["rows"]:
     bits = f"{r['bits_per_image']:.0f}"
+    notes = [f"{r['side_bits_per_image']:.0f} of them side information"] if (
+        r.get("side_bits_per_image") and "VLAE" in r["code"]) else []
     if "file_bits_per_image" in r:
-      bits += f" ({r['file_bits_per_image']:.0f} with the file header)"
+      notes.append(f"{r['file_bits_per_image']:.0f} with the file header")
+    bits += f" ({'; '.join(notes)})" if notes else ""
     lines.append(f"| {r['code']} | {bits} | {r['bits_per_dim']:.4f} | {r['psnr_db']:.2f} | "
                  f"{r['psnr_of_mean_mse_db']:.2f} | {100 * r['share_at_0']:.1f}% / "
                  f"{100 * r['share_at_255']:.1f}% |")
@@ -196,7 +281,7 @@ def markdown(res):
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--num", type=int, default=100, help="evenly spaced CIFAR-10 test images")
-  p.add_argument("--bins", default="-1,3", help="other latent bin widths 2^-B for the default "
+  p.add_argument("--bins", default="-2,-1,3", help="other latent bin widths 2^-B for the default "
                  "decode")
   p.add_argument("--jpeg", default="1,10,50", help="JPEG qualities")
   p.add_argument("--webp", default="0,1,10,50", help="WebP qualities")
@@ -213,9 +298,11 @@ def main():
   x = subset(full, args.num).astype(np.uint8)
   res = {"model": "cifar10", "packaged": (getattr(model, "zoo_card", None) or {}).get("packaged"),
          "num_images": len(x), "subset": f"{len(x)} evenly spaced of the {len(full)} test images",
-         "command": "python " + " ".join(sys.argv)}
-  res["rows"] = vlae_rows(model, x, ints(args.bins)) + baseline_rows(x, ints(args.jpeg),
-                                                                    ints(args.webp))
+         "command": "python -m experiments.lossy_cifar10 " + " ".join(sys.argv[1:])}
+  rows, decoded = vlae_rows(model, x, ints(args.bins))
+  z_bits = rows[0]["bits_per_image"]                # the z-only payload at the default bins
+  res["rows"] = (rows + side_rows(model, x, z_bits, decoded)
+                 + baseline_rows(x, ints(args.jpeg), ints(args.webp)))
   if not args.no_diagnosis:
     res["diagnosis"] = diagnose(model, x)
   if args.mnist_num:
