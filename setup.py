@@ -10,7 +10,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.14",
-    packages=["vlae_tf", "vlae_tf.pretrained", "vlae_tf.zoo"],
+    packages=["vlae_tf", "vlae_tf.codec", "vlae_tf.pretrained", "vlae_tf.zoo"],
     package_dir={"vlae_tf": "vlae_tf", "vlae_tf.zoo": "zoo"},
     install_requires=[
         "tensorflow>=2.18,<2.22",

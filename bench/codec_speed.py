@@ -10,7 +10,7 @@ Decoding a lossless file does the pixel-by-pixel work of sampling (one decoder
 step per pixel, sub-pixels in order) plus the entropy coder, so its yardstick is
 the cached sampler (:func:`vlae_tf.sampling.sample_x_given_z`, ``method="cached"``)
 drawing the same number of images in one batch. All of it runs in one process in
-the codec's canonical numeric mode (:mod:`vlae_tf.codec_mode`; the script re-runs
+the codec's canonical numeric mode (:mod:`vlae_tf.codec.numeric_mode`; the script re-runs
 itself in it), so the sampler gets the same kernels and the same single thread as
 the codec. Per model, with ``N = --num`` of the zoo model's bundled test images:
 
@@ -27,7 +27,7 @@ the codec. Per model, with ``N = --num`` of the zoo model's bundled test images:
   groups before it are coded (the sender pops a group's latents from the bits
   the groups before it pushed; the receiver needs a group's pixels before it can
   put those bits back), and its first groups are small (module doc of
-  :mod:`vlae_tf.codec_chain`), so ``sampler_groups / sampler`` bounds the ratios
+  :mod:`vlae_tf.codec.chain`), so ``sampler_groups / sampler`` bounds the ratios
   from below for a codec that walks each group once.
 
 ``--throughput NAME:N ...`` measures instead what the README's compression table
@@ -44,10 +44,10 @@ import os
 import sys
 import time
 
-from vlae_tf import codec_mode
+from vlae_tf.codec import numeric_mode
 
-if __name__ == "__main__" and not codec_mode.startable():
-  sys.exit(codec_mode.main([os.path.abspath(__file__), *sys.argv[1:]]))
+if __name__ == "__main__" and not numeric_mode.startable():
+  sys.exit(numeric_mode.main([os.path.abspath(__file__), *sys.argv[1:]]))
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -118,9 +118,9 @@ def main():
   p.add_argument("--throughput", nargs="+", default=None, metavar="NAME:N",
                  help="instead: compress / decompress images/s on N evenly spaced test images")
   args = p.parse_args()
-  codec_mode.configure_threads()
+  numeric_mode.configure_threads()
   print(header("codec speed (bench/codec_speed.py)"))
-  print(f"numeric mode: {json.dumps(codec_mode.process_mode())}")
+  print(f"numeric mode: {json.dumps(numeric_mode.process_mode())}")
   rows = []
   for spec in args.throughput or []:
     name, num = spec.split(":")

@@ -29,7 +29,7 @@ its test split (``--num`` binary images, ``--cifar_num`` CIFAR-10 images; ``0``
 
 Numbers go to stdout and ``--out`` (JSON). Times are wall clock on a shared
 machine: noisy. The codec codes only in its canonical numeric mode
-(:mod:`vlae_tf.codec_mode`), so the script re-runs itself in a process started in it.
+(:mod:`vlae_tf.codec.numeric_mode`), so the script re-runs itself in a process started in it.
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ from ml_collections import ConfigDict
 import numpy as np
 from PIL import Image
 
-from vlae_tf import codec_mode  # noqa: E402  (before TensorFlow: it decides the process)
+from vlae_tf.codec import numeric_mode  # noqa: E402  (before TensorFlow: it decides the process)
 
-if __name__ == "__main__" and not codec_mode.startable():
-  sys.exit(codec_mode.main(["-m", "experiments.compression", *sys.argv[1:]]))
+if __name__ == "__main__" and not numeric_mode.startable():
+  sys.exit(numeric_mode.main(["-m", "experiments.compression", *sys.argv[1:]]))
 
 from bench.machine_info import header  # noqa: E402
 

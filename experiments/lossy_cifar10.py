@@ -11,15 +11,15 @@ on the same images:
   ``lossy_side=None``) with every decode rule at the default latent bins
   (2^-1); and the default code, z plus the side information the encoder
   chooses (``lossy_side="auto"``: the mean colour and a 3x3 gain on the
-  ``expectation``'s detail, :mod:`vlae_tf.codec_side`), at bins 2^-1, 2^2,
+  ``expectation``'s detail, :mod:`vlae_tf.codec.side_info`), at bins 2^-1, 2^2,
   2^1 and 2^-3; compressed and decompressed through ``vlae_tf.codec`` in this process;
-* other side information, computed with :mod:`vlae_tf.codec_side` on the
+* other side information, computed with :mod:`vlae_tf.codec.side_info` on the
   same estimate ``e`` of ``E[x | z]`` the decoder computes (the 16 seeded
   draws of each group, as in the file; checked: for the default, these
   maths give the decoded file's images bit for bit): one gain ``alpha`` for
   all channels, 2x2 and 4x4 block means with the 3x3 gain; bits = the z-only
   payload + the side information's symbol widths
-  (:func:`vlae_tf.codec_side.nominal_bits`);
+  (:func:`vlae_tf.codec.side_info.nominal_bits`);
 * the side information without z (block means alone, bilinear, no gain:
   what those bits buy by themselves), and a control: the default side
   information fitted to the ``e`` of *another* image's z (the next image's),
@@ -42,7 +42,7 @@ Distortion: PSNR in dB, the mean over images of each image's PSNR
 (``psnr_of_mean_mse_db``).
 
 ``diagnosis`` measures why greedy decodes fail (the numbers in
-:mod:`vlae_tf.codec_lossy`'s docstring), with z the posterior mean:
+:mod:`vlae_tf.codec.lossy`'s docstring), with z the posterior mean:
 the per-sub-pixel mean given the *true* earlier pixels and z (one parallel
 decoder pass), ``log p(x | z)`` of each image and of a flat grey image, the
 cost of each image under another image's z, the spread of the mean colours of
@@ -65,8 +65,9 @@ import tensorflow as tf
 import vlae_tf
 from bench.machine_info import header
 from experiments.compression import lossy_baseline, subset
-from vlae_tf import codec, codec_chain, codec_format, codec_lossy, codec_side, data
-from vlae_tf.codec_pixels import channel_models
+from vlae_tf import codec, data
+from vlae_tf.codec import chain, file_format, lossy, side_info
+from vlae_tf.codec.pixels import channel_models
 
 DEFAULT_BINS = codec.DEFAULT_BIN_WIDTH_LOG2["lossy"]
 # Files made in this process decode in it; a codec that codes only in its canonical numeric
@@ -121,12 +122,12 @@ def vlae_rows(model, x, bins_other):
 def receiver_estimate(model, x, b=DEFAULT_BINS, group_size=codec.DEFAULT_GROUP_SIZE, seed=0):
   """The decoder's ``e`` (mean of the 16 seeded draws of ``z(k)``) for a lossy file of ``x``
   with latent bins 2^-b: float64 ``[N, H, W, C]``, group by group as the file codes them."""
-  cod = codec_chain.Coder(model, group_size, b, codec.DEFAULT_LATENT_RANGE)
-  rec = codec_lossy.Reconstructor(model)
-  groups = codec_format.group_sizes(len(x), group_size)
+  cod = chain.Coder(model, group_size, b, codec.DEFAULT_LATENT_RANGE)
+  rec = lossy.Reconstructor(model)
+  groups = file_format.group_sizes(len(x), group_size)
   out, start = [], 0
   for j, n in enumerate(groups):
-    z = cod.latent.z_of(codec_chain.lossy_latents(cod, x[start:start + n]))[0]
+    z = cod.latent.z_of(chain.lossy_latents(cod, x[start:start + n]))[0]
     out.append(rec.mean(z, seed, len(groups) - 1 - j))
     start += n
   return np.concatenate(out)
@@ -136,7 +137,7 @@ SIDE_VARIANTS = [
     ("mean colour 8 bits, no gain", {"grid": 1, "mean_bits": 8, "gain": "none"}),
     ("mean colour 6 bits + one gain alpha (9 levels)",
      {"grid": 1, "mean_bits": 6, "gain": "alpha", "gain_step": 8, "gain_levels": 9}),
-    (DEFAULT_SIDE_NAME, codec_side.DEFAULT),         # checked against the file, not shown
+    (DEFAULT_SIDE_NAME, side_info.DEFAULT),         # checked against the file, not shown
     ("2x2 block means 5 bits + 3x3 gain",
      {"grid": 2, "mean_bits": 5, "gain": "matrix", "gain_step": 8, "gain_levels": 33}),
     ("4x4 block means 5 bits + 3x3 gain",
@@ -151,24 +152,24 @@ def side_rows(model, x, z_bits, decoded):
   e = receiver_estimate(model, x)
   levels, rows = model.num_levels, []
   for name, side in SIDE_VARIANTS:
-    y = codec_side.reconstruct(side, e, *codec_side.choose(side, x, e, levels), levels)
-    if side == codec_side.DEFAULT:     # the maths give what the decoder of the file gave
+    y = side_info.reconstruct(side, e, *side_info.choose(side, x, e, levels), levels)
+    if side == side_info.DEFAULT:     # the maths give what the decoder of the file gave
       np.testing.assert_array_equal(y, decoded[("expectation", DEFAULT_BINS, "auto")])
       continue
-    bits = codec_side.nominal_bits(side, x.shape[1:])
+    bits = side_info.nominal_bits(side, x.shape[1:])
     rows.append(row(f"VLAE z + {name}, latent bins 2^{-DEFAULT_BINS} (side maths offline)", x,
                     y, z_bits + bits, lossy_side=side, side_bits_per_image=bits))
   for grid, mean_bits in THUMBNAILS:
     side = {"grid": grid, "mean_bits": mean_bits, "gain": "none"}
-    y = codec_side.reconstruct(side, e, *codec_side.choose(side, x, e, levels), levels)
-    bits = codec_side.nominal_bits(side, x.shape[1:])
+    y = side_info.reconstruct(side, e, *side_info.choose(side, x, e, levels), levels)
+    bits = side_info.nominal_bits(side, x.shape[1:])
     rows.append(row(f"{grid}x{grid} block means {mean_bits} bits alone, bilinear (no z)", x, y,
                     bits, lossy_side=side))
   other = np.roll(e, -1, axis=0)             # image i gets the estimate of image i + 1's z
-  side = codec_side.DEFAULT
-  y = codec_side.reconstruct(side, other, *codec_side.choose(side, x, other, levels), levels)
+  side = side_info.DEFAULT
+  y = side_info.reconstruct(side, other, *side_info.choose(side, x, other, levels), levels)
   rows.append(row(f"control: z + {DEFAULT_SIDE_NAME} fitted to the next image's z", x, y,
-                  z_bits + codec_side.nominal_bits(side, x.shape[1:]), lossy_side=side))
+                  z_bits + side_info.nominal_bits(side, x.shape[1:]), lossy_side=side))
   for r in rows:
     print(json.dumps(r), flush=True)
   return rows
@@ -222,7 +223,7 @@ def diagnose(model, x, batch=16):
   grey = np.full(x.shape, 128, np.uint8)
   own, flat = bits_per_dim(model, x, mu), bits_per_dim(model, grey, mu)
   other = bits_per_dim(model, x, np.roll(mu, 1, axis=0))
-  rec = codec_lossy.Reconstructor(model)
+  rec = lossy.Reconstructor(model)
   spreads, draws_psnr = [], []
   for s in range(0, len(x), 64):
     d = rec.draws(mu[s:s + 64], 0, s // 64)                       # [S, B, H, W, C]

@@ -145,7 +145,8 @@ def test_help_and_usage_errors_answer_without_tensorflow(tmp_path):
   assert r.stderr.count("\n") == 1 and "required: --model" in r.stderr, r.stderr
   # The same entry point in-process: neither --help nor a usage error imports TensorFlow.
   code = ("import sys\nfrom vlae_tf import cli\n"
-          "for argv in (['--help'], ['sample', '--help'], ['encode', '--model=x'], ['bogus']):\n"
+          "for argv in (['--help'], ['sample', '--help'], ['encode', '--model=x'], ['bogus'],\n"
+          "             ['compress', '--help'], ['decompress', '--out=x.npz']):\n"
           "  try:\n    cli.main(argv)\n  except SystemExit:\n    pass\n"
           "print('TF_IMPORTED', 'tensorflow' in sys.modules, 'keras' in sys.modules)")
   r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

@@ -16,12 +16,14 @@ import tensorflow as tf
 
 import vlae_tf
 from helpers import NAME, tiny_config
-from vlae_tf import cli, codec, codec_format
-from vlae_tf.codec_latent import LatentScheme, UnsupportedModel
-from vlae_tf.codec_pixels import PixelWalker, channel_models
+from vlae_tf import cli, codec
+from vlae_tf.codec import file_format
+from vlae_tf.codec.latent import LatentScheme, UnsupportedModel
+from vlae_tf.codec.pixels import PixelWalker, channel_models
 
-# pytest's process is not in the codec's canonical numeric mode (vlae_tf.codec_mode): files made
-# here record its own mode and decode here (tests/test_codec_portable.py covers the real thing).
+# pytest's process is not in the codec's canonical numeric mode (vlae_tf.codec.numeric_mode):
+# files made here record its own mode and decode here (tests/test_codec_portable.py covers the
+# real thing).
 compress = functools.partial(codec.compress, portable=False)
 encode = functools.partial(codec.encode, portable=False)
 
@@ -252,11 +254,11 @@ def test_a_file_from_another_model_is_refused(coded):
 def test_a_payload_that_does_not_decode_is_an_error_not_garbage(coded):
   """A valid container whose ANS words were altered (and resealed) fails the final checks."""
   m, _, data = coded
-  header, payload = codec_format.unpack(data)
+  header, payload = file_format.unpack(data)
   payload = payload.copy()
   payload[-1] ^= 0x5A5A
   with pytest.raises(codec.CodecError, match="decoding failed"):
-    codec.decompress(m, codec_format.pack(header, payload))
+    codec.decompress(m, file_format.pack(header, payload))
 
 
 @pytest.mark.parametrize("bad,message", [
@@ -290,25 +292,26 @@ def test_bad_coding_parameters_are_refused(kwargs, match):
 
 def test_a_numpy_latent_range_is_a_number():
   data, _ = encode(model_for(), images(model_for(), 2), latent_range=np.float32(8.0))
-  assert codec_format.unpack(data)[0]["latent_range"] == 8.0
+  assert file_format.unpack(data)[0]["latent_range"] == 8.0
 
 
 def test_the_default_latent_grid_stays_under_the_leak_cap():
-  """Lossless default: few enough bins that constriction's minimum-mass leak stays small (codec_latent)."""
+  """Lossless default: few enough bins that constriction's minimum-mass leak stays small
+  (vlae_tf.codec.latent)."""
   b = codec.DEFAULT_BIN_WIDTH_LOG2[codec.LOSSLESS]
   assert 2 * codec.DEFAULT_LATENT_RANGE * 2.0 ** b + 1 <= 1025 <= codec.MAX_LATENT_SYMBOLS
 
 
 def test_write_atomic_leaves_nothing_behind_on_failure(tmp_path, monkeypatch):
   target = tmp_path / "out.vlae"
-  codec_format.write_atomic(target, b"old")
+  file_format.write_atomic(target, b"old")
 
   def fail(*args):
     raise OSError("disk full")
 
   monkeypatch.setattr(os, "replace", fail)
   with pytest.raises(OSError, match="disk full"):
-    codec_format.write_atomic(target, b"new contents")
+    file_format.write_atomic(target, b"new contents")
   assert list(tmp_path.iterdir()) == [target] and target.read_bytes() == b"old"
 
 

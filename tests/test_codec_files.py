@@ -19,10 +19,12 @@ import pytest
 
 import vlae_tf
 from helpers import NAME, tiny_config
-from vlae_tf import cli, codec, codec_chain, codec_format
+from vlae_tf import cli, codec
+from vlae_tf.codec import api, chain, file_format
 
-# pytest's process is not in the codec's canonical numeric mode (vlae_tf.codec_mode): files made
-# here record its own mode and decode here (tests/test_codec_portable.py covers the real thing).
+# pytest's process is not in the codec's canonical numeric mode (vlae_tf.codec.numeric_mode):
+# files made here record its own mode and decode here (tests/test_codec_portable.py covers the
+# real thing).
 compress = functools.partial(codec.compress, portable=False)
 encode = functools.partial(codec.encode, portable=False)
 
@@ -50,7 +52,7 @@ def files():
 
 
 def _split(data):
-  """(header dict, payload bytes) of a file, read by hand (not through codec_format)."""
+  """(header dict, payload bytes) of a file, read by hand (not through file_format)."""
   length = struct.unpack("<I", data[10:14])[0]
   return json.loads(data[14:14 + length]), data[14 + length:-32]
 
@@ -58,7 +60,7 @@ def _split(data):
 def _seal(text, payload, length=None):
   """A file around header ``text`` whose checksum is recomputed as the format does."""
   text = text.encode() if isinstance(text, str) else text
-  body = (codec_format.MAGIC + struct.pack("<HI", codec_format.FORMAT_VERSION,
+  body = (file_format.MAGIC + struct.pack("<HI", file_format.FORMAT_VERSION,
                                            len(text) if length is None else length)
           + text + payload)
   return body + hashlib.sha256(body).digest()
@@ -192,7 +194,7 @@ def test_a_lossless_count_beyond_the_payload_fails_when_the_bits_run_out(files):
 
 def test_a_lossy_count_beyond_the_payload_fails_when_the_bits_run_out(files):
   n = 4000
-  bad = craft(files["lossy"], groups=codec_format.group_sizes(n, 2), count=n,
+  bad = craft(files["lossy"], groups=file_format.group_sizes(n, 2), count=n,
               input_shape=[n, 4, 4, 1])
   refused(bad, "payload ran out.*'count'")
 
@@ -210,7 +212,7 @@ def test_a_coder_panic_is_a_codec_error(files, monkeypatch):
   def boom(*args):
     raise panic("assertion failed: support.end() > support.start()")
 
-  monkeypatch.setattr(codec_chain, "decode_lossless", boom)
+  monkeypatch.setattr(chain, "decode_lossless", boom)
   refused(files["lossless"], "entropy coder \\(constriction\\) refused its input")
 
 
@@ -238,8 +240,8 @@ def test_a_tampered_image_hash_says_so(files):
 
 def test_every_file_the_encoder_writes_passes_the_header_checks(files):
   for data in files.values():
-    header, payload = codec_format.unpack(data)
-    codec_format.check_header(header, len(payload))
+    header, payload = file_format.unpack(data)
+    file_format.check_header(header, len(payload))
 
 
 # --------------------------------------------------------------- the commands
@@ -254,7 +256,7 @@ def test_compress_to_a_missing_folder_is_refused_before_any_work(zoo, tmp_path, 
   def no_work(*args, **kwargs):
     raise AssertionError("compressed before checking --out")
 
-  monkeypatch.setattr(codec, "encode", no_work)
+  monkeypatch.setattr(api, "encode", no_work)
   out = tmp_path / "missing" / "x.vlae"
   rc, _, err = _run(["compress", f"--zoo_dir={zoo.root}", f"--model={NAME}", "--data=test",
                      f"--out={out}"], capfd)
@@ -268,7 +270,7 @@ def test_decompress_to_a_missing_folder_is_refused_before_decoding(zoo, tmp_path
   def no_work(*args, **kwargs):
     raise AssertionError("decoded before checking --out")
 
-  monkeypatch.setattr(codec, "decompress", no_work)
+  monkeypatch.setattr(api, "decompress", no_work)
   f = tmp_path / "t.vlae"
   f.write_bytes(files["lossy"])
   rc, _, err = _run(["decompress", str(f), f"--zoo_dir={zoo.root}",
@@ -282,7 +284,7 @@ def test_decompress_to_a_missing_folder_is_refused_before_decoding(zoo, tmp_path
                                         ("--bin_width_log2=17", "--bin_width_log2 must be in")])
 def test_bad_coding_flags_are_refused_before_any_work(zoo, tmp_path, capfd, monkeypatch, flag,
                                                       match):
-  monkeypatch.setattr(codec, "encode", lambda *a, **k: pytest.fail("compressed anyway"))
+  monkeypatch.setattr(api, "encode", lambda *a, **k: pytest.fail("compressed anyway"))
   out = tmp_path / "x.vlae"
   rc, _, err = _run(["compress", f"--zoo_dir={zoo.root}", f"--model={NAME}", "--data=test",
                      f"--out={out}", flag], capfd)
@@ -308,7 +310,7 @@ def _damaged_npz(path):
      r"in\.npz: 'x' must be uint8 \(the model's data scale\), got float32$")])
 def test_a_bad_data_file_is_one_line_naming_it(zoo, tmp_path, capfd, monkeypatch, make, match):
   """vlae compress reads --data through data_readers.read_npz, the one .npz reader."""
-  monkeypatch.setattr(codec, "encode", lambda *a, **k: pytest.fail("compressed anyway"))
+  monkeypatch.setattr(api, "encode", lambda *a, **k: pytest.fail("compressed anyway"))
   data, out = tmp_path / "in.npz", tmp_path / "x.vlae"
   if make:
     make(data)
@@ -361,7 +363,7 @@ def test_vlae_files_get_the_mode_of_other_outputs(zoo, tmp_path, capfd):
   old = os.umask(0o022)
   try:
     f = tmp_path / "t.vlae"
-    codec_format.write_atomic(tmp_path / "api.vlae", b"bytes")
+    file_format.write_atomic(tmp_path / "api.vlae", b"bytes")
     rc, _, _ = _run(["compress", f"--zoo_dir={zoo.root}", f"--model={NAME}", "--data=test",
                      f"--out={f}", "--lossy"], capfd)
   finally:

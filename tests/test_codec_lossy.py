@@ -1,4 +1,4 @@
-"""The lossy (z-only) code's decode rules (vlae_tf.codec_lossy) on the shipped zoo models.
+"""The lossy (z-only) code's decode rules (vlae_tf.codec.lossy) on the shipped zoo models.
 
 ``fixtures/lossy_v1_mnist_mode.vlae`` was written by the code of commit 10c5212 (before the
 ``expectation`` rule; its default was ``mode``): ``codec.compress(load_keras("mnist"), x,
@@ -15,7 +15,8 @@ import pytest
 import tensorflow as tf
 
 import vlae_tf
-from vlae_tf import cli, codec, codec_lossy, codec_side, sampling
+from vlae_tf import cli, codec, sampling
+from vlae_tf.codec import lossy, side_info
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ZOO = os.path.join(HERE, "..", "saved_models")
@@ -59,18 +60,18 @@ def test_the_default_cifar10_lossy_decode_does_not_collapse_to_0_and_255(cifar10
 
 @pytest.mark.slow
 def test_the_default_cifar10_lossy_file_beats_the_mean_colour(cifar10):
-  """Issue 21 §4: with the side information the encoder chooses (codec_side), the default
+  """Issue 21 §4: with the side information the encoder chooses (side_info), the default
   decode is clearly above each image's own mean colour (measured on these 8 images: 16.0 vs
   14.4 dB), and no image is worse than its sent mean colour alone."""
   x = examples("cifar10")
   data = codec.compress(cifar10, x, lossy=True, group_size=len(x), **_HERE)
   side = codec.read_header(data)["lossy_side"]
-  assert side == codec_side.DEFAULT and side["grid"] == 1
+  assert side == side_info.DEFAULT and side["grid"] == 1
   y = codec.decompress(cifar10, data)
   colour = np.rint(x.astype(np.float64).mean(axis=(1, 2), keepdims=True))
   assert psnr_db(x, y) > psnr_db(x, np.broadcast_to(colour, x.shape)) + 1.0
-  sent = codec_side.upsample(codec_side.mean_values(codec_side.mean_indices(
-      codec_side.block_means(x, 1), side["mean_bits"]), side["mean_bits"]), 32, 32)
+  sent = side_info.upsample(side_info.mean_values(side_info.mean_indices(
+      side_info.block_means(x, 1), side["mean_bits"]), side["mean_bits"]), 32, 32)
   mse = lambda a: np.mean((x.astype(np.float64) - a) ** 2, axis=(1, 2, 3))
   assert np.all(mse(y) <= mse(np.rint(sent)))
   np.testing.assert_array_equal(codec.decompress(cifar10, data), y)     # reproducible
@@ -79,10 +80,10 @@ def test_the_default_cifar10_lossy_file_beats_the_mean_colour(cifar10):
 @pytest.mark.slow
 def test_expectation_is_the_rounded_mean_of_the_seeded_draws(mnist, cifar10):
   for model in (mnist, cifar10):
-    rec = codec_lossy.Reconstructor(model, samples=4)
+    rec = lossy.Reconstructor(model, samples=4)
     z = model.encode(tf.constant(examples(model.zoo_card["name"])[:3], tf.float32))[0].numpy()
     draw = tf.function(lambda z, u, model=model: sampling.sample_x_given_z(model, z, noise=u))
-    draws = [draw(tf.constant(z), tf.constant(codec_lossy.draw_uniforms(model, 3, 7, 2, s))).numpy()
+    draws = [draw(tf.constant(z), tf.constant(lossy.draw_uniforms(model, 3, 7, 2, s))).numpy()
              for s in range(4)]
     want = np.rint(np.mean(draws, axis=0))
     np.testing.assert_array_equal(rec.expectation(z, 7, 2), want)

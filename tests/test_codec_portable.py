@@ -20,7 +20,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from vlae_tf import codec, codec_format, codec_mode
+from vlae_tf import codec
+from vlae_tf.codec import file_format, numeric_mode
 from vlae_tf.pretrained import keras_weights, store
 
 _ENVS = {"default": {}, "onednn_off": {"TF_ENABLE_ONEDNN_OPTS": "0"},
@@ -64,7 +65,7 @@ def test_every_environment_writes_the_same_file_and_decodes_every_other_ones(tmp
     assert rc == 0, err[-2000:]
     files[env] = out.read_bytes()
   header = codec.read_header(files["default"])
-  assert header["numeric_mode"]["name"] == codec_mode.CANONICAL
+  assert header["numeric_mode"]["name"] == numeric_mode.CANONICAL
   assert header["numeric_mode"]["tensorflow"] and header["numeric_mode"]["numpy"]
   assert all(files[e] == files["default"] for e in _ENVS), "the environments coded differently"
   names = list(_ENVS)
@@ -80,7 +81,7 @@ def test_every_environment_writes_the_same_file_and_decodes_every_other_ones(tmp
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_a_script_run_by_codec_mode_decodes_with_the_library(tmp_path):
-  """``python -m vlae_tf.codec_mode script.py`` is the library's way into the mode."""
+  """``python -m vlae_tf.codec.numeric_mode script.py`` is the library's way into the mode."""
   x = _examples("mnist", 1)
   f = tmp_path / "x.vlae"
   data = tmp_path / "x.npz"
@@ -91,33 +92,34 @@ def test_a_script_run_by_codec_mode_decodes_with_the_library(tmp_path):
   script.write_text(textwrap.dedent("""
       import sys
       import numpy as np
-      from vlae_tf import codec, codec_mode
-      print(codec_mode.process_mode()["name"])
+      from vlae_tf import codec
+      from vlae_tf.codec import numeric_mode
+      print(numeric_mode.process_mode()["name"])
       np.save(sys.argv[2], codec.decompress("mnist", open(sys.argv[1], "rb").read()))
   """))
-  r = subprocess.run([sys.executable, "-m", "vlae_tf.codec_mode", str(script), str(f),
+  r = subprocess.run([sys.executable, "-m", "vlae_tf.codec.numeric_mode", str(script), str(f),
                       str(tmp_path / "y.npy")], env=_environ("onednn_off"), capture_output=True,
                      text=True, timeout=900)
   assert r.returncode == 0, r.stderr[-2000:]
-  assert r.stdout.split() == [codec_mode.CANONICAL]
+  assert r.stdout.split() == [numeric_mode.CANONICAL]
   np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), x)
 
 
-def _reseal(header, payload, version=codec_format.FORMAT_VERSION):
-  body = codec_format.pack(header, payload)[:-32]
+def _reseal(header, payload, version=file_format.FORMAT_VERSION):
+  body = file_format.pack(header, payload)[:-32]
   body = body[:8] + struct.pack("<H", version) + body[10:]
   return body + hashlib.sha256(body).digest()
 
 
 def _as_version_1(data):
   """The file as the format-version-1 encoder wrote it: no numeric_mode field."""
-  header, payload = codec_format.unpack(data)
+  header, payload = file_format.unpack(data)
   del header["numeric_mode"], header["payload_words"]
   return _reseal(header, payload, version=1)
 
 
 def _with_mode(data, **mode):
-  header, payload = codec_format.unpack(data)
+  header, payload = file_format.unpack(data)
   del header["payload_words"]
   return _reseal(dict(header, numeric_mode=mode), payload)
 
@@ -136,13 +138,13 @@ def test_the_library_refuses_to_code_outside_the_canonical_mode(here):
     codec.compress(model, x)
   msg = str(e.value)
   assert "\n" not in msg and "canonical numeric mode" in msg and "oneDNN on" in msg
-  assert "python -m vlae_tf.codec_mode script.py" in msg and "portable=False" in msg
+  assert "python -m vlae_tf.codec.numeric_mode script.py" in msg and "portable=False" in msg
 
 
 def test_a_process_mode_file_records_it_and_decodes_here(here):
   model, x, data = here
   mode = codec.read_header(data)["numeric_mode"]
-  assert mode["name"] == codec_mode.PROCESS and mode["onednn"] is True
+  assert mode["name"] == numeric_mode.PROCESS and mode["onednn"] is True
   np.testing.assert_array_equal(codec.decompress(model, data), x)
 
 
@@ -157,10 +159,10 @@ def test_another_tensorflow_version_is_named(here):
 def test_a_canonical_file_in_another_process_says_how_to_decode_it(here):
   model, _, data = here
   mode = codec.read_header(data)["numeric_mode"]
-  crafted = _with_mode(data, name=codec_mode.CANONICAL, tensorflow=mode["tensorflow"],
+  crafted = _with_mode(data, name=numeric_mode.CANONICAL, tensorflow=mode["tensorflow"],
                        numpy=mode["numpy"])
-  with pytest.raises(codec.CodecError, match=f"coded in numeric mode '{codec_mode.CANONICAL}'.*"
-                     f"name {codec_mode.CANONICAL} in the file, process here.*vlae decompress"):
+  with pytest.raises(codec.CodecError, match=f"coded in numeric mode '{numeric_mode.CANONICAL}'.*"
+                     f"name {numeric_mode.CANONICAL} in the file, process here.*vlae decompress"):
     codec.decompress(model, crafted)
 
 
@@ -170,7 +172,7 @@ def test_a_file_of_another_canonical_mode_names_it(here):
   mode = codec.read_header(data)["numeric_mode"]
   crafted = _with_mode(data, name="canonical-1", tensorflow=mode["tensorflow"], numpy=mode["numpy"])
   with pytest.raises(codec.CodecError, match="'canonical-1' of another vlae_tf version.*"
-                     f"{codec_mode.CANONICAL}") as e:
+                     f"{numeric_mode.CANONICAL}") as e:
     codec.decompress(model, crafted)
   assert "\n" not in str(e.value)
 
@@ -184,13 +186,13 @@ def test_a_numeric_mode_the_encoder_cannot_write_is_refused(here):
 def test_a_process_started_for_the_mode_that_is_not_in_it_starts_no_other():
   """The marker of a canonical child with a non-canonical environment: one line and exit 2,
   not an endless chain of children."""
-  env = dict(_environ("default"), VLAE_CODEC_NUMERIC_MODE=codec_mode.MODE)
-  r = subprocess.run([sys.executable, "-m", "vlae_tf.codec_mode", "-c", "print('ran')"], env=env,
-                     capture_output=True, text=True, timeout=120)
+  env = dict(_environ("default"), VLAE_CODEC_NUMERIC_MODE=numeric_mode.MODE)
+  r = subprocess.run([sys.executable, "-m", "vlae_tf.codec.numeric_mode", "-c", "print('ran')"],
+                     env=env, capture_output=True, text=True, timeout=120)
   assert r.returncode == 2 and r.stdout == ""
   assert r.stderr.count("\n") == 1
   assert "could not start the codec's canonical numeric mode" in r.stderr
-  r = subprocess.run([sys.executable, "-m", "vlae_tf.codec_mode", "-c", "print('ran')"],
+  r = subprocess.run([sys.executable, "-m", "vlae_tf.codec.numeric_mode", "-c", "print('ran')"],
                      env=_environ("default"), capture_output=True, text=True, timeout=120)
   assert r.returncode == 0 and r.stdout == "ran\n"
 
@@ -198,7 +200,7 @@ def test_a_process_started_for_the_mode_that_is_not_in_it_starts_no_other():
 def test_a_lossless_format_version_1_file_is_refused_in_one_line(here):
   model, _, data = here
   old = _as_version_1(data)
-  assert codec_format.file_version(old) == 1 and codec.read_header(old)["numeric_mode"] is None
+  assert file_format.file_version(old) == 1 and codec.read_header(old)["numeric_mode"] is None
   with pytest.raises(codec.CodecError, match="format version 1.*commit 409a2ca") as e:
     codec.decompress(model, old)
   assert "\n" not in str(e.value)
@@ -215,10 +217,11 @@ def test_without_the_canonical_mode_the_environments_code_differently(tmp_path):
   script.write_text(textwrap.dedent("""
       import sys
       import numpy as np
-      from vlae_tf import codec, codec_format
+      from vlae_tf import codec
+      from vlae_tf.codec import file_format
       x = np.load(sys.argv[1])["x"]
       data = codec.compress("mnist", x, group_size=2, portable=False)
-      np.save(sys.argv[2], codec_format.unpack(data)[1])
+      np.save(sys.argv[2], file_format.unpack(data)[1])
       open(sys.argv[3], "wb").write(data)
   """))
   data = tmp_path / "x.npz"

@@ -1,4 +1,4 @@
-"""The lossy file's side information (vlae_tf.codec_side): the encoder's choice, the receiver's
+"""The lossy file's side information (vlae_tf.codec.side_info): the encoder's choice, the receiver's
 maths, the payload and the header field.
 
 The maths run on NumPy arrays (no model); the file round trips use tiny models made here (an RGB
@@ -19,7 +19,8 @@ import pytest
 
 import vlae_tf
 from helpers import tiny_config
-from vlae_tf import cli, codec, codec_chain, codec_format, codec_lossy, codec_side
+from vlae_tf import cli, codec
+from vlae_tf.codec import chain, file_format, lossy, side_info
 from vlae_tf.pretrained import store
 
 compress = functools.partial(codec.compress, portable=False)
@@ -66,11 +67,11 @@ def squared_errors(x, y):
 # ------------------------------------------------------------------- the maths
 def test_alpha_is_the_best_of_its_set():
   x, e = pictures()
-  means, gains = codec_side.choose(ALPHA, x, e)
-  every = np.stack([squared_errors(x, codec_side.reconstruct(ALPHA, e, means,
+  means, gains = side_info.choose(ALPHA, x, e)
+  every = np.stack([squared_errors(x, side_info.reconstruct(ALPHA, e, means,
                                                              np.full((len(x), 1), i)))
                     for i in range(ALPHA["gain_levels"])], axis=1)
-  chosen = squared_errors(x, codec_side.reconstruct(ALPHA, e, means, gains))
+  chosen = squared_errors(x, side_info.reconstruct(ALPHA, e, means, gains))
   np.testing.assert_array_equal(chosen, every.min(axis=1))
   assert len(set(gains[:, 0])) > 1                        # not one alpha for all images
   centre = (ALPHA["gain_levels"] - 1) // 2                 # alpha = 0 is a candidate
@@ -80,17 +81,17 @@ def test_alpha_is_the_best_of_its_set():
 def test_alpha_ties_go_to_the_smallest_gain():
   x, _ = pictures()
   flat = np.full(x.shape, 99.0)                            # no detail: every alpha decodes alike
-  _, gains = codec_side.choose(ALPHA, x, flat)
+  _, gains = side_info.choose(ALPHA, x, flat)
   np.testing.assert_array_equal(gains, (ALPHA["gain_levels"] - 1) // 2)
 
 
 def test_the_matrix_is_the_better_of_zero_and_the_quantized_least_squares():
   x, e = pictures(n=8, seed=1)
-  means, gains = codec_side.choose(MATRIX, x, e)
+  means, gains = side_info.choose(MATRIX, x, e)
   half = (MATRIX["gain_levels"] - 1) // 2
   zero = np.full((len(x), 9), half)
-  ls = codec_side._least_squares(MATRIX, x, e, means, 256)
-  err = {name: squared_errors(x, codec_side.reconstruct(MATRIX, e, means, g))
+  ls = side_info._least_squares(MATRIX, x, e, means, 256)
+  err = {name: squared_errors(x, side_info.reconstruct(MATRIX, e, means, g))
          for name, g in (("zero", zero), ("ls", ls), ("chosen", gains))}
   np.testing.assert_array_equal(err["chosen"], np.minimum(err["zero"], err["ls"]))
   assert np.any(err["ls"] < err["zero"])                  # the gain is used where it helps
@@ -99,10 +100,10 @@ def test_the_matrix_is_the_better_of_zero_and_the_quantized_least_squares():
 def test_the_least_squares_matrix_is_the_rounded_solution():
   x, e = pictures(n=3, seed=2)
   side = dict(MATRIX, grid=1, gain_step=1, gain_levels=255)
-  means = codec_side.mean_indices(codec_side.block_means(x, 1), side["mean_bits"])
-  target = x - codec_side.upsample(codec_side.mean_values(means, side["mean_bits"]), 8, 8)
-  dn = codec_side.detail(e, 1)
-  got = codec_side._least_squares(side, x, e, means, 256) - 127
+  means = side_info.mean_indices(side_info.block_means(x, 1), side["mean_bits"])
+  target = x - side_info.upsample(side_info.mean_values(means, side["mean_bits"]), 8, 8)
+  dn = side_info.detail(e, 1)
+  got = side_info._least_squares(side, x, e, means, 256) - 127
   for i in range(len(x)):
     g = np.linalg.lstsq(dn[i].reshape(-1, 3), target[i].reshape(-1, 3), rcond=None)[0]
     np.testing.assert_array_equal(got[i], np.rint(g).reshape(-1))
@@ -110,16 +111,16 @@ def test_the_least_squares_matrix_is_the_rounded_solution():
 
 def test_a_zero_gain_with_8_bit_means_is_the_rounded_mean_colour():
   x, e = pictures()
-  means, _ = codec_side.choose(MEAN_COLOUR, x, e)
-  y = codec_side.reconstruct(MEAN_COLOUR, e, means, np.zeros((len(x), 0), np.int64))
+  means, _ = side_info.choose(MEAN_COLOUR, x, e)
+  y = side_info.reconstruct(MEAN_COLOUR, e, means, np.zeros((len(x), 0), np.int64))
   colour = np.rint(x.astype(np.float64).mean(axis=(1, 2), keepdims=True))
   np.testing.assert_array_equal(y, np.broadcast_to(colour, x.shape))
   for side in (ALPHA, dict(MATRIX, grid=1, mean_bits=8)):   # alpha = 0 / G = 0: the same
     half = (side["gain_levels"] - 1) // 2
     k = 1 if side["gain"] == "alpha" else 9
-    y0 = codec_side.reconstruct(side, e, means, np.full((len(x), k), half))
+    y0 = side_info.reconstruct(side, e, means, np.full((len(x), k), half))
     np.testing.assert_array_equal(y0, y)
-    assert np.all(squared_errors(x, codec_side.reconstruct(side, e, *codec_side.choose(
+    assert np.all(squared_errors(x, side_info.reconstruct(side, e, *side_info.choose(
         side, x, e))) <= squared_errors(x, y))            # never worse than the mean colour
 
 
@@ -127,41 +128,41 @@ def test_block_means_are_quantized_to_the_nearest_level():
   m = np.linspace(0, 255, 1001)
   for bits in range(1, 9):
     step = 256 / 2 ** bits
-    v = codec_side.mean_values(codec_side.mean_indices(m, bits), bits)
+    v = side_info.mean_values(side_info.mean_indices(m, bits), bits)
     assert np.all(np.abs(v - m) <= step / 2 + 1e-9)
-    assert np.all((codec_side.mean_indices(m, bits) >= 0)
-                  & (codec_side.mean_indices(m, bits) < 2 ** bits))
-  np.testing.assert_array_equal(codec_side.mean_values(codec_side.mean_indices(m, 8), 8),
+    assert np.all((side_info.mean_indices(m, bits) >= 0)
+                  & (side_info.mean_indices(m, bits) < 2 ** bits))
+  np.testing.assert_array_equal(side_info.mean_values(side_info.mean_indices(m, 8), 8),
                                 np.rint(m))
 
 
 def test_upsampling_interpolates_between_block_centres():
   rng = np.random.default_rng(0)
   blocks = rng.uniform(0, 255, (2, 4, 4, 3))
-  np.testing.assert_allclose(codec_side.upsample(blocks, 4, 4), blocks)          # one per pixel
-  up = codec_side.upsample(blocks, 8, 8)
+  np.testing.assert_allclose(side_info.upsample(blocks, 4, 4), blocks)          # one per pixel
+  up = side_info.upsample(blocks, 8, 8)
   np.testing.assert_allclose(up[:, 0, 0], blocks[:, 0, 0])                         # clamped corner
   np.testing.assert_allclose(up[:, 1, 0], 0.75 * blocks[:, 0, 0] + 0.25 * blocks[:, 1, 0])
-  np.testing.assert_allclose(codec_side.upsample(np.full((1, 2, 2, 1), 7.0), 8, 8), 7.0)
-  np.testing.assert_array_equal(codec_side.upsample(blocks[:, :1, :1], 8, 8),
+  np.testing.assert_allclose(side_info.upsample(np.full((1, 2, 2, 1), 7.0), 8, 8), 7.0)
+  np.testing.assert_array_equal(side_info.upsample(blocks[:, :1, :1], 8, 8),
                                 np.broadcast_to(blocks[:, :1, :1], (2, 8, 8, 3)))
 
 
 def test_the_detail_has_zero_block_means_and_unit_rms():
   _, e = pictures()
   for grid in (1, 2):
-    dn = codec_side.detail(e, grid)
+    dn = side_info.detail(e, grid)
     np.testing.assert_allclose(np.sqrt(np.mean(dn ** 2, axis=(1, 2, 3))), 1.0)
-  np.testing.assert_allclose(codec_side.detail(e, 1).mean(axis=(1, 2)), 0.0, atol=1e-12)
-  np.testing.assert_array_equal(codec_side.detail(np.full((2, 8, 8, 3), 50.0), 1), 0.0)
+  np.testing.assert_allclose(side_info.detail(e, 1).mean(axis=(1, 2)), 0.0, atol=1e-12)
+  np.testing.assert_array_equal(side_info.detail(np.full((2, 8, 8, 3), 50.0), 1), 0.0)
 
 
 def test_nominal_bits():
-  assert codec_side.nominal_bits(None, (32, 32, 3)) == 0
-  assert codec_side.nominal_bits(MEAN_COLOUR, (32, 32, 3)) == 24
-  assert codec_side.nominal_bits(codec_side.DEFAULT, (32, 32, 3)) == pytest.approx(
+  assert side_info.nominal_bits(None, (32, 32, 3)) == 0
+  assert side_info.nominal_bits(MEAN_COLOUR, (32, 32, 3)) == 24
+  assert side_info.nominal_bits(side_info.DEFAULT, (32, 32, 3)) == pytest.approx(
       18 + 9 * np.log2(33))
-  assert codec_side.nominal_bits(ALPHA, (32, 32, 3)) == pytest.approx(24 + np.log2(9))
+  assert side_info.nominal_bits(ALPHA, (32, 32, 3)) == pytest.approx(24 + np.log2(9))
 
 
 # ------------------------------------------------------------------ the payload
@@ -169,13 +170,13 @@ def test_side_symbols_round_trip_through_the_coder_between_other_symbols():
   x, e = pictures(n=5)
   family = constriction.stream.model.Uniform(1000)
   for side in (ALPHA, MATRIX, MEAN_COLOUR):
-    means, gains = codec_side.choose(side, x, e)
+    means, gains = side_info.choose(side, x, e)
     coder = constriction.stream.stack.AnsCoder()
     coder.encode_reverse(np.array([3, 999], np.int32), family)    # what lies below (a group)
-    codec_side.push(coder, side, means, gains)
+    side_info.push(coder, side, means, gains)
     coder.encode_reverse(np.array([17, 0, 5], np.int32), family)  # what is pushed after (k)
     np.testing.assert_array_equal(coder.decode(family, 3), [17, 0, 5])
-    got_means, got_gains = codec_side.pop(coder, side, len(x), 3)
+    got_means, got_gains = side_info.pop(coder, side, len(x), 3)
     np.testing.assert_array_equal(got_means, means)
     np.testing.assert_array_equal(got_gains, gains.reshape(len(x), -1))
     np.testing.assert_array_equal(coder.decode(family, 2), [3, 999])
@@ -188,38 +189,38 @@ def test_the_side_information_round_trips_bit_exactly_through_a_file(side):
   m = rgb_model()
   x = np.random.default_rng(3).integers(0, 256, (5, 4, 4, 3)).astype(np.uint8)
   data, st = encode(m, x, lossy=True, group_size=5, lossy_side=side, seed=11)
-  header, payload = codec_format.unpack(data)
-  want = codec_side.DEFAULT if side == "auto" else side
+  header, payload = file_format.unpack(data)
+  want = side_info.DEFAULT if side == "auto" else side
   assert header["lossy_side"] == want
-  cod = codec_chain.Coder(m, 5, header["bin_width_log2"], header["latent_range"])
-  k = codec_chain.lossy_latents(cod, x)
+  cod = chain.Coder(m, 5, header["bin_width_log2"], header["latent_range"])
+  k = chain.lossy_latents(cod, x)
   z = cod.latent.z_of(k)[0]
-  e = codec_lossy.Reconstructor(m).mean(z, 11, 0)
-  means, gains = codec_side.choose(want, x, e, m.num_levels)
+  e = lossy.Reconstructor(m).mean(z, 11, 0)
+  means, gains = side_info.choose(want, x, e, m.num_levels)
   coder = constriction.stream.stack.AnsCoder(payload)              # pop as the receiver does
   k_back = cod.latent.prior_walk(5, lambda i, mean, std: coder.decode(cod.q_family, mean, std))
-  got = codec_side.pop(coder, want, 5, 3)
+  got = side_info.pop(coder, want, 5, 3)
   assert coder.is_empty()
   np.testing.assert_array_equal(k_back, k)
   np.testing.assert_array_equal(got[0], means)
   np.testing.assert_array_equal(got[1], gains.reshape(5, -1))
   y = codec.decompress(m, data)
-  np.testing.assert_array_equal(y, codec_side.reconstruct(want, e, means, gains, m.num_levels))
+  np.testing.assert_array_equal(y, side_info.reconstruct(want, e, means, gains, m.num_levels))
   plain = codec.decompress(m, compress(m, x, lossy=True, group_size=5, lossy_side=None, seed=11))
   assert squared_errors(x, y).sum() < squared_errors(x, plain).sum()
-  assert st["side_bits_per_image"] == codec_side.nominal_bits(want, (4, 4, 3))
+  assert st["side_bits_per_image"] == side_info.nominal_bits(want, (4, 4, 3))
 
 
 def test_groups_draw_their_own_estimate():
   m = rgb_model()
   x = np.random.default_rng(4).integers(0, 256, (5, 4, 4, 3)).astype(np.uint8)
   y = codec.decompress(m, compress(m, x, lossy=True, group_size=2))
-  cod = codec_chain.Coder(m, 2, codec.DEFAULT_BIN_WIDTH_LOG2["lossy"], codec.DEFAULT_LATENT_RANGE)
-  rec = codec_lossy.Reconstructor(m)
+  cod = chain.Coder(m, 2, codec.DEFAULT_BIN_WIDTH_LOG2["lossy"], codec.DEFAULT_LATENT_RANGE)
+  rec = lossy.Reconstructor(m)
   for j, (s, n) in enumerate([(0, 2), (2, 2), (4, 1)]):       # the receiver numbers them last first
-    e = rec.mean(cod.latent.z_of(codec_chain.lossy_latents(cod, x[s:s + n]))[0], 0, 2 - j)
-    side = codec_side.DEFAULT
-    want = codec_side.reconstruct(side, e, *codec_side.choose(side, x[s:s + n], e))
+    e = rec.mean(cod.latent.z_of(chain.lossy_latents(cod, x[s:s + n]))[0], 0, 2 - j)
+    side = side_info.DEFAULT
+    want = side_info.reconstruct(side, e, *side_info.choose(side, x[s:s + n], e))
     np.testing.assert_array_equal(y[s:s + n], want)
 
 
@@ -253,8 +254,8 @@ def test_vlae_compress_defaults_to_auto_side_information():
 
 
 # ------------------------------------------------------- the header and old files
-def _reseal(header, payload, version=codec_format.FORMAT_VERSION):
-  body = codec_format.pack({k: v for k, v in header.items() if k != "payload_words"},
+def _reseal(header, payload, version=file_format.FORMAT_VERSION):
+  body = file_format.pack({k: v for k, v in header.items() if k != "payload_words"},
                            payload)[:-32]
   body = body[:8] + struct.pack("<H", version) + body[10:]
   return body + hashlib.sha256(body).digest()
@@ -270,24 +271,24 @@ def rgb_file():
 @pytest.mark.parametrize("side,match", [
     (["grid"], "must be null or an object"),
     ({"grid": 1, "mean_bits": 6}, "'gain' must be one of"),
-    (dict(codec_side.DEFAULT, gain="bogus"), "'gain' must be one of"),
-    (dict(codec_side.DEFAULT, extra=1), "must have exactly the keys"),
+    (dict(side_info.DEFAULT, gain="bogus"), "'gain' must be one of"),
+    (dict(side_info.DEFAULT, extra=1), "must have exactly the keys"),
     (dict(MEAN_COLOUR, gain_step=8), "must have exactly the keys"),
-    (dict(codec_side.DEFAULT, grid=0), "'grid'"),
-    (dict(codec_side.DEFAULT, grid=3), "'grid'"),                 # does not divide 4
-    (dict(codec_side.DEFAULT, grid=8), "'grid'"),
-    (dict(codec_side.DEFAULT, grid=True), "'grid'"),
-    (dict(codec_side.DEFAULT, mean_bits=0), "'mean_bits'"),
-    (dict(codec_side.DEFAULT, mean_bits=9), "'mean_bits'"),
-    (dict(codec_side.DEFAULT, mean_bits=6.0), "'mean_bits'"),
-    (dict(codec_side.DEFAULT, gain_step=0), "'gain_step'"),
-    (dict(codec_side.DEFAULT, gain_step=256), "'gain_step'"),
-    (dict(codec_side.DEFAULT, gain_levels=32), "'gain_levels'"),    # even
-    (dict(codec_side.DEFAULT, gain_levels=1), "'gain_levels'"),
-    (dict(codec_side.DEFAULT, gain_levels=2 ** 40 + 1), "'gain_levels'"),
+    (dict(side_info.DEFAULT, grid=0), "'grid'"),
+    (dict(side_info.DEFAULT, grid=3), "'grid'"),                 # does not divide 4
+    (dict(side_info.DEFAULT, grid=8), "'grid'"),
+    (dict(side_info.DEFAULT, grid=True), "'grid'"),
+    (dict(side_info.DEFAULT, mean_bits=0), "'mean_bits'"),
+    (dict(side_info.DEFAULT, mean_bits=9), "'mean_bits'"),
+    (dict(side_info.DEFAULT, mean_bits=6.0), "'mean_bits'"),
+    (dict(side_info.DEFAULT, gain_step=0), "'gain_step'"),
+    (dict(side_info.DEFAULT, gain_step=256), "'gain_step'"),
+    (dict(side_info.DEFAULT, gain_levels=32), "'gain_levels'"),    # even
+    (dict(side_info.DEFAULT, gain_levels=1), "'gain_levels'"),
+    (dict(side_info.DEFAULT, gain_levels=2 ** 40 + 1), "'gain_levels'"),
 ])
 def test_a_crafted_side_information_field_is_a_one_line_error(rgb_file, side, match):
-  header, payload = codec_format.unpack(rgb_file)
+  header, payload = file_format.unpack(rgb_file)
   bad = _reseal(dict(header, lossy_side=side), payload)
   with pytest.raises(codec.CodecError, match="header field 'lossy_side'.*" + match) as info:
     codec.decompress(rgb_model(), bad)
@@ -295,12 +296,12 @@ def test_a_crafted_side_information_field_is_a_one_line_error(rgb_file, side, ma
 
 
 def test_side_information_with_a_greedy_rule_or_a_binary_model_is_refused(rgb_file):
-  header, payload = codec_format.unpack(rgb_file)
+  header, payload = file_format.unpack(rgb_file)
   with pytest.raises(codec.CodecError, match="lossy_side.*'expectation'"):
     codec.read_header(_reseal(dict(header, lossy_decode="mode"), payload))
   m = binary_model()
   x = (np.random.default_rng(0).random((3, 4, 4, 1)) < 0.4).astype(np.uint8)
-  h2, p2 = codec_format.unpack(compress(m, x, lossy=True, group_size=3))
+  h2, p2 = file_format.unpack(compress(m, x, lossy=True, group_size=3))
   with pytest.raises(codec.CodecError, match="header field 'lossy_side'.*more than 2 levels") as e:
     codec.decompress(m, _reseal(dict(h2, lossy_side=MEAN_COLOUR), p2))
   assert "\n" not in str(e.value)
@@ -310,14 +311,14 @@ def test_a_version_2_lossy_file_decodes_as_before_and_cannot_carry_side_informat
   m = rgb_model()
   x = np.random.default_rng(6).integers(0, 256, (3, 4, 4, 3)).astype(np.uint8)
   data = compress(m, x, lossy=True, group_size=3, lossy_side=None)
-  header, payload = codec_format.unpack(data)
+  header, payload = file_format.unpack(data)
   old = _reseal({k: v for k, v in header.items() if k != "lossy_side"}, payload, version=2)
-  assert codec_format.file_version(old) == 2 and codec.read_header(old)["lossy_side"] is None
+  assert file_format.file_version(old) == 2 and codec.read_header(old)["lossy_side"] is None
   y = codec.decompress(m, old)
   np.testing.assert_array_equal(y, codec.decompress(m, data))
-  rec = codec_lossy.Reconstructor(m)                 # what version 2 decoded: the rounded mean
-  cod = codec_chain.Coder(m, 3, header["bin_width_log2"], header["latent_range"])
-  z = cod.latent.z_of(codec_chain.lossy_latents(cod, x))[0]
+  rec = lossy.Reconstructor(m)                 # what version 2 decoded: the rounded mean
+  cod = chain.Coder(m, 3, header["bin_width_log2"], header["latent_range"])
+  z = cod.latent.z_of(chain.lossy_latents(cod, x))[0]
   np.testing.assert_array_equal(y, rec.expectation(z, 0, 0))
   with pytest.raises(codec.CodecError, match="does not write: \"lossy_side\""):
     codec.read_header(_reseal(dict(header, lossy_side=MEAN_COLOUR), payload, version=2))
@@ -348,7 +349,7 @@ def test_a_cifar10_file_with_side_information_is_the_same_in_every_environment(t
            "--group_size=2", f"--out={tmp_path / name}.vlae"], **env)
     made[name] = (tmp_path / f"{name}.vlae").read_bytes()
   assert made["default"] == made["avx2"]
-  assert codec.read_header(made["default"])["lossy_side"] == codec_side.DEFAULT
+  assert codec.read_header(made["default"])["lossy_side"] == side_info.DEFAULT
   back = {}
   for name, env in (("off", {"TF_ENABLE_ONEDNN_OPTS": "0"}),
                     ("one", {"TF_NUM_INTRAOP_THREADS": "1", "OMP_NUM_THREADS": "1"})):

@@ -17,8 +17,9 @@ import pytest
 _TESTS = os.path.dirname(os.path.abspath(__file__))
 _ROOT = os.path.dirname(_TESTS)
 
-# The codec codes only in its canonical numeric mode (vlae_tf.codec_mode): the bench's lossless
-# step runs in a process started in it, as `python -m experiments.compression` does for itself.
+# The codec codes only in its canonical numeric mode (vlae_tf.codec.numeric_mode): the bench's
+# lossless step runs in a process started in it, as `python -m experiments.compression` does for
+# itself.
 _LOSSLESS = textwrap.dedent("""
     import argparse, json, sys
     sys.path[:0] = sys.argv[1:3]
@@ -40,8 +41,8 @@ _LOSSLESS = textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_lossless_bench_decodes_in_a_fresh_process_with_the_given_zoo(zoo):
-  r = subprocess.run([sys.executable, "-m", "vlae_tf.codec_mode", "-c", _LOSSLESS, _TESTS, _ROOT,
-                      str(zoo.root)], capture_output=True, text=True, timeout=900)
+  r = subprocess.run([sys.executable, "-m", "vlae_tf.codec.numeric_mode", "-c", _LOSSLESS, _TESTS,
+                      _ROOT, str(zoo.root)], capture_output=True, text=True, timeout=900)
   assert r.returncode == 0, r.stderr[-3000:]
   ll = json.loads(r.stdout.strip().splitlines()[-1])
   assert ll["exact"]

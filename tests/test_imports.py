@@ -12,6 +12,7 @@ import importlib
 import os
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -57,6 +58,9 @@ DEFERRED_BY_DESIGN = {
                                                  "TensorFlow; the pretrained-model API imports "
                                                  "it on first use",
     ("vlae_tf.zoo", "vlae_tf.pretrained.keras_weights"): "the same, for zoo.load_keras",
+    ("vlae_tf.codec", "vlae_tf.codec.api"): "the codec's names (codec.compress, ...) import "
+                                            "TensorFlow on first use: the vlae command reads "
+                                            "codec.numeric_mode and codec.file_format before it",
 }
 
 
@@ -76,8 +80,8 @@ def _cycle(graph):
     state[m] = 1
     stack.append(m)
     for n in graph[m]:
-      if n == "vlae_tf" or (m == "vlae_tf" and n.startswith("vlae_tf.")):
-        continue                     # the package __init__ re-exports; submodules use submodules
+      if m.startswith(n + ".") or (m == "vlae_tf" and n.startswith("vlae_tf.")):
+        continue   # a package is imported before its modules; vlae_tf's __init__ re-exports
       if state.get(n) == 1:
         return stack[stack.index(n):] + [n]
       if n not in state and (c := visit(n)):
@@ -92,6 +96,12 @@ def _cycle(graph):
   return None
 
 
+def _fresh_python(code, timeout=120):
+  """``python -c code`` in a new process at the repository root: its own ``sys.modules``."""
+  return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                        timeout=timeout)
+
+
 def test_cycle_finder_finds_a_cycle():
   assert _cycle({"a": ["b"], "b": ["c"], "c": ["a"]}) == ["a", "b", "c", "a"]
   assert _cycle({"a": ["b"], "b": [], "c": ["a"]}) is None
@@ -99,6 +109,57 @@ def test_cycle_finder_finds_a_cycle():
 
 def test_no_import_cycle_between_package_modules():
   assert _cycle(_graph()) is None
+
+
+def test_setup_installs_every_subpackage():
+  """setup.py lists packages by name: a new folder of modules missing there is absent from a
+  wheel, though the editable install (and so every other test) still finds it."""
+  listed = ast.literal_eval(next(
+      kw.value for node in ast.walk(ast.parse(open(os.path.join(ROOT, "setup.py")).read()))
+      if isinstance(node, ast.Call) for kw in node.keywords if kw.arg == "packages"))
+  packages = {m for m, p in _modules().items() if p.endswith("__init__.py")}
+  assert packages <= set(listed), sorted(packages - set(listed))
+
+
+def test_modules_import_a_subpackages_modules_not_its_lazy_names():
+  """``from vlae_tf.codec import chain`` names a module; ``from vlae_tf.codec import compress``
+  inside the package would run the lazy ``__getattr__`` (and TensorFlow's import) while the
+  package is still being imported, an import-time cycle the graph above does not see."""
+  mods = _modules()
+  packages = {m for m, p in mods.items() if p.endswith("__init__.py") and m != "vlae_tf"}
+  wrong = []
+  for name, path in mods.items():
+    for node in ast.parse(open(path).read()).body:
+      if isinstance(node, ast.ImportFrom) and node.module in packages:
+        wrong += [f"{name}: from {node.module} import {a.name}" for a in node.names
+                  if f"{node.module}.{a.name}" not in mods]
+  assert not wrong, wrong
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_the_codec_package_exports_what_vlae_tf_codec_exported_and_imports_no_tensorflow():
+  # The codec was vlae_tf/codec.py with codec_*.py beside it; users keep writing
+  # `from vlae_tf import codec; codec.compress(...)`, and `vlae compress` reads codec.numeric_mode
+  # and codec.file_format before TensorFlow is imported.
+  code = textwrap.dedent("""
+      import sys, types, __future__
+      from vlae_tf import codec
+      from vlae_tf.codec import file_format, numeric_mode
+      assert 'tensorflow' not in sys.modules
+      from vlae_tf.codec import api
+      public = {n for n, v in vars(api).items() if not n.startswith('_')
+                and not isinstance(v, (types.ModuleType, __future__._Feature))
+                and (not isinstance(v, (type, types.FunctionType))
+                     or v.__module__.startswith('vlae_tf.codec.'))}
+      assert public == set(codec._API), sorted(public ^ set(codec._API))
+      assert all(getattr(codec, n) is getattr(api, n) for n in codec._API)
+      assert set(codec.__all__) == set(api.__all__)
+      assert codec.CodecError is file_format.CodecError
+      print('OK')
+      """)
+  p = _fresh_python(code)
+  assert p.returncode == 0 and p.stdout.strip() == "OK", p.stderr[-2000:]
 
 
 @pytest.mark.parametrize("name", sorted(_modules()))
@@ -166,14 +227,12 @@ def test_reading_and_validating_any_zoo_config_imports_no_tensorflow(tmp_path):
           "heavy = sorted(m for m in ('tensorflow', 'keras', 'PIL', 'vlae_tf.data') if m in sys.modules)\n"
           "assert not heavy, heavy\n"
           "print(len(z.list_configs()))\n")
-  p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                     timeout=120)
+  p = _fresh_python(code)
   assert p.returncode == 0 and int(p.stdout) >= 10, p.stderr[-2000:]
   # ... and the pretrained-model API still loads when it is asked for.
-  p = subprocess.run([sys.executable, "-c", "import sys, vlae_tf.zoo as z; "
-                      f"assert z.list_models({str(tmp_path)!r}) == []; "
-                      "print('tensorflow' in sys.modules)"],
-                     cwd=ROOT, capture_output=True, text=True, timeout=300)
+  p = _fresh_python("import sys, vlae_tf.zoo as z; "
+                    f"assert z.list_models({str(tmp_path)!r}) == []; "
+                    "print('tensorflow' in sys.modules)", timeout=300)
   assert p.returncode == 0 and p.stdout.strip() == "True", p.stderr[-2000:]
 
 

@@ -53,7 +53,7 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 def soft_clamp(s):
   """The log-scale of every MAF / IAF step from its MADE's raw output:
-  ``3 tanh(s / 3)``, in ``(-3, 3)``. Public: the codec (:mod:`vlae_tf.codec_latent`)
+  ``3 tanh(s / 3)``, in ``(-3, 3)``. Public: the codec (:mod:`vlae_tf.codec.latent`)
   computes the prior's and posterior's conditionals with it."""
   return _LOG_SCALE_CLAMP * tf.tanh(s / _LOG_SCALE_CLAMP)
 

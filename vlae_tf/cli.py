@@ -10,7 +10,7 @@ Examples::
   vlae encode --model=mnist --data=images.npz --out=z.npz   # posterior means and stds
   vlae info mnist                                          # or --model=mnist
   vlae compress --model=mnist --data=test --out=digits.vlae   # lossless (bits-back); --lossy
-  vlae decompress digits.vlae --out=digits.npz                # see vlae_tf.codec_cli
+  vlae decompress digits.vlae --out=digits.npz                # see vlae_tf.codec.commands
 
 ``--model`` is a zoo name (looked up in ``--zoo_dir``, ``$VLAE_ZOO_DIR`` or the
 repository's ``saved_models/``) or the path of a model folder. Images are
@@ -26,7 +26,7 @@ is left to bugs: a traceback); an ``--out`` that cannot be written is refused
 before any work, and outputs are written atomically (:mod:`vlae_tf.atomic`).
 
 The codec commands (``compress``, ``decompress``) compute in the codec's
-canonical numeric mode (:mod:`vlae_tf.codec_mode`): unless this process was
+canonical numeric mode (:mod:`vlae_tf.codec.numeric_mode`): unless this process was
 started in it, they re-run themselves in a child process that is (same
 arguments, stdin, stdout, stderr and exit status), whatever the user's
 environment says about oneDNN, NumPy, libm or threads. A format-version-1 file
@@ -43,8 +43,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vlae_tf import atomic, codec_format, codec_mode, quiet_tf
-from vlae_tf.codec_format import DEFAULT_BIN_WIDTH_LOG2, DEFAULT_GROUP_SIZE
+from vlae_tf import atomic, quiet_tf
+from vlae_tf.codec import file_format, numeric_mode
+from vlae_tf.codec.file_format import DEFAULT_BIN_WIDTH_LOG2, DEFAULT_GROUP_SIZE
 
 
 USER_ERROR = 2   # the exit status of every user mistake, usage errors included (argparse's 2)
@@ -132,7 +133,7 @@ def build_parser():
 
 
 def add_codec_parsers(sub, common):
-  """Adds ``compress`` and ``decompress`` (their bodies: :mod:`vlae_tf.codec_cli`)."""
+  """Adds ``compress`` and ``decompress`` (their bodies: :mod:`vlae_tf.codec.commands`)."""
   s = sub.add_parser("compress", help="compress images with a zoo model (lossless bits-back, "
                      "or --lossy: z only)")
   common(s, model=False)
@@ -153,7 +154,7 @@ def add_codec_parsers(sub, common):
   s.add_argument("--lossy_side", choices=("auto", "none"), default="auto",
                  help="--lossy_decode=expectation: side information the encoder adds, chosen "
                  "knowing the images (auto: each image's mean colour and a 3x3 colour gain for "
-                 "models of more than 2 levels, none for binary ones; vlae_tf.codec_side)")
+                 "models of more than 2 levels, none for binary ones; vlae_tf.codec.side_info)")
   s.add_argument("--bin_width_log2", type=int, default=None,
                  help="latent bins of width 2^-B (default "
                  f"{DEFAULT_BIN_WIDTH_LOG2['lossless']} lossless, "
@@ -186,15 +187,15 @@ def _model_of_info(parser, args):
 
 def _codec_process(args, argv):
   """For ``compress`` / ``decompress``: None to run here, else the exit status of the command
-  run in a canonical child process (:mod:`vlae_tf.codec_mode`). The checks that need no
-  TensorFlow come first, here (:func:`vlae_tf.codec_format.check_command`)."""
+  run in a canonical child process (:mod:`vlae_tf.codec.numeric_mode`). The checks that need no
+  TensorFlow come first, here (:func:`vlae_tf.codec.file_format.check_command`)."""
   try:
-    data = codec_format.check_command(args)
-    if data is not None and codec_format.file_version(data) == 1:
+    data = file_format.check_command(args)
+    if data is not None and file_format.file_version(data) == 1:
       return None                                   # no mode recorded: decode here, as before
-    if codec_mode.startable():
+    if numeric_mode.startable():
       return None
-    return codec_mode.rerun_canonical(argv)
+    return numeric_mode.rerun_canonical(argv)
   except (ValueError, OSError) as e:
     msg = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename else str(e)
     print(f"vlae {args.command}: error: {' '.join(msg.split())}", file=sys.stderr)
@@ -218,10 +219,10 @@ def main(argv=None):
     status = _codec_process(args, argv)
     if status is not None:
       return status
-    canonical = codec_mode.startable()
+    canonical = numeric_mode.startable()
   quiet_tf.import_tensorflow(verbose=args.verbose, run_bool_graph=False)
   if canonical:
-    codec_mode.configure_threads()                  # before TensorFlow runs any op
+    numeric_mode.configure_threads()                  # before TensorFlow runs any op
   if not args.verbose:
     quiet_tf.spend_bool_line()
   from vlae_tf import cli_commands  # noqa: E402  (imports TensorFlow: only now, and quietly)

@@ -18,9 +18,10 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import atomic, codec_cli, data_readers
+from vlae_tf import atomic, data_readers
 from vlae_tf import config as vconfig
 from vlae_tf import zoo
+from vlae_tf.codec import commands as codec_commands
 from vlae_tf.datasets import DataError
 from vlae_tf.pretrained import store as zoo_store
 from vlae_tf.pretrained.packaging import example_images
@@ -167,7 +168,7 @@ def graph_error_text(message):
 
 COMMANDS = {"list": cmd_list, "info": cmd_info, "sample": cmd_sample,
             "reconstruct": cmd_reconstruct, "interpolate": cmd_interpolate, "encode": cmd_encode,
-            **codec_cli.COMMANDS}
+            **codec_commands.COMMANDS}
 USER_ERRORS = (zoo_store.ZooError, ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile,
                tf.errors.OpError)
 

@@ -39,7 +39,7 @@ import tensorflow as tf
 from vlae_tf.config import LIKELIHOODS, check_choice
 
 MIN_LOG_SCALE = -7.0    # the discretized logistics' log-scales are clamped below at this (public:
-                        # the codec's categoricals, vlae_tf.codec_pixels, use the same bound)
+                        # the codec's categoricals, vlae_tf.codec.pixels, use the same bound)
 _UNIFORM_EPS = 1e-6
 
 
@@ -143,7 +143,7 @@ class DiscretizedLogisticMixture:
 
     which is exact and stable in both tails (no cancellation of two nearly
     equal CDFs) and costs three transcendental evaluations. Any float dtype
-    (the codec, :mod:`vlae_tf.codec_pixels`, evaluates it in float64).
+    (the codec, :mod:`vlae_tf.codec.pixels`, evaluates it in float64).
     """
     h = 1.0 / (self.num_levels - 1)
     inv = tf.exp(-log_scale)

@@ -140,7 +140,7 @@ class MADESteps:
   """A MADE (without context) evaluated one output at a time, exactly as inputs become known.
 
   What a sequential walk over the inputs needs (the codec's latent walks,
-  :mod:`vlae_tf.codec_latent`): output ``d`` once inputs ``0 .. d - 1`` are fixed,
+  :mod:`vlae_tf.codec.latent`): output ``d`` once inputs ``0 .. d - 1`` are fixed,
   for ``O(H)`` work per step (``O(H^2)`` with several hidden layers) instead of a
   whole MADE pass. The state is the pre-activation of every hidden unit ``[G, H_l]``
   per layer, each a running sum: fixing input ``d`` adds ``x_d W_1[d]`` to the first

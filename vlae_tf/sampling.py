@@ -316,7 +316,7 @@ def cached_pixels(model, cond, draw, record_dtype=None):
 
   ``draw(p, raw)`` gets pixel ``p``'s raw parameters ``[B, P]`` (``p`` an int32 scalar
   tensor) and returns its values ``[B, C]`` (float, data scale), which later pixels read:
-  noise in :func:`cached_sample`, the entropy coder in :mod:`vlae_tf.codec_pixels`.
+  noise in :func:`cached_sample`, the entropy coder in :mod:`vlae_tf.codec.pixels`.
   Returns ``[B, H, W, C]``: the values drawn. With ``record_dtype``, ``draw`` returns
   ``(values, record)`` and the walk returns ``(images, records)``: the records of every
   pixel stacked ``[H W, ...]`` (the codec's sender keeps its distributions so).

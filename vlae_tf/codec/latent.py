@@ -90,7 +90,7 @@ import numpy as np
 import tensorflow as tf
 
 from vlae_tf.af_prior import AFPrior, StandardNormalPrior, soft_clamp
-from vlae_tf.codec_pixels import Chooser
+from vlae_tf.codec.pixels import Chooser
 from vlae_tf.made import MADESteps
 
 
@@ -103,7 +103,7 @@ def check_codable(model):
   if model.posterior_flow is not None:
     raise UnsupportedModel(
         "cannot code this model exactly: its posterior is an IAF flow (model.posterior='iaf'); "
-        "the codec needs the diagonal Gaussian posterior (see vlae_tf.codec_latent)")
+        "the codec needs the diagonal Gaussian posterior (see vlae_tf.codec.latent)")
   prior = model.prior
   if isinstance(prior, StandardNormalPrior):
     return
@@ -113,7 +113,7 @@ def check_codable(model):
   raise UnsupportedModel(
       f"cannot code this model exactly: its AF prior has {steps} MAF steps with reversed orders; "
       "only 1 or 2 steps have a variable whose prior and posterior both factorize "
-      "autoregressively (see vlae_tf.codec_latent)")
+      "autoregressively (see vlae_tf.codec.latent)")
 
 
 class _WholePass:

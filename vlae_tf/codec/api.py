@@ -13,7 +13,7 @@ Lossless (BB-ANS, Townsend et al. 2019), per image x
   Which latent k is, and why its prior and posterior are both exact chains of
   1-D Gaussians for the shipped models (an AF prior of two MAF steps with
   reversed orders: k discretizes the variable *between* the two steps), is in
-  :mod:`vlae_tf.codec_latent`, with the cost over -ELBO: the message grows by
+  :mod:`vlae_tf.codec.latent`, with the cost over -ELBO: the message grows by
   ``-log p(x | z(k)) - log P(k) + log Q(k | x)`` bits per image, -ELBO up to
   the discretization of k (``bin_width_log2``: bins of ``2^-b``). The first
   pops need bits already in the message: the coder starts from ``W``
@@ -33,7 +33,7 @@ Lossy (z only)
   posterior mean (no bits back, nothing else); the receiver decodes ``z(k)``
   and fills in x with the rounded mean of 16 draws from ``p(x | z)`` seeded
   by the file (``lossy_decode="expectation"``, the default: an estimate of
-  ``E[x | z]``, the least squared error given z; :mod:`vlae_tf.codec_lossy`
+  ``E[x | z]``, the least squared error given z; :mod:`vlae_tf.codec.lossy`
   says why, with numbers), or greedily (files written before it still
   decode as then) with the **mode** of each sub-pixel's distribution given
   the pixels decoded before it, its rounded conditional **mean**
@@ -42,7 +42,7 @@ Lossy (z only)
   and 255, whose bins hold the logistic's tails. For models of more than 2
   levels, new ``expectation`` files also carry side information the encoder
   chose knowing the image (its mean colour and a 3x3 gain on the
-  expectation's detail, :mod:`vlae_tf.codec_side`): the decode is never worse
+  expectation's detail, :mod:`vlae_tf.codec.side_info`): the decode is never worse
   than the mean colour in squared error. Coarser bins (smaller
   ``bin_width_log2``) give fewer bits and more distortion. Greedy modes can
   lose thin strokes: where every pixel's probability of ink stays below 1/2
@@ -51,8 +51,8 @@ Lossy (z only)
 Exactness (sender and receiver must compute bit-identical probabilities)
   Every probability that reaches the coder is computed by the same code on
   both sides from the same inputs with the same shapes: the latent walks of
-  :mod:`vlae_tf.codec_latent` and the cached decoder of
-  :mod:`vlae_tf.codec_pixels` (the sender runs it teacher-forced instead of a
+  :mod:`vlae_tf.codec.latent` and the cached decoder of
+  :mod:`vlae_tf.codec.pixels` (the sender runs it teacher-forced instead of a
   parallel pass, whose float sums differ), each one traced graph per group
   that calls the coder from inside (``tf.numpy_function``), the encoder on
   the same pixels, and float64 TensorFlow for the final distributions, which
@@ -62,7 +62,7 @@ Exactness (sender and receiver must compute bit-identical probabilities)
   batches. Same code is not enough across machines:
   TensorFlow (oneDNN), NumPy and libm pick kernels by the CPU at run time. So
   the codec codes only in its **canonical numeric mode**
-  (:mod:`vlae_tf.codec_mode`: oneDNN off and its sgemm at one instruction set,
+  (:mod:`vlae_tf.codec.numeric_mode`: oneDNN off and its sgemm at one instruction set,
   NumPy and libm without CPU dispatch, one TensorFlow thread), which the
   ``vlae compress`` / ``vlae decompress`` commands start for themselves; the
   file records it with the TensorFlow and NumPy versions (header field
@@ -81,13 +81,13 @@ Exactness (sender and receiver must compute bit-identical probabilities)
   that wrote it); a lossy one still decodes (its latents exactly, its pixels by
   the rule it names).
 
-The chains themselves, group by group, are in :mod:`vlae_tf.codec_chain`.
+The chains themselves, group by group, are in :mod:`vlae_tf.codec.chain`.
 
 API: :func:`compress` / :func:`decompress` take a Keras
 :class:`vlae_tf.model.VLAE` (``vlae_tf.zoo.load_keras(name)``) or a zoo model
 name; the SavedModel wrapper of ``vlae_tf.zoo.load`` cannot run the decoder
 step by step. Command line: ``vlae compress`` / ``vlae decompress``
-(:mod:`vlae_tf.codec_cli`).
+(:mod:`vlae_tf.codec.commands`).
 """
 
 from __future__ import annotations
@@ -99,17 +99,18 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import codec_chain, codec_format, codec_mode, codec_side, validation
-from vlae_tf.codec_format import CodecError, check_lossy_options
-from vlae_tf.codec_latent import UnsupportedModel
+from vlae_tf import validation
+from vlae_tf.codec import chain, file_format, numeric_mode, side_info
+from vlae_tf.codec.file_format import CodecError, check_lossy_options
+from vlae_tf.codec.latent import UnsupportedModel
 from vlae_tf.model import VLAE
 from vlae_tf.pretrained import keras_weights
 
-LOSSLESS, LOSSY = codec_format.LOSSLESS, codec_format.LOSSY
-DEFAULT_GROUP_SIZE = codec_format.DEFAULT_GROUP_SIZE
-DEFAULT_BIN_WIDTH_LOG2 = codec_format.DEFAULT_BIN_WIDTH_LOG2
-DEFAULT_LATENT_RANGE = codec_format.DEFAULT_LATENT_RANGE
-MAX_LATENT_SYMBOLS = codec_format.MAX_LATENT_SYMBOLS    # bins per latent dimension (codec_latent: leaks)
+LOSSLESS, LOSSY = file_format.LOSSLESS, file_format.LOSSY
+DEFAULT_GROUP_SIZE = file_format.DEFAULT_GROUP_SIZE
+DEFAULT_BIN_WIDTH_LOG2 = file_format.DEFAULT_BIN_WIDTH_LOG2
+DEFAULT_LATENT_RANGE = file_format.DEFAULT_LATENT_RANGE
+MAX_LATENT_SYMBOLS = file_format.MAX_LATENT_SYMBOLS    # bins per latent dimension (latent: leaks)
 
 __all__ = ["compress", "decompress", "encode", "CodecError", "UnsupportedModel", "LOSSLESS",
            "LOSSY", "check_lossy_options"]
@@ -139,15 +140,14 @@ _CODERS = {}    # (id(model), group_size, bin_width_log2, latent_range) -> (mode
 
 
 def _coder(model, group_size, bin_width_log2, latent_range, legacy=False):
-  """The :class:`codec_chain.Coder` of these parameters, kept for the last few (model, parameters):
-  its graphs are traced on first use (seconds), so a second file with the same model and
-  parameters skips that. Keyed by the model object, which stays alive while it is kept."""
+  """The :class:`vlae_tf.codec.chain.Coder` of these parameters, kept for the last few (model,
+  parameters): its graphs are traced on first use (seconds), so a second file with the same model
+  and parameters skips that. Keyed by the model object, which stays alive while it is kept."""
   key = (id(model), int(group_size), int(bin_width_log2), float(latent_range), bool(legacy))
   if key not in _CODERS or _CODERS[key][0] is not model:
     while len(_CODERS) >= 4:
       _CODERS.pop(next(iter(_CODERS)))
-    _CODERS[key] = (model, codec_chain.Coder(model, group_size, bin_width_log2, latent_range,
-                                             legacy))
+    _CODERS[key] = (model, chain.Coder(model, group_size, bin_width_log2, latent_range, legacy))
   return _CODERS[key][1]
 
 
@@ -179,7 +179,7 @@ def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
   p(x | z) seeded by ``seed`` (stored in the file), or greedily to each
   sub-pixel's ``"mode"`` given the pixels before it, ``"mean"``: its rounded
   conditional mean, or ``"sample"``: a seeded draw. ``lossy_side``: the side information
-  the encoder adds to an ``expectation`` file (:mod:`vlae_tf.codec_side`): ``"auto"``
+  the encoder adds to an ``expectation`` file (:mod:`vlae_tf.codec.side_info`): ``"auto"``
   (the default: the image's mean colour and a 3x3 colour gain for models of more than 2
   levels, none for binary ones), ``None`` / ``"none"``, or a dict (``grid``,
   ``mean_bits``, ``gain``, ``gain_step``, ``gain_levels``); ``stats["side_bits_per_image"]``
@@ -194,33 +194,33 @@ def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
   original_shape = list(np.asarray(images).shape)
   group_size = DEFAULT_GROUP_SIZE if group_size is None else _integer(group_size)
   b = DEFAULT_BIN_WIDTH_LOG2[mode] if bin_width_log2 is None else _integer(bin_width_log2)
-  codec_format.check_coding_parameters(group_size, b, latent_range)
+  file_format.check_coding_parameters(group_size, b, latent_range)
   side = None
   if lossy:
     check_lossy_options(lossy_decode, seed)
-    side = codec_side.resolve(model, lossy_side, lossy_decode)
-  numeric_mode = codec_mode.require_canonical(portable)
-  with codec_chain.coder_panics_as_errors("compression"):
+    side = side_info.resolve(model, lossy_side, lossy_decode)
+  coded_mode = numeric_mode.require_canonical(portable)
+  with chain.coder_panics_as_errors("compression"):
     cod = _coder(model, group_size, b, latent_range)
     if lossy:
-      payload, info = codec_chain.encode_lossy(cod, x, progress, side, int(seed))
+      payload, info = chain.encode_lossy(cod, x, progress, side, int(seed))
     else:
-      payload, info = codec_chain.encode_lossless(cod, x, progress)
+      payload, info = chain.encode_lossless(cod, x, progress)
   header = {
       "mode": mode, "model": _model_name(model),
-      "weights_sha256": codec_format.weights_fingerprint(model),
+      "weights_sha256": file_format.weights_fingerprint(model),
       "image_shape": list(cod.shape), "input_shape": original_shape, "count": len(x),
       "dtype": "uint8", "group_size": group_size, "bin_width_log2": b,
       "latent_range": float(latent_range), "latent_size": int(model.latent_size),
-      "constriction": _constriction_version(), "numeric_mode": numeric_mode, **info,
+      "constriction": _constriction_version(), "numeric_mode": coded_mode, **info,
   }
   if lossy:
     header["lossy_decode"], header["lossy_seed"] = lossy_decode, int(seed)
     header["lossy_side"] = side
   else:
-    header["images_sha256"] = codec_chain.images_sha256(x)
-    header["initial_seed"] = codec_chain.INITIAL_SEED
-  data = codec_format.pack(header, payload)
+    header["images_sha256"] = chain.images_sha256(x)
+    header["initial_seed"] = chain.INITIAL_SEED
+  data = file_format.pack(header, payload)
   dims = len(x) * int(np.prod(cod.shape))
   payload_bits = 32 * len(payload)
   net = payload_bits - info["initial_bits"]
@@ -230,7 +230,7 @@ def encode(model, images, lossy=False, group_size=None, bin_width_log2=None,
            "file_bits_per_dim": 8 * len(data) / dims, "bits_per_image": payload_bits / len(x),
            "file_bits_per_image": 8 * len(data) / len(x), "mode": mode,
            "groups": len(info["groups"]),
-           "side_bits_per_image": codec_side.nominal_bits(side, cod.shape)}
+           "side_bits_per_image": side_info.nominal_bits(side, cod.shape)}
   return data, stats
 
 
@@ -259,15 +259,16 @@ def compress(model, images, lossy=False, **kwargs) -> bytes:
 
 
 def read_header(data, what="the input") -> dict:
-  """The header of a ``.vlae`` file's bytes, every field checked (:func:`codec_format.unpack`)."""
-  return codec_format.unpack(data, what)[0]
+  """The header of a ``.vlae`` file's bytes, every field checked
+  (:func:`vlae_tf.codec.file_format.unpack`)."""
+  return file_format.unpack(data, what)[0]
 
 
 def decompress(model, data, progress=None, what="the input") -> np.ndarray:
   """The images of a ``.vlae`` file's bytes, uint8 in the shape given to :func:`compress`."""
-  header, payload = codec_format.unpack(data, what)
+  header, payload = file_format.unpack(data, what)
   model = _model(model)
-  fp = codec_format.weights_fingerprint(model)
+  fp = file_format.weights_fingerprint(model)
   if header["weights_sha256"] != fp:
     raise CodecError(f"{what} was compressed with model {header['model']!r} "
                      f"(weights {header['weights_sha256'][:12]}...), not with this "
@@ -290,10 +291,10 @@ def decompress(model, data, progress=None, what="the input") -> np.ndarray:
   check_numeric_mode(header, what)
   mode = header["mode"]
   try:
-    with codec_chain.coder_panics_as_errors(f"decoding {what}"):
+    with chain.coder_panics_as_errors(f"decoding {what}"):
       cod = _coder(model, header["group_size"], header["bin_width_log2"], header["latent_range"],
                    legacy=header["numeric_mode"] is None)    # format version 1 (lossy)
-      x = (codec_chain.decode_lossy if mode == LOSSY else codec_chain.decode_lossless)(
+      x = (chain.decode_lossy if mode == LOSSY else chain.decode_lossless)(
           cod, header, payload, progress)
     return x.reshape(header["input_shape"])
   except CodecError:
@@ -311,16 +312,17 @@ def check_numeric_mode(header, what="the input"):
   recorded = header["numeric_mode"]
   if recorded is None:
     return
-  diff = codec_mode.mismatch(recorded, codec_mode.process_mode())
+  diff = numeric_mode.mismatch(recorded, numeric_mode.process_mode())
   if diff is None:
     return
-  if recorded["name"] not in (codec_mode.CANONICAL, codec_mode.PROCESS):
+  if recorded["name"] not in (numeric_mode.CANONICAL, numeric_mode.PROCESS):
     raise CodecError(f"{what} was coded in numeric mode {recorded['name']!r} of another vlae_tf "
-                     f"version, whose probabilities this one ({codec_mode.CANONICAL!r}) computes "
+                     f"version, whose probabilities this one ({numeric_mode.CANONICAL!r}) computes "
                      "otherwise: decode it with the vlae_tf that wrote it")
-  if recorded["name"] == codec_mode.CANONICAL:
+  if recorded["name"] == numeric_mode.CANONICAL:
     how = ("decode it with `vlae decompress` (it starts the mode) or in a script run as "
-           "`python -m vlae_tf.codec_mode script.py`, with the same TensorFlow and NumPy versions")
+           "`python -m vlae_tf.codec.numeric_mode script.py`, with the same TensorFlow and NumPy "
+           "versions")
   else:
     how = ("it was coded with portable=False and decodes only where that process's mode is "
            "reproduced")

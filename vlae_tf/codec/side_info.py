@@ -1,7 +1,7 @@
 """Side information of a lossy file: what the encoder, which knows the image, adds to z.
 
 Why. A z-only decode of the shipped ``cifar10`` model cannot beat filling each
-image with its own mean colour (:mod:`vlae_tf.codec_lossy`): its decoder takes
+image with its own mean colour (:mod:`vlae_tf.codec.lossy`): its decoder takes
 colour from its neighbours, and z says little about where which colour is. So
 the encoder, which has the image, sends a few numbers the receiver cannot
 infer, chosen to minimise the squared error of what the receiver will decode
@@ -9,7 +9,7 @@ from them: encoder-side rate-distortion optimisation, as JPEG's and WebP's
 encoders pick their modes. (Nothing here changes the latent code or the
 model; the decode rule is still ``expectation``.)
 
-What, per image (the header's ``lossy_side``, :func:`vlae_tf.codec_format.check_lossy_side`):
+What, per image (the header's ``lossy_side``, :func:`vlae_tf.codec.file_format.check_lossy_side`):
 
 * the **block means** of each channel on a ``grid`` x ``grid`` grid (``grid`` 1:
   the image's mean colour), each quantized to ``2^mean_bits`` levels (bin
@@ -53,7 +53,7 @@ the shipped ``cifar10`` weights in ``bench/README.md`` section 12
 (``python -m experiments.lossy_cifar10``).
 
 Everything here is NumPy float64 on the receiver's ``e``, which the file's
-numeric mode reproduces (:mod:`vlae_tf.codec_mode`), so a decode is
+numeric mode reproduces (:mod:`vlae_tf.codec.numeric_mode`), so a decode is
 deterministic; the encoder computes the same ``e`` (the same seeded draws of
 the same ``z(k)``) to choose.
 """
@@ -63,7 +63,7 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
-from vlae_tf.codec_format import CodecError, check_lossy_side
+from vlae_tf.codec.file_format import CodecError, check_lossy_side
 
 DEFAULT = {"grid": 1, "mean_bits": 6, "gain": "matrix", "gain_step": 8, "gain_levels": 33}
 

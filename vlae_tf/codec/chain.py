@@ -21,11 +21,11 @@ read (below its lowest point) is stored.
 
 Lossy: groups of ``G`` images (the last shorter), each pushes its side
 information (if the header's ``lossy_side`` names any: block means and a gain
-the sender chose for what the receiver will decode, :mod:`vlae_tf.codec_side`)
+the sender chose for what the receiver will decode, :mod:`vlae_tf.codec.side_info`)
 and then its ``k`` under ``P``; the receiver pops the last group first, ``k``
 then the side information, and fills in the pixels with the rounded mean of
 16 seeded draws from ``p(x | z)`` (``"expectation"``, the default,
-:mod:`vlae_tf.codec_lossy`; corrected by the side information), or greedily with
+:mod:`vlae_tf.codec.lossy`; corrected by the side information), or greedily with
 each sub-pixel's mode given the pixels before it (``lossy_decode="mode"``),
 its rounded conditional mean (``"mean"``; the mode for binary images), or a
 draw from it with uniforms seeded by the file's ``lossy_seed`` and the group
@@ -41,13 +41,13 @@ import constriction
 import numpy as np
 import tensorflow as tf
 
-from vlae_tf import codec_format, codec_lossy, codec_side
-from vlae_tf.codec_format import CodecError, group_sizes
-from vlae_tf.codec_latent import LatentScheme, check_codable
-from vlae_tf.codec_pixels import PixelWalker
+from vlae_tf.codec import file_format, lossy, side_info
+from vlae_tf.codec.file_format import CodecError, group_sizes
+from vlae_tf.codec.latent import LatentScheme, check_codable
+from vlae_tf.codec.pixels import PixelWalker
 
-INITIAL_SEED = codec_format.INITIAL_SEED
-LOSSY_DECODES = codec_format.LOSSY_DECODES
+INITIAL_SEED = file_format.INITIAL_SEED
+LOSSY_DECODES = file_format.LOSSY_DECODES
 _RAN_OUT = ("decoding failed: the payload ran out before the {count} images of the header's "
             "'count' / 'groups' were decoded (the header claims more images than the file holds)")
 
@@ -181,14 +181,14 @@ def encode_lossless(cod, x, progress):
 
 def decode_lossless(cod, header, payload, progress):
   """Runs the groups backwards, each at its own size as the sender did. Two checks bound the
-  work by the file: the message never shrinks below :func:`codec_format.lowest_words` (below
+  work by the file: the message never shrinks below :func:`file_format.lowest_words` (below
   it the payload has run out), and each
   group holds as many images as the sender's :func:`next_group_size` gave it (checked once the
   group before it is decoded, which tells the bits that group popped)."""
   init = initial_words(int(header["initial_words"]))
   init_bits = constriction.stream.stack.AnsCoder(init.copy()).num_bits()
   skip = int(header["skipped_words"])
-  floor = codec_format.lowest_words(skip)
+  floor = file_format.lowest_words(skip)
   coder = constriction.stream.stack.AnsCoder(np.concatenate([init[:skip], payload]))
   groups, total = header["groups"], int(header["count"])
   starts = np.cumsum([0] + groups[:-1]).tolist()
@@ -261,8 +261,8 @@ def lossy_latents(cod, x):
 
 
 def encode_lossy(cod, x, progress, side=None, seed=0):
-  """``side``: the side information to add (:mod:`vlae_tf.codec_side`; None: none), chosen for
-  the estimate of ``E[x | z(k)]`` the receiver will compute with the file's ``seed``."""
+  """``side``: the side information to add (:mod:`vlae_tf.codec.side_info`; None: none), chosen
+  for the estimate of ``E[x | z(k)]`` the receiver will compute with the file's ``seed``."""
   coder = constriction.stream.stack.AnsCoder()
   groups = group_sizes(len(x), cod.g)
   start, recon = 0, None
@@ -270,10 +270,10 @@ def encode_lossy(cod, x, progress, side=None, seed=0):
     state = _small_state(coder)
     k = lossy_latents(cod, x[start:start + n])
     if side is not None:
-      recon = recon or codec_lossy.Reconstructor(cod.model)
+      recon = recon or lossy.Reconstructor(cod.model)
       e = recon.mean(cod.latent.z_of(k)[0], seed, len(groups) - 1 - j)   # the receiver's group
-      codec_side.push(coder, side, *codec_side.choose(side, x[start:start + n], e,
-                                                      cod.model.num_levels))
+      side_info.push(coder, side, *side_info.choose(side, x[start:start + n], e,
+                                                    cod.model.num_levels))
     _push_prior(cod, coder, k)
     if _unchanged(coder, state):   # the receiver takes that for a payload that ran out
       raise CodecError(f"cannot code these images lossily: every latent of the first {start + n} "
@@ -315,23 +315,23 @@ def _sampler(seed, group):
 
 def decode_lossy(cod, header, payload, progress):
   side = header.get("lossy_side")
-  codec_side.check_model(cod.model, side, "header field 'lossy_side'")
+  side_info.check_model(cod.model, side, "header field 'lossy_side'")
   coder = constriction.stream.stack.AnsCoder(payload)
   out, done, recon = [], 0, None
   for n in reversed(header["groups"]):
     state = _small_state(coder)
     k = cod.latent.prior_walk(n, lambda i, mean, std: coder.decode(cod.q_family, mean, std))
-    sent = codec_side.pop(coder, side, n, cod.shape[2]) if side is not None else None
+    sent = side_info.pop(coder, side, n, cod.shape[2]) if side is not None else None
     if _unchanged(coder, state):   # never so for a group the encoder wrote
       raise CodecError(_RAN_OUT.format(count=int(header["count"])))
     z = cod.latent.z_of(k)[0]
     how = header.get("lossy_decode", "mode")
     if sent is not None:
-      recon = recon or codec_lossy.Reconstructor(cod.model)
-      x = codec_side.reconstruct(side, recon.mean(z, header["lossy_seed"], len(out)), *sent,
+      recon = recon or lossy.Reconstructor(cod.model)
+      x = side_info.reconstruct(side, recon.mean(z, header["lossy_seed"], len(out)), *sent,
                                  cod.model.num_levels)
-    elif how in codec_lossy.BATCH_RULES:
-      recon = recon or codec_lossy.Reconstructor(cod.model)
+    elif how in lossy.BATCH_RULES:
+      recon = recon or lossy.Reconstructor(cod.model)
       x = recon.reconstruct(how, z, header["lossy_seed"], len(out))
     else:
       rule = {"mode": _mode, "mean": _mean}.get(how) or _sampler(header["lossy_seed"], len(out))

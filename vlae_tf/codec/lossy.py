@@ -1,8 +1,8 @@
 """What the receiver of a lossy (z-only) ``.vlae`` file makes of the latent: ``lossy_decode``.
 
 A lossy file holds ``k``, the posterior mean's latent rounded to bins
-(:mod:`vlae_tf.codec_chain`), and maybe side information the encoder chose
-(below, :mod:`vlae_tf.codec_side`), so the receiver knows ``z(k)`` and must
+(:mod:`vlae_tf.codec.chain`), and maybe side information the encoder chose
+(below, :mod:`vlae_tf.codec.side_info`), so the receiver knows ``z(k)`` and must
 choose pixels. For squared error the best choice given z is the conditional mean
 ``E[x | z]``; for the fraction of wrong binary pixels, each pixel's marginal
 majority ``round(E[x_p | z])``. Neither has a closed form for an
@@ -20,14 +20,14 @@ before p can take. The rules (the header's ``lossy_decode``):
   draw conditions on its *own* earlier pixels, which is what the model's
   ``p(x | z)`` means; the average never feeds a guess back. The uniforms
   are NumPy's (the same everywhere) and the draws run in the numeric mode
-  the file records (:mod:`vlae_tf.codec_mode`), like every other computation
+  the file records (:mod:`vlae_tf.codec.numeric_mode`), like every other computation
   of a decode; where the float results of the sampler differed, a draw
   would flip only where a uniform lands within rounding of a bin edge (the
   latents themselves decode exactly or fail loudly).
 ``"mode"`` / ``"mean"`` / ``"sample"`` (files written before; still decoded as then)
   Greedy: each sub-pixel is set to its distribution's mode / rounded mean /
   a seeded draw *given the pixels chosen before it*, by the step-by-step
-  walker of :mod:`vlae_tf.codec_pixels`.
+  walker of :mod:`vlae_tf.codec.pixels`.
 
 Why the greedy rules fail on CIFAR-10, and why no rule alone reaches the mean
 colour (shipped ``cifar10`` v4 weights, 100 evenly spaced test images, default
@@ -55,7 +55,7 @@ section 12):
   file (736 bits) 22.1 dB.
 
 What does beat the mean colour is side information the encoder chooses
-knowing the image (:mod:`vlae_tf.codec_side`; new ``expectation`` files of
+knowing the image (:mod:`vlae_tf.codec.side_info`; new ``expectation`` files of
 models with more than 2 levels carry it by default): the image's mean colour
 and a 3x3 gain that maps the expectation's detail (its wrong colours, its
 useful layout) onto the image's channels, picked to minimise the squared
@@ -113,7 +113,7 @@ class Reconstructor:
 
   def mean(self, z, seed, group):
     """The mean of the ``S`` draws, float64 ``[B, H, W, C]``: the estimate of ``E[x | z]`` that
-    :meth:`expectation` rounds and :mod:`vlae_tf.codec_side` corrects."""
+    :meth:`expectation` rounds and :mod:`vlae_tf.codec.side_info` corrects."""
     return self.draws(z, seed, group).astype(np.float64).mean(0)
 
   def expectation(self, z, seed, group):

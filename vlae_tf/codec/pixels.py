@@ -61,7 +61,7 @@ class Chooser:
 
   :meth:`op` puts ``tf.numpy_function`` calls into a graph that run ``self.fn`` on NumPy
   arrays and return its int64 values ``[G]``; :meth:`run` runs a graph with ``fn`` in
-  place. An exception in ``fn`` (a :class:`vlae_tf.codec_format.CodecError`, a constriction
+  place. An exception in ``fn`` (a :class:`vlae_tf.codec.file_format.CodecError`, a constriction
   panic) stops further calls and is raised by :meth:`run` once the graph returns, as itself
   (inside the graph TensorFlow would turn it into one of its own errors).
   """

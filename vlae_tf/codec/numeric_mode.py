@@ -42,14 +42,16 @@ Who runs in it: ``vlae compress`` / ``vlae decompress`` re-run themselves in a
 child process with :func:`canonical_environ` (the user's environment with the
 settings above overriding theirs), unless they already are such a process.
 :mod:`vlae_tf.codec` refuses to code in any other process with a one-line error
-saying how to get the mode (the commands; ``python -m vlae_tf.codec_mode
+saying how to get the mode (the commands; ``python -m vlae_tf.codec.numeric_mode
 script.py [args]``, which runs a script in it; or ``portable=False``, which
 writes a file that records this process's own mode and decodes only where that
 is reproduced, e.g. the same process or machine type).
 
-This module does not import TensorFlow (the ``vlae`` command decides on the mode
-before TensorFlow is imported); it reads it from ``sys.modules`` when asked about
-the running process, which has imported it by then.
+This module does not import TensorFlow, nor does the package around it (its
+``__init__`` imports :mod:`vlae_tf.codec.api` on first use), so the ``vlae``
+command decides on the mode before TensorFlow is imported; it reads TensorFlow
+from ``sys.modules`` when asked about the running process, which has imported
+it by then.
 """
 
 from __future__ import annotations
@@ -62,18 +64,18 @@ import sys
 import numpy as np
 from numpy._core import _multiarray_umath
 
-from vlae_tf import codec_format
-from vlae_tf.codec_format import CodecError
+from vlae_tf.codec import file_format
+from vlae_tf.codec.file_format import CodecError
 
-MODE = CANONICAL = codec_format.CANONICAL_MODE    # its name (codec_format says when it changes)
-PROCESS = codec_format.PROCESS_MODE
+MODE = CANONICAL = file_format.CANONICAL_MODE    # its name (file_format says when it changes)
+PROCESS = file_format.PROCESS_MODE
 THREADS = 1
 ONEDNN_ISA = "SSE41"
 _MARKER = "VLAE_CODEC_NUMERIC_MODE"
 _HWCAPS = "glibc.cpu.hwcaps=-AVX2,-FMA,-FMA4,-AVX512F,-AVX2_Usable,-FMA_Usable,-FMA4_Usable"
 _HOW = ("use `vlae compress` / `vlae decompress`, run your script as `python -m "
-        "vlae_tf.codec_mode script.py`, or pass portable=False (a file that decodes only where "
-        "this process's mode is reproduced)")
+        "vlae_tf.codec.numeric_mode script.py`, or pass portable=False (a file that decodes only "
+        "where this process's mode is reproduced)")
 
 
 def _numpy_dispatch():
@@ -201,7 +203,8 @@ def process_mode() -> dict:
 
 def require_canonical(portable=True) -> dict:
   """The mode to code in: :func:`process_mode` if it is canonical or ``portable`` is False;
-  else raises :class:`vlae_tf.codec_format.CodecError` naming what differs and how to fix it."""
+  else raises :class:`vlae_tf.codec.file_format.CodecError` naming what differs and how to fix
+  it."""
   mode = process_mode()
   if portable and mode["name"] != CANONICAL:
     raise CodecError(f"vlae_tf.codec codes only in its canonical numeric mode ({MODE}: oneDNN "
@@ -243,16 +246,17 @@ def rerun_canonical(argv) -> int:
 
 
 def main(argv=None) -> int:
-  """``python -m vlae_tf.codec_mode script.py [args]``: runs a script in the canonical mode."""
+  """``python -m vlae_tf.codec.numeric_mode script.py [args]``: runs a script in the canonical
+  mode."""
   argv = sys.argv[1:] if argv is None else argv
   if not argv or argv[0] in ("-h", "--help"):
-    print("usage: python -m vlae_tf.codec_mode script.py [args]   (runs the script in the "
+    print("usage: python -m vlae_tf.codec.numeric_mode script.py [args]   (runs the script in the "
           "codec's canonical numeric mode)")
     return 0 if argv else 2
   try:
     return _run_canonical(argv)
   except CodecError as e:
-    print(f"python -m vlae_tf.codec_mode: error: {e}", file=sys.stderr)
+    print(f"python -m vlae_tf.codec.numeric_mode: error: {e}", file=sys.stderr)
     return 2
 
 

@@ -15,10 +15,10 @@ given, ``count``, ``dtype``; ``images_sha256`` of the pixels for lossless
 files), and the coding parameters (``mode``, ``group_size``, ``groups``,
 ``bin_width_log2``, ``latent_range``, the initial-bits parameters, the
 ``constriction`` version) and, from format version 2 on, the numeric mode the
-probabilities were computed in (``numeric_mode``: :mod:`vlae_tf.codec_mode`'s
+probabilities were computed in (``numeric_mode``: :mod:`vlae_tf.codec.numeric_mode`'s
 canonical mode with the TensorFlow and NumPy versions, or a process's own mode).
 Version 3 adds ``lossy_side`` to lossy headers: the side information in the
-payload (:func:`check_lossy_side`, :mod:`vlae_tf.codec_side`). Older files
+payload (:func:`check_lossy_side`, :mod:`vlae_tf.codec.side_info`). Older files
 unpack with ``numeric_mode`` None (version 1, written before the mode was
 recorded: :func:`vlae_tf.codec.decompress` decodes a lossy one, refuses a
 lossless one in one line) and ``lossy_side`` None (versions 1-2, decoded as
@@ -30,7 +30,7 @@ a truncated, corrupted, foreign or crafted file ends in a one-line
 :class:`CodecError` naming the problem. The checksum is no
 signature: anyone can reseal a file, so nothing trusts a header because the
 checksum matches. What a header cannot bound, how many bits decoding consumes,
-the decoder checks as it goes (:func:`lowest_words`, :mod:`vlae_tf.codec_chain`).
+the decoder checks as it goes (:func:`lowest_words`, :mod:`vlae_tf.codec.chain`).
 
 Longer than 400 lines: every header field's check lives here, beside the layout,
 so that one module says all a file may hold (the lossy side information included).
@@ -53,18 +53,18 @@ from vlae_tf import atomic
 MAGIC = b"\x89VLAE\r\n\x1a"
 FORMAT_VERSION = 3
 READ_VERSIONS = (1, 2, 3)   # version 1: no numeric_mode in the header; 1, 2: no lossy_side
-# The numeric modes a file can record (vlae_tf.codec_mode): the canonical one, or the coding
-# process's own. The canonical mode's name changes with its settings or with the code that computes
-# the coded probabilities ("canonical-1": NumPy's float64 distributions; "canonical-2":
+# The numeric modes a file can record (vlae_tf.codec.numeric_mode): the canonical one, or the
+# coding process's own. The canonical mode's name changes with its settings or with the code that
+# computes the coded probabilities ("canonical-1": NumPy's float64 distributions; "canonical-2":
 # TensorFlow's, inside the cached walk; "canonical-3": the latent walks' MADE evaluated
 # incrementally, vlae_tf.made.MADESteps, and the mixture's level masses from float32 CDFs,
-# codec_pixels.mixture_pmf); a file of another one names it.
+# vlae_tf.codec.pixels.mixture_pmf); a file of another one names it.
 CANONICAL_MODE, PROCESS_MODE = "canonical-3", "process"
 _FIXED = len(MAGIC) + 2 + 4
 _DIGEST = 32
 DEFAULT_GROUP_SIZE = 64   # images coded side by side unless asked (stored in each file's header)
-# Latent bins of 2^-B unless asked (stored in each file's header); lossless: see vlae_tf.codec_latent
-# ("The leak") for why not finer.
+# Latent bins of 2^-B unless asked (stored in each file's header); lossless: see
+# vlae_tf.codec.latent ("The leak") for why not finer.
 DEFAULT_BIN_WIDTH_LOG2 = {"lossless": 6, "lossy": 1}
 DEFAULT_LATENT_RANGE = 8.0
 
@@ -151,14 +151,14 @@ def _first_line(e):
 # What the encoder (vlae_tf.codec.encode) writes, and nothing else: a file whose header asks for
 # anything outside these ranges is refused before a model is loaded or a word decoded.
 LOSSLESS, LOSSY = "lossless", "lossy"
-LOSSY_DECODES = ("expectation", "mode", "mean", "sample")   # vlae_tf.codec_lossy
-LOSSY_SIDE_GAINS = ("none", "alpha", "matrix")               # vlae_tf.codec_side
+LOSSY_DECODES = ("expectation", "mode", "mean", "sample")   # vlae_tf.codec.lossy
+LOSSY_SIDE_GAINS = ("none", "alpha", "matrix")               # vlae_tf.codec.side_info
 MAX_SIDE_MEAN_BITS = 8          # block means of 2^bits levels (8: the levels of uint8 pixels)
 MAX_SIDE_GAIN = 255             # gain_step and gain_levels at most this
-INITIAL_SEED = 20170101         # the seed of the lossless initial words (vlae_tf.codec_chain)
+INITIAL_SEED = 20170101         # the seed of the lossless initial words (vlae_tf.codec.chain)
 MAX_GROUP_SIZE = 4096
 BIN_WIDTH_LOG2_RANGE = (-4, 16)
-MAX_LATENT_SYMBOLS = 2 ** 12    # bins per latent dimension (see vlae_tf.codec_latent: leaks)
+MAX_LATENT_SYMBOLS = 2 ** 12    # bins per latent dimension (see vlae_tf.codec.latent: leaks)
 INITIAL_SLACK_WORDS = 256       # lossless initial words: group_size * latent_size + this
 _MAX_DIM = 2 ** 16              # image height / width / channels, latent size
 _MAX_SEED = 2 ** 64
@@ -181,7 +181,8 @@ def _show(v):
 
 
 def _is_numeric_mode(m):
-  """What :func:`vlae_tf.codec_mode.process_mode` writes: short strings, bools, int / str lists."""
+  """What :func:`vlae_tf.codec.numeric_mode.process_mode` writes: short strings, bools, int / str
+  lists."""
   def short(v):
     return isinstance(v, str) and len(v) <= 2000
   name = m.get("name") if isinstance(m, dict) else None
@@ -235,9 +236,9 @@ def check_lossy_options(lossy_decode, seed):
 
 def check_lossy_side(side, image_shape, lossy_decode, field=str):
   """Raises :class:`CodecError` unless ``side`` is side information the lossy encoder writes
-  (:mod:`vlae_tf.codec_side`) for images of ``image_shape`` decoded by ``lossy_decode``: None, or
-  ``{"grid", "mean_bits", "gain"}`` (+ ``"gain_step"``, ``"gain_levels"`` unless the gain is
-  ``"none"``), only with ``lossy_decode="expectation"`` (which it corrects)."""
+  (:mod:`vlae_tf.codec.side_info`) for images of ``image_shape`` decoded by ``lossy_decode``:
+  None, or ``{"grid", "mean_bits", "gain"}`` (+ ``"gain_step"``, ``"gain_levels"`` unless the gain
+  is ``"none"``), only with ``lossy_decode="expectation"`` (which it corrects)."""
   if side is None:
     return
   name, (h, w) = field("lossy_side"), image_shape[:2]

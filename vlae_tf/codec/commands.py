@@ -31,8 +31,9 @@ import sys
 
 import numpy as np
 
-from vlae_tf import atomic, codec, codec_format, data_readers
-from vlae_tf.codec_format import CodecError, check_command
+from vlae_tf import atomic, data_readers
+from vlae_tf.codec import api, file_format
+from vlae_tf.codec.file_format import CodecError, check_command
 from vlae_tf.pretrained import keras_weights, store
 
 
@@ -84,9 +85,10 @@ def _load(name, args):
 
 
 def describe_sizes(header, file_bytes):
-  """The sizes both commands print for a file, from its header (:func:`codec.size_summary`)."""
-  s = codec.size_summary(header, file_bytes)
-  if header["mode"] == codec.LOSSY:
+  """The sizes both commands print for a file, from its header
+  (:func:`vlae_tf.codec.size_summary`)."""
+  s = api.size_summary(header, file_bytes)
+  if header["mode"] == api.LOSSY:
     return (f"{s['payload_bits_per_image']:.1f} payload bits/image "
             f"({s['file_bits_per_image']:.1f} file bits/image incl. header) = "
             f"{s['payload_bits_per_dim']:.4f} payload bits/dim")
@@ -123,14 +125,14 @@ def cmd_compress(args):
   model = _load(args.model, args)
   bar = _Progress("compress")
   try:
-    data, _ = codec.encode(model, x, lossy=args.lossy, group_size=args.group_size,
+    data, _ = api.encode(model, x, lossy=args.lossy, group_size=args.group_size,
                            bin_width_log2=args.bin_width_log2, lossy_decode=args.lossy_decode,
                            seed=args.seed, lossy_side=args.lossy_side, progress=bar)
   finally:
     bar.close()
-  codec_format.write_atomic(args.out, data)
-  header = codec.read_header(data)
-  elbo = codec.negative_elbo_bits_per_dim(model, x)
+  file_format.write_atomic(args.out, data)
+  header = api.read_header(data)
+  elbo = api.negative_elbo_bits_per_dim(model, x)
   print(f"wrote {args.out}: {len(x)} images, {len(data)} bytes, {header['mode']}; "
         f"{describe_sizes(header, len(data))}; model {header['model']} lossless -ELBO "
         f"{elbo:.4f} bits/dim on these images")
@@ -139,20 +141,20 @@ def cmd_compress(args):
 
 def cmd_decompress(args):
   data = check_command(args)
-  header = codec.read_header(data, args.file)
+  header = api.read_header(data, args.file)
   model = _load(args.model or header["model"], args)
   bar = _Progress("decompress")
   try:
-    x = codec.decompress(model, data, progress=bar, what=args.file)
+    x = api.decompress(model, data, progress=bar, what=args.file)
   finally:
     bar.close()
   write_npz(args.out, x)
   sizes = describe_sizes(header, len(data))
-  if header["mode"] == codec.LOSSY:
+  if header["mode"] == api.LOSSY:
     print(f"wrote {args.out}: {len(x)} lossy decodes {list(x.shape)} from {len(data)} bytes; "
           f"{sizes}")
   else:
-    elbo = codec.negative_elbo_bits_per_dim(model, x)
+    elbo = api.negative_elbo_bits_per_dim(model, x)
     print(f"wrote {args.out}: {len(x)} images {list(x.shape)}, exact, from {len(data)} bytes; "
           f"{sizes}; model {header['model']} lossless -ELBO {elbo:.4f} bits/dim on these images")
   return 0
