@@ -299,8 +299,6 @@ def decompress(model, data, progress=None, what="the input") -> np.ndarray:
     return x.reshape(header["input_shape"])
   except CodecError:
     raise
-  except CodecError:
-    raise
   except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, AssertionError) as e:
     raise CodecError(f"decoding failed: {what} does not decode with this model "
                      f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
