@@ -6,13 +6,19 @@ Reads what the training loop already writes to its work directory:
 
 * the periodic held-out evaluation (``eval/elbo``, EMA weights, the same
   ``eval.periodic_examples`` evenly spaced validation images every time; the
-  test split for datasets without one) from the TensorBoard event files;
+  test split where the config names no validation split) from the TensorBoard
+  event files;
+* which split that was, in words (``heldout_split``: ``"valid (5,000 images
+  carved from train)"``, ``"test (10,000 images)"``): the last ``metrics.jsonl``
+  line that records it, else (runs of older code) the run's config
+  (:func:`vlae_tf.data.heldout_split`; the shipped cifar10 v4 curve: ``test``);
 * ``metrics.jsonl`` for training time: every log line holds the mean
   examples/s of its interval, so the training hours up to step ``t`` are
   ``sum(batch * (t_i - t_{i-1}) / (examples/s)_i)`` over the log lines up to
   ``t``. Time spent between resumed pieces (or in evaluation) is not counted.
 
-Writes the PNG and, beside it, ``<out>.json`` with the points and the
+Writes the PNG (its title names the held-out split) and, beside it,
+``<out>.json`` with the points, ``heldout_split`` and the
 "last doubling" gain: the held-out ELBO at the last evaluation minus the ELBO
 at the evaluation closest to half the training hours (the issue's criterion
 for a flattened curve is a gain below 0.3 nats).
@@ -33,6 +39,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from vlae_tf import atomic  # noqa: E402
+from vlae_tf import data as vdata  # noqa: E402
 from vlae_tf import workdir as vwork  # noqa: E402
 from vlae_tf.objective import nats_to_bits_per_dim  # noqa: E402
 
@@ -59,21 +66,30 @@ def eval_points(workdir, tag="eval/elbo"):
   return points
 
 
+def _metrics(workdir):
+  with open(os.path.join(workdir, vwork.METRICS_FILE)) as f:
+    return [json.loads(line) for line in f]
+
+
+def heldout_split(workdir, config):
+  """The held-out split of the run's curve in words (see module doc)."""
+  logged = [r["heldout_split"] for r in _metrics(workdir) if r.get("heldout_split")]
+  return logged[-1] if logged else vdata.heldout_split(config)
+
+
 def training_hours(workdir, batch_size):
   """``(steps, hours)``: cumulative training hours at every logged step (see module doc)."""
   steps, hours, prev, total = [0], [0.0], 0, 0.0
   seen = set()
-  with open(os.path.join(workdir, vwork.METRICS_FILE)) as f:
-    for line in f:
-      r = json.loads(line)
-      step = int(r["step"])
-      if step in seen or step <= prev:  # a duplicated line from a resumed piece
-        continue
-      seen.add(step)
-      total += batch_size * (step - prev) / max(float(r["examples_per_second"]), 1e-9) / 3600.0
-      prev = step
-      steps.append(step)
-      hours.append(total)
+  for r in _metrics(workdir):
+    step = int(r["step"])
+    if step in seen or step <= prev:  # a duplicated line from a resumed piece
+      continue
+    seen.add(step)
+    total += batch_size * (step - prev) / max(float(r["examples_per_second"]), 1e-9) / 3600.0
+    prev = step
+    steps.append(step)
+    hours.append(total)
   return np.array(steps), np.array(hours)
 
 
@@ -91,7 +107,8 @@ def curve(workdir):
     if half < len(steps) - 1:
       gain = float(elbo[-1] - elbo[half])
   return {"config_name": config.get("name", ""), "dataset": config["data"]["dataset"],
-          "examples": int(config["eval"]["periodic_examples"]), "steps": steps.tolist(),
+          "examples": int(config["eval"]["periodic_examples"]),
+          "heldout_split": heldout_split(workdir, config), "steps": steps.tolist(),
           "hours": hours.tolist(), "elbo": elbo.tolist(), "last_doubling_gain_nats": gain,
           "bits_per_dim": nats_to_bits_per_dim(-elbo, dims).tolist(),
           "unit": "nats" if config["model"]["likelihood"] == "bernoulli" else "bits/dim"}
@@ -121,7 +138,10 @@ def plot(c, out, title, note=""):
   best, worst = (y.max(), np.percentile(y, 10)) if nats else (y.min(), np.percentile(y, 90))
   pad = 0.15 * abs(best - worst) + 1e-3
   axes[0].set_ylim(*sorted((worst - pad if nats else worst + pad, best + pad if nats else best - pad)))
-  fig.suptitle(f"{title}: last doubling of hours gained {gain_text(c)}" + (f"\n{note}" if note else ""))
+  heldout = c.get("heldout_split")  # absent from the JSON of older curves
+  held = f"\nheld out: {c['examples']} evenly spaced images of {heldout}" if heldout else ""
+  fig.suptitle(f"{title}: last doubling of hours gained {gain_text(c)}" + held
+               + (f"\n{note}" if note else ""))
   fig.tight_layout()
   with atomic.open_for_writing(out) as f:
     fig.savefig(f, format="png", dpi=110)
@@ -137,8 +157,8 @@ def main(argv):
     raise app.UsageError(f"{FLAGS.workdir!r} holds no periodic evaluation (eval/elbo) yet")
   plot(c, FLAGS.out, FLAGS.title or c["config_name"], FLAGS.note)
   atomic.write_text(os.path.splitext(FLAGS.out)[0] + ".json", json.dumps(c, indent=1))
-  print(f"{len(c['steps'])} evaluations, last at step {c['steps'][-1]} after "
-        f"{c['hours'][-1]:.2f} h: held-out ELBO {c['elbo'][-1]:.3f} "
+  print(f"{len(c['steps'])} evaluations on {c['heldout_split']}, last at step {c['steps'][-1]} "
+        f"after {c['hours'][-1]:.2f} h: held-out ELBO {c['elbo'][-1]:.3f} "
         f"({c['bits_per_dim'][-1]:.4f} bits/dim); last doubling gained {gain_text(c)}")
 
 

@@ -1,19 +1,25 @@
 """Data sources, binarization and the resumable, shardable training stream."""
 
+import json
 import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import vlae_tf
 from helpers import run_train_py, tiny_config
+from vlae_tf import config as vconfig
 from vlae_tf import data, data_readers, data_tfds, datasets
 from vlae_tf import training
 
 
-def _cfg(dataset="mnist", binarization="dynamic", shape=(4, 4, 1), data_dir="", batch=6):
+def _cfg(dataset="mnist", binarization="dynamic", shape=(4, 4, 1), data_dir="", batch=6,
+         valid_split=""):
+  """A built-in dataset read whole: no validation split is carved unless ``valid_split`` asks."""
   cfg = tiny_config(image_shape=shape)
   cfg.data.dataset = dataset
+  cfg.data.valid_split = valid_split
   cfg.data.source = "npz"
   cfg.data.data_dir = data_dir
   cfg.data.binarization = binarization
@@ -232,6 +238,147 @@ def test_tfds_failure_says_how_to_use_local_files(monkeypatch):
   monkeypatch.setattr(tfds, "load", offline)
   with pytest.raises(RuntimeError, match=r"(?s)VLAE_DATA_DIR.*x_train"):
     data_tfds.load_tfds_split("mnist", "train")
+
+
+# ------------------------------------------------------------------ a validation split carved from train
+def _ids(x):
+  """Image k of :func:`_numbered` reads back as k."""
+  x = x.reshape(len(x), -1).astype(np.int64)
+  return x[:, 0] * 256 + x[:, 1]
+
+
+def _numbered(n, shape=(4, 4, 3), seed=0):
+  """``n`` random uint8 images whose first two bytes number them 0 .. n - 1."""
+  x = np.random.default_rng(seed).integers(0, 256, (n,) + shape, dtype=np.uint8)
+  flat = x.reshape(n, -1)
+  flat[:, 0], flat[:, 1] = np.arange(n) // 256, np.arange(n) % 256
+  return x
+
+
+def _cifar10_parts(root, x_train, x_test, parts=5):
+  """The shared folder's CIFAR-10 layout: cifar10_train_1..5.npz + cifar10_test.npz."""
+  os.makedirs(root / "cifar10", exist_ok=True)
+  for k, part in enumerate(np.array_split(x_train, parts), 1):
+    np.savez(root / "cifar10" / f"cifar10_train_{k}.npz", x_train=part)
+  np.savez(root / "cifar10" / "cifar10_test.npz", x_test=x_test)
+
+
+def _one_epoch(cfg, n):
+  """The training stream's first epoch (``n`` images, ``n`` divisible by the batch)."""
+  return np.concatenate(_stream(cfg, 0, n // int(cfg.train.batch_size)))
+
+
+def test_cifar10_valid_is_carved_from_train_and_never_trained_on(tmp_path):
+  x = _numbered(120)
+  _cifar10_parts(tmp_path, x, x[:7])
+  cfg = _cfg("cifar10", "none", shape=(4, 4, 3), data_dir=str(tmp_path), batch=4,
+             valid_split="valid")
+  valid, train = data.load_raw_split(cfg, "valid"), data.load_raw_split(cfg, "train")
+  kept, held = data_readers.holdout(120)                      # the custom datasets' rule
+  assert len(held) == 12 == round(0.1 * 120) and len(kept) == 108
+  np.testing.assert_array_equal(_ids(valid), held)            # in their original order
+  np.testing.assert_array_equal(_ids(train), kept)
+  assert not set(_ids(valid)) & set(_ids(train))              # disjoint ...
+  assert sorted(np.concatenate([_ids(valid), _ids(train)])) == list(range(120))  # ... and whole
+  epoch = _ids(_one_epoch(cfg, 108))                          # what training sees
+  assert sorted(epoch) == sorted(kept) and not set(epoch) & set(held)
+  np.testing.assert_array_equal(data.load_raw_split(cfg, "test"), x[:7])  # test untouched
+  # The periodic evaluation's split is the carved one, and says so.
+  assert data.carves_valid(cfg) and data.eval_split_name(cfg, "valid") == "valid"
+  np.testing.assert_array_equal(data.load_split(cfg, data.eval_split_name(cfg, "valid")), valid)
+  assert data.heldout_split(cfg, len(valid)) == "valid (12 images carved from train)"
+  assert data.heldout_split(cfg) == "valid (carved from train)"
+  x_eval, heldout = training._periodic_eval_images(cfg, chief=True)
+  assert set(_ids(x_eval)) <= set(held) and len(x_eval) == min(12, cfg.eval.periodic_examples)
+  assert heldout == "valid (12 images carved from train)"
+
+
+@pytest.mark.slow
+def test_a_carved_run_logs_which_images_its_held_out_curve_used(tmp_path, capsys):
+  x = _numbered(40, shape=(32, 32, 3))
+  _cifar10_parts(tmp_path / "data", x, x[:7])
+  cfg = _cfg("cifar10", "none", shape=(32, 32, 3), data_dir=str(tmp_path / "data"), batch=4,
+             valid_split="valid")
+  cfg.model.likelihood, cfg.eval.num_images, cfg.eval.periodic_examples = "logistic_mixture", 0, 8
+  cfg.train.steps, cfg.train.log_every, cfg.train.eval_every = 2, 1, 2
+  wd = str(tmp_path / "run")
+  training.train(cfg, wd)
+  out = capsys.readouterr().out
+  assert "cifar10 has no validation split of its own: data.valid_split='valid' is 4 of the 40" in out
+  assert "held-out evaluation: 4 evenly spaced images of valid (4 images carved from train)" in out
+  assert "eval @ 2 on valid (4 images carved from train), 4 evenly spaced, EMA: elbo" in out
+  with open(os.path.join(wd, "metrics.jsonl")) as f:
+    lines = [json.loads(line) for line in f]
+  assert [r["heldout_split"] for r in lines] == ["valid (4 images carved from train)"] * 2
+
+
+def test_without_a_valid_split_a_built_in_dataset_reads_as_before(tmp_path):
+  x = _numbered(40)
+  _cifar10_parts(tmp_path, x, x[:5])
+  cfg = _cfg("cifar10", "none", shape=(4, 4, 3), data_dir=str(tmp_path), batch=4)  # valid_split=""
+  np.testing.assert_array_equal(data.load_raw_split(cfg, "train"), x)  # every training image
+  assert sorted(_ids(_one_epoch(cfg, 40))) == list(range(40))
+  assert not data.carves_valid(cfg) and data.eval_split_name(cfg, "valid") == "test"
+  assert data.heldout_split(cfg, 5) == "test (5 images)" and data.heldout_split(cfg) == "test"
+  x_eval, heldout = training._periodic_eval_images(cfg, chief=True)
+  np.testing.assert_array_equal(x_eval, x[:5])
+  assert heldout == "test (5 images)"
+  with pytest.raises(FileNotFoundError, match="x_valid"):     # nothing carved when not asked
+    data.load_raw_split(cfg, "valid")
+  # A dataset with a validation split of its own reads it; nothing is carved from its train.
+  np.savez(tmp_path / "binarized_mnist.npz", x_train=np.zeros((6, 4, 4), np.uint8),
+           x_valid=np.ones((2, 4, 4), np.uint8), x_test=np.zeros((2, 4, 4), np.uint8))
+  own = _cfg("binarized_mnist", "static", data_dir=str(tmp_path), valid_split="valid")
+  assert not data.carves_valid(own) and len(data.load_raw_split(own, "train")) == 6
+  assert data.load_raw_split(own, "valid").min() == 1 and data.heldout_split(own, 2) == "valid (2 images)"
+
+
+def test_cifar10_carve_is_the_same_from_tfds_and_from_npz(tmp_path, monkeypatch):
+  """TFDS path (no network: mock data) and npz path carve the same images of the same train split.
+
+  TFDS stores CIFAR-10 in an order of its own; sorted by its ``id`` feature (``train_00000`` ...:
+  the position in the original batch files) it is in the .npz layout's order, so the position
+  holdout picks the same images. TFDS is never asked for a ``validation`` split CIFAR-10 lacks.
+  """
+  tfds = pytest.importorskip("tensorflow_datasets")
+  asked, load = [], tfds.load
+
+  def recording_load(name, split=None, **kw):
+    asked.append((name, split))
+    return load(name, split=split, **kw)
+  monkeypatch.setattr(tfds, "load", recording_load)
+  monkeypatch.delenv(datasets.ENV_VAR, raising=False)
+  tf_cfg = _cfg("cifar10", "none", shape=(32, 32, 3), batch=3, valid_split="valid")
+  tf_cfg.data.source = "tfds"
+  with tfds.testing.mock_data(num_examples=30):
+    examples = sorted(tfds.as_numpy(load("cifar10", split="train")), key=lambda e: e["id"])
+    tf_valid, tf_train = (data.load_raw_split(tf_cfg, s) for s in ("valid", "train"))
+    tf_epoch = _one_epoch(tf_cfg, 27)
+  assert ("cifar10", "validation") not in asked and ("cifar10", "train") in asked
+  x = np.stack([e["image"] for e in examples])                 # the original (id) order
+  assert len({e["id"] for e in examples}) == 30
+  _cifar10_parts(tmp_path, x, x[:4])
+  npz_cfg = _cfg("cifar10", "none", shape=(32, 32, 3), data_dir=str(tmp_path), batch=3,
+                 valid_split="valid")
+  kept, held = data_readers.holdout(30)
+  np.testing.assert_array_equal(tf_valid, x[held])
+  np.testing.assert_array_equal(tf_train, x[kept])
+  np.testing.assert_array_equal(data.load_raw_split(npz_cfg, "valid"), tf_valid)
+  np.testing.assert_array_equal(data.load_raw_split(npz_cfg, "train"), tf_train)
+  np.testing.assert_array_equal(_one_epoch(npz_cfg, 27), tf_epoch)   # the same training batches
+  assert data.heldout_split(tf_cfg, 3) == data.heldout_split(npz_cfg, 3)
+
+
+@pytest.mark.slow
+def test_shared_cifar10_carves_5000_of_50000():
+  root = os.environ.get(datasets.ENV_VAR, "")
+  if not os.path.isfile(os.path.join(root, "cifar10", "cifar10_train_1.npz")):
+    pytest.skip(f"no CIFAR-10 .npz files under ${datasets.ENV_VAR}")
+  cfg = vlae_tf.zoo.get_config("cifar10_cpu")
+  cfg.data.source, cfg.data.valid_split = "npz", "valid"
+  valid, train = data.load_raw_split(cfg, "valid"), data.load_raw_split(cfg, "train")
+  assert (len(valid), len(train)) == (5000, 45000)
+  assert data.heldout_split(cfg, len(valid)) == "valid (5,000 images carved from train)"
 
 
 # ------------------------------------------------------------------ training on bad data: clear errors

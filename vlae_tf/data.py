@@ -7,6 +7,18 @@ synthetic data (with the checks every split passes) are
 picks the reader for a config (:func:`resolve_source`), binarizes
 (``config.data.binarization``, :mod:`vlae_tf.datasets`) and streams.
 
+Validation split
+  ``data.valid_split`` names the held-out images of the periodic evaluation
+  during training (:func:`eval_split_name`; ``""``: the test split). A built-in
+  dataset without a validation split of its own
+  (:data:`vlae_tf.datasets.WITHOUT_VALID`: mnist, omniglot, cifar10) asked for
+  ``"valid"`` gets a fixed one carved from its training split by
+  :func:`vlae_tf.data_readers.holdout` (10%, NumPy PCG64 seed 0: CIFAR-10's
+  5,000 of 50,000), from the .npz files and from TFDS alike, and the training
+  split is the rest, so training never sees those images (:func:`carves_valid`;
+  datasets of your own are carved by their readers the same way).
+  :func:`heldout_split` says in words which images the curve used.
+
 Resumable order
   The training stream is a pure function of ``(config.seed, step)``: epoch
   ``e`` visits the training set in the stateless permutation
@@ -31,13 +43,15 @@ Random streams of a run
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
 from vlae_tf import data_readers as readers
 from vlae_tf import data_tfds
-from vlae_tf.datasets import (DataError, data_dir, dataset_name_error, is_builtin, source_error,
-                              tfds_name)
+from vlae_tf.datasets import (WITHOUT_VALID, DataError, data_dir, dataset_name_error, is_builtin,
+                              source_error, tfds_name)
 # Re-exported: the names callers (tests, experiments, bench) know as ``vlae_tf.data.<name>``.
 from vlae_tf.data_readers import check_split_images, holdout, synthetic_split  # noqa: F401
 from vlae_tf.data_tfds import load_tfds_split  # noqa: F401
@@ -74,12 +88,48 @@ def _to_nhwc(x, config, where):
   return x
 
 
+def carves_valid(config) -> bool:
+  """Whether ``data.valid_split`` is carved from the training split rather than read (module doc)."""
+  d = config.data
+  if d.get("valid_split", "") not in readers.VALID_KEYS:   # "": the test split; else read as named
+    return False
+  if is_builtin(d.dataset):
+    return d.dataset in WITHOUT_VALID
+  source, root = resolve_source(config), data_dir(config)
+  if source == "npz":   # (what own_npz_split does; False while the files cannot be found)
+    return (readers.has_npz_split(root, d.dataset, d.train_split)
+            and not readers.has_npz_split(root, d.dataset, "valid"))
+  if source == "images":
+    return os.path.isdir(root) and not readers.has_valid_folder(root, d.dataset)
+  return False   # tfds:<name>: the TFDS dataset's own validation split
+
+
 def _load_with_origin(config, split):
   name = config.data.dataset
   err = dataset_name_error(name)
   if err:
     raise ValueError(err)
   source = resolve_source(config)
+  train = config.data.train_split
+  if (is_builtin(name) and (split in readers.VALID_KEYS or split == train)
+      and carves_valid(config)):
+    x, where = _read_split(config, source, train, original_order=True)
+    kept, held = readers.holdout(len(x))
+    readers.say_once(
+        f"{name} has no validation split of its own: data.valid_split="
+        f"{config.data.valid_split!r} is {len(held):,} of the {len(x):,} images of its training "
+        f"split {train!r} ({readers.HOLDOUT_FRACTION:.0%} holdout, NumPy PCG64 seed "
+        f"{readers.HOLDOUT_SEED}), training on the other {len(kept):,} (data.valid_split='' "
+        f"trains on all and evaluates on the test split)")
+    if split in readers.VALID_KEYS:
+      return np.asarray(x)[held], f"{where} (validation part carved out of it)"
+    return np.asarray(x)[kept], f"{where} (training part)"
+  return _read_split(config, source, split)
+
+
+def _read_split(config, source, split, original_order=False):
+  """``(array, where)`` of split ``split`` as the source stores it (no carving of built-ins)."""
+  name = config.data.dataset
   if source == "synthetic":
     x = readers.synthetic_split(tuple(config.data.image_shape), split, int(config.seed),
                                 2 if config.data.binarization == "static" else 256,
@@ -99,7 +149,8 @@ def _load_with_origin(config, split):
   if is_builtin(name) and tname != name:
     raise ValueError(f"data.dataset={name!r} names a built-in dataset but data.source reads "
                      f"TFDS {tname!r}: set data.dataset to a name of your own")
-  x = data_tfds.load_tfds_split(tname, split, config.data.get("tfds_data_dir", ""))
+  x = data_tfds.load_tfds_split(tname, split, config.data.get("tfds_data_dir", ""),
+                                original_order=original_order)
   return x, f"TFDS {tname!r} split {split!r}"
 
 
@@ -157,11 +208,29 @@ def _check_binary(x, name, split):
 
 
 def eval_split_name(config, which="test") -> str:
-  """The configured split for ``which`` in {train, valid, test}; valid falls back to test."""
+  """The configured split for ``which`` in {train, valid, test}; valid falls back to test.
+
+  A carved validation split (:func:`carves_valid`) is named like any other:
+  :func:`load_split` of the name gives the carved images.
+  """
   split = config.data.get(f"{which}_split", "")
   if which == "valid" and not split:
     split = config.data.test_split
   return split
+
+
+def heldout_split(config, num_images=None) -> str:
+  """The held-out split of the periodic evaluation, in words (logs, ``metrics.jsonl``, curves).
+
+  ``"valid (5,000 images carved from train)"``, ``"valid (10,000 images)"``,
+  ``"test (10,000 images)"``; without ``num_images`` the count is left out
+  (``"valid (carved from train)"``, ``"test"``).
+  """
+  split = eval_split_name(config, "valid")
+  words = [f"{num_images:,} images"] if num_images is not None else []
+  if split == config.data.get("valid_split") and carves_valid(config):
+    words.append(f"carved from {config.data.train_split}")
+  return f"{split} ({' '.join(words)})" if words else split
 
 
 # ------------------------------------------------------------------ training stream
@@ -248,7 +317,8 @@ def distributed_train_dataset(strategy, config, start_step=0):
 
 
 __all__ = ["STREAM_TAGS", "stream_seed", "resolve_source", "resolve_data_config",
-           "load_raw_split", "fixed_binarization", "load_split", "eval_split_name",
+           "load_raw_split", "fixed_binarization", "load_split", "eval_split_name", "carves_valid",
+           "heldout_split",
            "epoch_permutation", "train_dataset", "distributed_train_dataset",
            # re-exported for their callers (their homes: datasets, data_readers, data_tfds)
            "ENV_VAR", "DataError", "data_dir", "check_split_images", "holdout", "synthetic_split",

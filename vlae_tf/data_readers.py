@@ -41,6 +41,9 @@ Your own datasets (any name that is not built in)
   seed :data:`HOLDOUT_SEED` and ``k = max(1, round(0.1 N))`` are validation,
   the rest (in their original order) train (:func:`holdout`); a single image
   folder gives 10% test, then 10% validation, the same way. It is logged once.
+  The built-in datasets without a validation split of their own (mnist,
+  omniglot, cifar10) carve one by the same :func:`holdout` when their config
+  asks for it (:func:`vlae_tf.data.carves_valid`; CIFAR-10: 5,000 of 50,000).
 
 The checks every split passes (:func:`check_split_images`)
   A numeric array ``[N, H, W]`` / ``[N, H, W, C]`` (C = 1 or 3), N >= 1,
@@ -164,6 +167,16 @@ def find_npz_split(root, name, split):
                           f"{' / '.join(map(repr, keys))}; tried:\n  " + "\n  ".join(tried))
 
 
+def has_npz_split(root, name, split) -> bool:
+  """Whether the .npz layout under ``root`` holds split ``split`` of ``name`` (reads no array)."""
+  if not root or (root.endswith(".npz") and not os.path.isfile(root)):
+    return False
+  keys = _split_keys(split)
+  return any(all(os.path.isfile(f) for f in files) and
+             all(any(k in keys for k in npz_arrays(f)) for f in files)
+             for files in _npz_candidates(root, name, split))  # find_npz_split's lookup
+
+
 def _concat(arrays, where):
   for a, w in zip(arrays[1:], where[1:]):
     if np.ndim(a) != np.ndim(arrays[0]) or np.shape(a)[1:] != np.shape(arrays[0])[1:]:
@@ -183,12 +196,8 @@ def own_npz_split(root, name, split, train_split="train", carve_valid=True):
   wants_valid = split in VALID_KEYS
   if not carve_valid or not (wants_valid or split == train_split):
     return find_npz_split(root, name, split)
-  try:
-    found = find_npz_split(root, name, "valid")  # x_valid / x_val / x_validation
-  except FileNotFoundError:
-    found = None  # no validation split: carve it from train
-  if found is not None:
-    return found if wants_valid else find_npz_split(root, name, split)
+  if has_npz_split(root, name, "valid"):  # x_valid / x_val / x_validation
+    return find_npz_split(root, name, "valid" if wants_valid else split)
   x, where = find_npz_split(root, name, train_split)
   kept, held = holdout(len(x))
   say_once(f"{name}: no validation array (x_valid / x_val / x_validation) beside {where}: "
@@ -268,6 +277,11 @@ def _split_folders(folder):
       out["valid"] = os.path.join(folder, k)
       break
   return out
+
+
+def has_valid_folder(root, name) -> bool:
+  """Whether the image folder of ``name`` has a ``valid`` / ``val`` / ``validation`` sub-folder."""
+  return "valid" in _split_folders(_images_root(root, name))
 
 
 def holdout(n, fraction=HOLDOUT_FRACTION, seed=HOLDOUT_SEED):
@@ -350,6 +364,6 @@ def check_split_images(x, where, binarization="dynamic") -> np.ndarray:
 
 
 __all__ = ["VALID_KEYS", "IMAGE_EXTENSIONS", "HOLDOUT_FRACTION", "HOLDOUT_SEED", "npz_arrays",
-           "read_npz", "find_npz_split", "own_npz_split", "is_image_folder",
-           "read_image_files", "holdout", "say_once", "find_image_split", "synthetic_split",
-           "check_split_images"]
+           "read_npz", "find_npz_split", "has_npz_split", "own_npz_split", "is_image_folder",
+           "read_image_files", "has_valid_folder", "holdout", "say_once", "find_image_split",
+           "synthetic_split", "check_split_images"]

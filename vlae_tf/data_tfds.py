@@ -40,8 +40,16 @@ def tfds_image_key(builder):
                   f"{images or 'none'} among {list(features)}")
 
 
-def load_tfds_split(name, split, tfds_data_dir=None) -> np.ndarray:
-  """All images of a TFDS split as a uint8 numpy array (Omniglot converted to 28x28 ink)."""
+def load_tfds_split(name, split, tfds_data_dir=None, original_order=False) -> np.ndarray:
+  """All images of a TFDS split as a uint8 numpy array (Omniglot converted to 28x28 ink).
+
+  TFDS stores a split in an order of its own (its writer shuffles the
+  examples by key). With ``original_order`` the images of a dataset that has
+  an ``id`` feature are sorted by it: CIFAR-10's ``train_00000``, ... are the
+  positions in the original batch files, so the array is in the order of the
+  .npz layout and a holdout by position picks the same images on both paths
+  (MNIST and Omniglot have no ``id``: TFDS's order).
+  """
   import tensorflow_datasets as tfds
   if not is_builtin(name):
     return _load_tfds_any(name, split, tfds_data_dir)
@@ -54,10 +62,12 @@ def load_tfds_split(name, split, tfds_data_dir=None) -> np.ndarray:
         f"network access, point at local files instead: set ${ENV_VAR} (or --config.data.data_dir) "
         f"to a folder with {name}.npz or {name}/{name}.npz holding uint8 arrays x_train, x_test "
         f"(see vlae_tf/data_readers.py), or pass --config.data.source=npz") from e
-  images = [ex["image"] for ex in tfds.as_numpy(ds)]
-  if not images:
+  examples = list(tfds.as_numpy(ds))
+  if not examples:
     raise ValueError(f"TFDS split {split!r} of {name!r} is empty")
-  x = np.stack(images)
+  if original_order and "id" in examples[0]:
+    examples.sort(key=lambda ex: ex["id"])
+  x = np.stack([ex["image"] for ex in examples])
   if name == "omniglot":
     x = omniglot_to_28(x)
   return x

@@ -16,6 +16,11 @@ Datasets (``config.data.dataset``)
   ``synthetic``        small structured random images of ``data.image_shape``
                        (for tests; no files, no network).
 
+  Only ``binarized_mnist`` has a validation split of its own. For the others
+  (:data:`WITHOUT_VALID`), ``data.valid_split = "valid"`` carves a fixed one
+  out of the training split (the rest trains; :mod:`vlae_tf.data`), and
+  ``data.valid_split = ""`` evaluates the held-out curve on the test split.
+
 Sources (``config.data.source``)
   ``auto``  ``npz`` when ``data.data_dir`` or the environment variable
             ``VLAE_DATA_DIR`` is set (``images`` when that is a folder of image
@@ -48,6 +53,8 @@ BINARIZATIONS = ("static", "dynamic", "threshold", "none")
 # The fixed image shape (H, W, C) of every built-in dataset read from files (synthetic: any).
 NATIVE_SHAPES = {"binarized_mnist": (28, 28, 1), "mnist": (28, 28, 1), "omniglot": (28, 28, 1),
                  "cifar10": (32, 32, 3)}
+# Built-in datasets without a validation split of their own (npz and TFDS alike): one is carved from train.
+WITHOUT_VALID = ("mnist", "omniglot", "cifar10")
 ENV_VAR = "VLAE_DATA_DIR"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -87,5 +94,5 @@ def tfds_name(config) -> str:
   return source[5:] if source.startswith("tfds:") else config.data.dataset
 
 
-__all__ = ["DATASETS", "SOURCES", "BINARIZATIONS", "NATIVE_SHAPES", "ENV_VAR", "DataError",
-           "is_builtin", "dataset_name_error", "source_error", "data_dir", "tfds_name"]
+__all__ = ["DATASETS", "SOURCES", "BINARIZATIONS", "NATIVE_SHAPES", "WITHOUT_VALID", "ENV_VAR",
+           "DataError", "is_builtin", "dataset_name_error", "source_error", "data_dir", "tfds_name"]

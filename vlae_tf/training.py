@@ -24,7 +24,9 @@ One optimisation step at global step ``t`` with global batch ``G`` split over
 The work directory (``config.json``, ``checkpoints/``, ``tensorboard/``,
 ``metrics.jsonl``, ``eval.json``) is described in :mod:`vlae_tf.workdir`.
 Every ``train.eval_every`` steps the chief evaluates the EMA weights on a few
-held-out images (:func:`periodic_eval`).
+held-out images (:func:`periodic_eval`) of the validation split, or of the test
+split where the config names none; the log and every ``metrics.jsonl`` line
+say which (``heldout_split``, e.g. ``"valid (5,000 images carved from train)"``).
 """
 
 from __future__ import annotations
@@ -166,14 +168,18 @@ def periodic_eval(state, x_eval, step, writer, seed=0):
 
 
 def _periodic_eval_images(config, chief):
-  """The held-out images of :func:`periodic_eval` (none on other workers than the chief).
+  """``(images, heldout)``: the held-out images of :func:`periodic_eval` and their split in words.
 
-  Evenly spaced, not a prefix: test sets like binarized MNIST's are sorted by class.
+  Evenly spaced, not a prefix: test sets like binarized MNIST's are sorted by
+  class. ``heldout`` is :func:`vlae_tf.data.heldout_split`, e.g. ``"valid
+  (5,000 images carved from train)"`` or ``"test (10,000 images)"``; no images
+  and ``""`` on other workers than the chief, or without a periodic evaluation.
   """
   if not (chief and config.eval.periodic_examples):
-    return np.zeros((0,) + tuple(config.data.image_shape), np.uint8)
+    return np.zeros((0,) + tuple(config.data.image_shape), np.uint8), ""
   x_all = vdata.load_split(config, vdata.eval_split_name(config, "valid"))
-  return x_all[evaluation.iwae_subset(len(x_all), int(config.eval.periodic_examples))]
+  x = x_all[evaluation.iwae_subset(len(x_all), int(config.eval.periodic_examples))]
+  return x, vdata.heldout_split(config, len(x_all))
 
 
 # ==================================================================== logging
@@ -191,8 +197,9 @@ def _log(msg):
 class _Progress:
   """Interval means of the step metrics, the skip counter, and their log lines and summaries."""
 
-  def __init__(self, state, workdir, writer, chief, start):
+  def __init__(self, state, workdir, writer, chief, start, heldout=""):
     self.state, self.workdir, self.writer, self.chief = state, workdir, writer, chief
+    self.heldout = heldout     # the periodic evaluation's split in words, on every metrics line
     cfg = state.config.train
     self.start, self.total, self.batch = start, int(cfg.steps), int(cfg.batch_size)
     self.max_skips = int(cfg.max_consecutive_skips)
@@ -250,6 +257,8 @@ class _Progress:
     if self.chief:
       record = dict(mean, step=step, bits_per_dim=bpd, learning_rate=lr,
                     examples_per_second=ex_s, skipped_steps=self.skipped())
+      if self.heldout:
+        record["heldout_split"] = self.heldout
       with open(os.path.join(self.workdir, vwork.METRICS_FILE), "a") as fh:
         fh.write(json.dumps(record) + "\n")
     self.acc, self.acc_n, self.interval, self.t_log = {}, 0, 0, time.time()
@@ -349,13 +358,16 @@ def train(config, workdir, strategy=None, fault_hook=None, init_from=None, init_
   writer = (tf.summary.create_file_writer(os.path.join(workdir, "tensorboard")) if chief
             else tf.summary.create_noop_writer())
   batches = iter(vdata.distributed_train_dataset(strategy, config, start))
-  x_eval = _periodic_eval_images(config, chief)
-  train_step, progress = make_train_step(state), _Progress(state, workdir, writer, chief, start)
+  x_eval, heldout = _periodic_eval_images(config, chief)
+  train_step = make_train_step(state)
+  progress = _Progress(state, workdir, writer, chief, start, heldout)
   t = config.train
   log_every, ckpt_every, eval_every = int(t.log_every), int(t.checkpoint_every), int(t.eval_every)
   one, nan = tf.constant(1.0), tf.constant(float("nan"))
   _log(f"training {config.get('name', '?')} on {config.data.dataset} from step {start} to "
        f"{total}: global batch {batch} over {replicas} replica(s), workdir {workdir}")
+  if heldout:
+    _log(f"held-out evaluation: {len(x_eval)} evenly spaced images of {heldout}")
   with _Preempted() as preempted:
     step = start
     while step < total:
@@ -373,9 +385,9 @@ def train(config, workdir, strategy=None, fault_hook=None, init_from=None, init_
       if chief and ((eval_every and step % eval_every == 0) or step == total):
         ev = periodic_eval(state, x_eval, step, writer, seed=int(config.seed))
         if ev:
-          _log(f"eval @ {step} (EMA, {len(x_eval)} examples): elbo {ev['elbo']:.3f} | rate "
-               f"{ev['rate']:.3f} | distortion {ev['distortion']:.3f} | active units "
-               f"{ev['active_units']}/{state.model.latent_size}")
+          _log(f"eval @ {step} on {heldout}, {len(x_eval)} evenly spaced, EMA: elbo "
+               f"{ev['elbo']:.3f} | rate {ev['rate']:.3f} | distortion {ev['distortion']:.3f} | "
+               f"active units {ev['active_units']}/{state.model.latent_size}")
   writer.flush()
   if not chief:
     shutil.rmtree(os.path.dirname(manager.directory), ignore_errors=True)

@@ -8,7 +8,8 @@ Layout::
     checkpoints/     tf.train.Checkpoint(model=, optimizer=, ema=, step=, skipped=); the data
                      position is the step
     tensorboard/     summaries
-    metrics.jsonl    one JSON line per log step (the interval means, full precision; chief only)
+    metrics.jsonl    one JSON line per log step (the interval means, full precision; chief only;
+                     heldout_split: the periodic evaluation's split, vlae_tf.data.heldout_split)
     eval.json        the test-set evaluation of the latest checkpoint (EMA weights)
 
 :func:`load_model_from_workdir` restores the model (EMA weights by default)
