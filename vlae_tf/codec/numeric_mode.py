@@ -49,9 +49,10 @@ is reproduced, e.g. the same process or machine type).
 
 This module does not import TensorFlow, nor does the package around it (its
 ``__init__`` imports :mod:`vlae_tf.codec.api` on first use), so the ``vlae``
-command decides on the mode before TensorFlow is imported; it reads TensorFlow
-from ``sys.modules`` when asked about the running process, which has imported
-it by then.
+command decides on the mode before TensorFlow is imported (:func:`startable`
+only looks in ``sys.modules``). Asked about the running process's TensorFlow
+(:func:`process_mode`, :func:`configure_threads`), it imports TensorFlow if no
+one has yet: ``from vlae_tf import codec`` no longer does.
 """
 
 from __future__ import annotations
@@ -150,6 +151,12 @@ def _threads(tf):
   return tuple(counts)
 
 
+def _tensorflow():
+  """TensorFlow, imported now if no one has (a canonical process has the mode's settings in its
+  environment from the start, so importing it here joins the mode)."""
+  return importlib.import_module("tensorflow")
+
+
 def _onednn_enabled() -> bool:
   """Whether TensorFlow (imported) runs oneDNN kernels, as its own start-up line reports."""
   return bool(importlib.import_module("tensorflow.python.util._pywrap_util_port").IsMklEnabled())
@@ -161,7 +168,7 @@ def configure_threads():
   Does nothing when they are already set so; raises ``RuntimeError`` when TensorFlow's runtime
   started with other counts (they can no longer change).
   """
-  tf = sys.modules["tensorflow"]
+  tf = _tensorflow()
   if _threads(tf) == (THREADS, THREADS):
     return
   th = tf.config.threading
@@ -188,7 +195,7 @@ def process_mode() -> dict:
   ``"name": "process"`` and what decides its float results here: oneDNN, its ISA cap, the
   thread counts, NumPy's active dispatch targets and the CPU's features.
   """
-  tf = sys.modules["tensorflow"]
+  tf = _tensorflow()
   mode = {"name": CANONICAL, "tensorflow": tf.__version__, "numpy": np.__version__}
   if process_differences():
     dispatch, features = _numpy_dispatch()
