@@ -19,7 +19,7 @@ import tensorflow as tf
 import vlae_tf
 from helpers import run_train_py
 from vlae_tf import config as vconfig
-from vlae_tf import sampling, training
+from vlae_tf import data, sampling, training
 from vlae_tf import workdir as vwork
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
@@ -51,6 +51,27 @@ def test_old_checkpoint_restores_every_object_and_config_round_trips(run):
   vwork.write_config(cfg, run)                        # what a resume writes back
   assert vconfig.flatten(vwork.read_workdir_config(run)) == vconfig.flatten(cfg)
   assert cfg.train.precision == "float32"             # added later: the default, what it used
+
+
+def test_a_cifar10_run_from_before_the_carved_validation_split_resumes_as_it_was(tmp_path):
+  """Its config.json has data.valid_split '' (all 50,000 trained, the curve on test): so it stays.
+
+  Today's zoo/cifar10_cpu.py asks for the carved split, which would change the run's training
+  set, so resuming with it is refused, with the flag that resumes the run as it was.
+  """
+  run_dir = tmp_path / "run"
+  run_dir.mkdir()
+  shutil.copy(os.path.join(HERE, "config_cifar10_cpu_7bdb780.json"), run_dir / vwork.CONFIG_FILE)
+  stored = vwork.read_workdir_config(str(run_dir))
+  assert stored.data.valid_split == ""
+  vwork.check_config(stored, str(run_dir))
+  assert not data.carves_valid(stored) and data.heldout_split(stored) == "test"
+  carving = vwork.read_workdir_config(str(run_dir))
+  carving.data.valid_split = vlae_tf.zoo.get_config("cifar10_cpu").data.valid_split
+  assert data.carves_valid(carving)
+  with pytest.raises(vwork.ConfigMismatch, match=r"(?s)data.valid_split: stored '', now 'valid'"
+                                                 r".*--config.data.valid_split=''"):
+    vwork.check_config(carving, str(run_dir))
 
 
 @pytest.mark.parametrize("weights", ["ema", "raw"])

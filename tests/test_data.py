@@ -369,13 +369,29 @@ def test_cifar10_carve_is_the_same_from_tfds_and_from_npz(tmp_path, monkeypatch)
   assert data.heldout_split(tf_cfg, 3) == data.heldout_split(npz_cfg, 3)
 
 
+def test_which_zoo_configs_carve_a_validation_split():
+  cifar = ["cifar10", "cifar10_cpu", "cifar10_gated_cpu", "cifar10_gated_full_cpu",
+           "cifar10_vae_factorized_cpu", "cifar10_grayscale"]
+  for name in vlae_tf.zoo.list_configs():
+    cfg = vlae_tf.zoo.get_config(name)
+    want = "valid (carved from train)" if name in cifar else (   # MNIST, Omniglot: as before
+        "valid" if cfg.data.dataset == "binarized_mnist" else cfg.data.test_split)
+    assert data.heldout_split(cfg) == want, name
+  # The shipped cifar10 weights were trained on all 50,000 with the curve on test images; their
+  # card keeps the config they were trained with.
+  with open(os.path.join(os.path.dirname(__file__), "..", "saved_models", "cifar10",
+                         "card.json")) as f:
+    card = vconfig.from_json(json.load(f)["config"])
+  assert card.data.valid_split == "" and data.heldout_split(card) == "test"
+
+
 @pytest.mark.slow
 def test_shared_cifar10_carves_5000_of_50000():
   root = os.environ.get(datasets.ENV_VAR, "")
   if not os.path.isfile(os.path.join(root, "cifar10", "cifar10_train_1.npz")):
     pytest.skip(f"no CIFAR-10 .npz files under ${datasets.ENV_VAR}")
   cfg = vlae_tf.zoo.get_config("cifar10_cpu")
-  cfg.data.source, cfg.data.valid_split = "npz", "valid"
+  cfg.data.source = "npz"
   valid, train = data.load_raw_split(cfg, "valid"), data.load_raw_split(cfg, "train")
   assert (len(valid), len(train)) == (5000, 45000)
   assert data.heldout_split(cfg, len(valid)) == "valid (5,000 images carved from train)"

@@ -11,6 +11,10 @@ with or without network (CI), and TFDS's download retries are set to 0 so that f
 take the ~3.5 minutes of its default backoff. The test then demands that each dataset failed in
 the download (a ``requests`` connection error raised under TFDS's download manager) and that no
 ``ImportError`` appears anywhere in the chain.
+
+``cifar10_cpu:valid`` goes the way a training run's held-out evaluation goes: the validation split
+``zoo/cifar10_cpu.py`` asks for is carved from the training split, so TFDS must be asked for
+``train`` (CIFAR-10 has no ``validation`` split to download).
 """
 
 import json
@@ -23,17 +27,25 @@ import textwrap
 import pytest
 
 DATASETS = ("binarized_mnist", "mnist", "omniglot", "cifar10")
+CARVED = "cifar10_cpu:valid"   # <zoo config>:<split>, read through the config
 
 _PROBE = textwrap.dedent("""
     import json, sys, traceback
     import requests
     from tensorflow_datasets.core.download import downloader
+    import vlae_tf
     from vlae_tf import data
     downloader.MAX_RETRIES = 0  # one attempt per URL: the default backoff adds ~3.5 min offline
     out = {}
     for name in sys.argv[2:]:
       try:
-        data.load_tfds_split(name, "train", sys.argv[1])
+        if ":" in name:
+          config_name, split = name.split(":")
+          cfg = vlae_tf.zoo.get_config(config_name)
+          cfg.data.source, cfg.data.tfds_data_dir = "tfds", sys.argv[1]
+          data.load_raw_split(cfg, split)
+        else:
+          data.load_tfds_split(name, "train", sys.argv[1])
         out[name] = {"ok": True}
         continue
       except Exception as e:  # noqa: BLE001 -- classified below
@@ -67,12 +79,12 @@ def test_tfds_preparation_fails_only_for_want_of_network(tmp_path):
   for k in ("NO_PROXY", "no_proxy", "VLAE_DATA_DIR"):
     env.pop(k, None)
   tfds_dir = tmp_path / "tfds"  # empty: nothing prepared, nothing cached, so the download must run
-  proc = subprocess.run([sys.executable, "-c", _PROBE, str(tfds_dir), *DATASETS],
+  proc = subprocess.run([sys.executable, "-c", _PROBE, str(tfds_dir), *DATASETS, CARVED],
                         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
   lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
   assert proc.returncode == 0 and lines, f"probe crashed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
   results = json.loads(lines[-1][len("RESULT "):])
-  assert sorted(results) == sorted(DATASETS)
+  assert sorted(results) == sorted(DATASETS + (CARVED,))
   for name, r in results.items():
     assert not r["ok"], f"{name}: TFDS prepared it without network -- the probe saw cached data"
     chain = r["chain"]
@@ -82,3 +94,4 @@ def test_tfds_preparation_fails_only_for_want_of_network(tmp_path):
     assert not imports, f"{name}: a dependency is missing from setup.py: {imports}"
     net = [c for c in chain if c["network"] and c["in_download"]]
     assert net, f"{name}: expected a network error from TFDS's download manager, got {chain}"
+  assert "'cifar10' split 'train'" in results[CARVED]["chain"][0]["message"], results[CARVED]

@@ -93,9 +93,12 @@ def check_config(config, workdir):
   diffs = config_differences(read_workdir_config(workdir), config)
   if diffs:
     lines = "\n  ".join(f"{k}: stored {a!r}, now {b!r}" for k, a, b in diffs)
+    hint = ("\n(The CIFAR-10 zoo configs carve a validation split out of train now; a run "
+            "started before resumes with --config.data.valid_split='', on all its training "
+            "images.)" if any(k == "data.valid_split" and a == "" for k, a, _ in diffs) else "")
     raise ConfigMismatch(f"work directory {workdir!r} was created by a different config; "
                      f"differences:\n  {lines}\nUse a new --workdir, or the same config "
-                     f"(only {', '.join(RESUMABLE_KEYS)} may change between runs).")
+                     f"(only {', '.join(RESUMABLE_KEYS)} may change between runs).{hint}")
 
 
 def write_config(config, workdir):
