@@ -15,9 +15,11 @@ Validation split
   ``"valid"`` gets a fixed one carved from its training split by
   :func:`vlae_tf.data_readers.holdout` (10%, NumPy PCG64 seed 0: CIFAR-10's
   5,000 of 50,000), from the .npz files and from TFDS alike, and the training
-  split is the rest, so training never sees those images (:func:`carves_valid`;
-  datasets of your own are carved by their readers the same way).
-  :func:`heldout_split` says in words which images the curve used.
+  split is the rest, so training never sees those images (:func:`carves_valid`).
+  A TFDS dataset of your own (``tfds:<name>``) without a validation split
+  (:func:`vlae_tf.data_tfds.own_valid_split`) is carved here the same way;
+  your .npz files and image folders are carved by their readers by the same
+  rule. :func:`heldout_split` says in words which images the curve used.
 
 Resumable order
   The training stream is a pure function of ``(config.seed, step)``: epoch
@@ -101,7 +103,9 @@ def carves_valid(config) -> bool:
             and not readers.has_npz_split(root, d.dataset, "valid"))
   if source == "images":
     return os.path.isdir(root) and not readers.has_valid_folder(root, d.dataset)
-  return False   # tfds:<name>: the TFDS dataset's own validation split
+  if source == "tfds":   # tfds:<name>: its own validation split if it has one (prepares it)
+    return not data_tfds.own_valid_split(tfds_name(config), d.get("tfds_data_dir", ""))
+  return False
 
 
 def _load_with_origin(config, split):
@@ -111,12 +115,13 @@ def _load_with_origin(config, split):
     raise ValueError(err)
   source = resolve_source(config)
   train = config.data.train_split
-  if (is_builtin(name) and (split in readers.VALID_KEYS or split == train)
-      and carves_valid(config)):
+  if ((is_builtin(name) or source == "tfds") and (split in readers.VALID_KEYS or split == train)
+      and carves_valid(config)):   # (.npz files and image folders of your own: their readers)
     x, where = _read_split(config, source, train, original_order=True)
     kept, held = readers.holdout(len(x))
+    what = name if is_builtin(name) else f"{name} (TFDS {tfds_name(config)!r})"
     readers.say_once(
-        f"{name} has no validation split of its own: data.valid_split="
+        f"{what} has no validation split of its own: data.valid_split="
         f"{config.data.valid_split!r} is {len(held):,} of the {len(x):,} images of its training "
         f"split {train!r} ({readers.HOLDOUT_FRACTION:.0%} holdout, NumPy PCG64 seed "
         f"{readers.HOLDOUT_SEED}), training on the other {len(kept):,} (data.valid_split='' "

@@ -8,8 +8,11 @@ Omniglot's background / evaluation sets ``train`` / ``test``, and we map
 RGB (black ink on white): :func:`omniglot_to_28` takes ``ink = 255 - mean(R, G, B)``
 and box-filters (area-averages) to 28x28. Any other TFDS dataset is read
 through its builder: its ``image`` feature, else its only ``Image`` feature,
-all images of one size. ``tensorflow_datasets`` is imported only when TFDS is
-read (it is optional and slow to import).
+all images of one size; its validation split is the first of
+:data:`TFDS_VALID_SPLITS` it has (:func:`own_valid_split`), and where it has
+none :mod:`vlae_tf.data` carves one from its training split, as for the
+built-in datasets without one. ``tensorflow_datasets`` is imported only when
+TFDS is read (it is optional and slow to import).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import tensorflow as tf
 from vlae_tf.datasets import ENV_VAR, DataError, is_builtin
 
 _TFDS_SPLITS = {"valid": "validation", "background": "train", "evaluation": "test"}
+# A TFDS dataset's own validation split (not built in): the first of these it has.
+TFDS_VALID_SPLITS = ("validation", "valid", "val")
 
 
 def _tfds_split(split):
@@ -73,18 +78,50 @@ def load_tfds_split(name, split, tfds_data_dir=None, original_order=False) -> np
   return x
 
 
-def _load_tfds_any(name, split, tfds_data_dir=None):
+def _prepared_builder(name, tfds_data_dir, split):
+  """``(builder, image key)`` of TFDS dataset ``name`` (not built in), prepared (downloaded) if need be."""
   import tensorflow_datasets as tfds
   try:
     builder = tfds.builder(name, data_dir=tfds_data_dir or None)
     key = tfds_image_key(builder)
     builder.download_and_prepare()
-    ds = builder.as_dataset(split=_tfds_split(split), shuffle_files=False)
   except DataError:
     raise
-  except Exception as e:  # noqa: BLE001 -- unknown name, no network, unknown split
-    raise RuntimeError(f"TFDS could not load {name!r} split {split!r} ({type(e).__name__}: "
-                       f"{' '.join(str(e).split())[:500]})") from e
+  except Exception as e:  # noqa: BLE001 -- unknown name, no network
+    raise _could_not_load(name, split, e) from e
+  return builder, key
+
+
+def _could_not_load(name, split, e):
+  return RuntimeError(f"TFDS could not load {name!r} split {split!r} ({type(e).__name__}: "
+                      f"{' '.join(str(e).split())[:500]})")
+
+
+def _valid_of(builder):
+  return next((s for s in TFDS_VALID_SPLITS if s in builder.info.splits), "")
+
+
+def own_valid_split(name, tfds_data_dir=None) -> str:
+  """The TFDS name of the validation split of dataset ``name`` (not built in), ``""`` if it has none.
+
+  The first of :data:`TFDS_VALID_SPLITS` among its splits. With none, a
+  validation split asked for is carved from the training split
+  (:func:`vlae_tf.data.carves_valid`). Prepares the dataset if it is not yet:
+  its splits are known only then.
+  """
+  return _valid_of(_prepared_builder(name, tfds_data_dir, "valid")[0])
+
+
+def _load_tfds_any(name, split, tfds_data_dir=None):
+  import tensorflow_datasets as tfds
+  builder, key = _prepared_builder(name, tfds_data_dir, split)
+  base, sep, rest = split.partition("[")
+  own = _valid_of(builder) if base in TFDS_VALID_SPLITS else ""   # valid / val / validation
+  tsplit = own + sep + rest if own else _tfds_split(split)
+  try:
+    ds = builder.as_dataset(split=tsplit, shuffle_files=False)
+  except Exception as e:  # noqa: BLE001 -- unknown split
+    raise _could_not_load(name, split, e) from e
   images = [ex[key] for ex in tfds.as_numpy(ds)]
   if not images:
     raise DataError(f"TFDS {name!r} split {split!r}: expected images, the split is empty")
@@ -107,4 +144,5 @@ def omniglot_to_28(x) -> np.ndarray:
   return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
-__all__ = ["tfds_image_key", "load_tfds_split", "omniglot_to_28"]
+__all__ = ["TFDS_VALID_SPLITS", "tfds_image_key", "own_valid_split", "load_tfds_split",
+           "omniglot_to_28"]

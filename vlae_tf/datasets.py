@@ -29,7 +29,8 @@ Sources (``config.data.source``)
   ``images``  a folder of image files (PNG, JPEG, BMP, GIF, WebP), for a
             dataset of your own (:mod:`vlae_tf.data_readers`).
   ``tfds:<name>``  any TFDS dataset with an image feature (``image``, else its
-            only ``Image`` feature), for a dataset under a name of your own.
+            only ``Image`` feature), for a dataset under a name of your own;
+            without a validation split of its own one is carved from train.
   ``tfds``  TensorFlow Datasets (``binarized_mnist``, ``mnist``, ``omniglot``,
             ``cifar10``; split names and Omniglot's conversion to 28x28 ink in
             :mod:`vlae_tf.data_tfds`).
