@@ -149,8 +149,8 @@ def test_a_tfds_dataset_with_a_validation_split_uses_its_own(tfds_dir, asked, tf
 
 
 @pytest.mark.slow
-def test_a_run_on_a_tfds_dataset_without_validation_evaluates_on_the_carved_split(tfds_dir,
-                                                                                   tmp_path, capsys):
+def test_a_run_on_a_tfds_dataset_without_validation_evaluates_on_the_carved_split(
+    tfds_dir, tmp_path, capsys):
   """The run from README's example (``tfds:fashion_mnist`` lacks a validation split), in small."""
   cfg = _cfg(tfds_dir, "tiny_no_valid", binarization="dynamic")
   cfg.eval.num_images, cfg.eval.periodic_examples = 0, 8

@@ -79,7 +79,7 @@ def load_tfds_split(name, split, tfds_data_dir=None, original_order=False) -> np
 
 
 def _prepared_builder(name, tfds_data_dir, split):
-  """``(builder, image key)`` of TFDS dataset ``name`` (not built in), prepared (downloaded) if need be."""
+  """``(builder, image key)`` of TFDS dataset ``name`` (not built in), prepared if need be."""
   import tensorflow_datasets as tfds
   try:
     builder = tfds.builder(name, data_dir=tfds_data_dir or None)
@@ -102,7 +102,7 @@ def _valid_of(builder):
 
 
 def own_valid_split(name, tfds_data_dir=None) -> str:
-  """The TFDS name of the validation split of dataset ``name`` (not built in), ``""`` if it has none.
+  """The TFDS name of the validation split of dataset ``name`` (not built in); ``""``: none.
 
   The first of :data:`TFDS_VALID_SPLITS` among its splits. With none, a
   validation split asked for is carved from the training split
