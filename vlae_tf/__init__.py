@@ -24,7 +24,7 @@ from vlae_tf import quiet_tf as _quiet_tf
 # TensorFlow's start-up lines (oneDNN, CUDA drivers, cuInit) are hidden when it is first imported,
 # unless the user set TF_CPP_MIN_LOG_LEVEL themselves (vlae_tf/quiet_tf.py).
 _quiet_tf.quiet_library()
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_os.environ.setdefault(_quiet_tf.LEVEL_ENV, _quiet_tf.OWN_LEVEL)
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 __version__ = "0.1.0"

@@ -35,6 +35,13 @@ puts a finder on ``sys.meta_path`` that wraps the first ``import tensorflow``
 itself; :func:`spend_bool_line` is what ``zoo.load`` calls before a SavedModel's
 first input check. ``import vlae_tf`` itself still imports no TensorFlow.
 
+A child Python process (``python -m vlae_tf.codec.numeric_mode script.py``, the
+``vlae`` codec commands' canonical child) inherits the environment, and with it
+the ``TF_CPP_MIN_LOG_LEVEL=2`` vlae_tf set here: its own ``import vlae_tf`` would
+take that for the user's and leave TensorFlow's start-up lines on. Such a child
+is started with :func:`child_environ`, which leaves out the level vlae_tf set
+(a level the user set is passed on), so the child is quiet the same way.
+
 This module imports nothing heavy, so a command can parse its arguments and
 answer ``--help`` before deciding to import TensorFlow.
 """
@@ -49,6 +56,10 @@ import sys
 import tempfile
 
 LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"
+OWN_LEVEL = "2"   # what vlae_tf sets when the user has not (errors only)
+# The user's level: as the environment had it when vlae_tf was imported (its __init__ imports this
+# module before anything sets it), None when unset.
+_USER_LEVEL = os.environ.get(LEVEL_ENV)
 
 # absl's C++ log prefix: severity letter, MMDD, time (odd before absl is initialised), thread, file:line]
 _ABSL_LINE = re.compile(r"^([IWEF])\d{4} \S+\s+\d+ [^\]\s]+:\d+\] (.*)$")
@@ -144,7 +155,7 @@ def quiet_library() -> bool:
   """
   if LEVEL_ENV in os.environ or "tensorflow" in sys.modules or _STATE["finder"] is not None:
     return False
-  os.environ[LEVEL_ENV] = "2"
+  os.environ[LEVEL_ENV] = OWN_LEVEL
   _STATE["level_is_ours"] = True
   install_import_hook()
   return True
@@ -172,7 +183,22 @@ def remove_import_hook():
 
 def is_quiet() -> bool:
   """True while TensorFlow's log lines are being hidden for the library (:func:`quiet_library`)."""
-  return _STATE["level_is_ours"] and os.environ.get(LEVEL_ENV) == "2"
+  return _STATE["level_is_ours"] and os.environ.get(LEVEL_ENV) == OWN_LEVEL
+
+
+def child_environ(environ=None) -> dict:
+  """``environ`` (default ``os.environ``) for a child Python process, less vlae_tf's log level.
+
+  Leaves out ``TF_CPP_MIN_LOG_LEVEL`` when vlae_tf set it (it was unset when
+  vlae_tf was imported and is still :data:`OWN_LEVEL`), so that the child's
+  ``import vlae_tf`` quiets TensorFlow's start-up as this process's did (module
+  doc); a level the user set is passed on, and the child's TensorFlow then
+  behaves as it does without vlae_tf.
+  """
+  env = dict(os.environ if environ is None else environ)
+  if _USER_LEVEL is None and env.get(LEVEL_ENV) == OWN_LEVEL:
+    del env[LEVEL_ENV]
+  return env
 
 
 def spend_bool_line():
@@ -207,7 +233,7 @@ def import_tensorflow(verbose: bool = False, run_bool_graph: bool = False):
     os.environ.setdefault(LEVEL_ENV, "0")
     import tensorflow as tf
     return tf
-  os.environ.setdefault(LEVEL_ENV, "2")
+  os.environ.setdefault(LEVEL_ENV, OWN_LEVEL)
   with filtered_stderr_fd():
     import tensorflow as tf
     tf.config.list_physical_devices()  # initialises the device platforms (cuInit) inside the capture
@@ -217,4 +243,5 @@ def import_tensorflow(verbose: bool = False, run_bool_graph: bool = False):
 
 
 __all__ = ["import_tensorflow", "is_startup_noise", "filtered_stderr_fd", "quiet_library",
-           "install_import_hook", "remove_import_hook", "is_quiet", "spend_bool_line", "LEVEL_ENV"]
+           "install_import_hook", "remove_import_hook", "is_quiet", "child_environ",
+           "spend_bool_line", "LEVEL_ENV", "OWN_LEVEL"]

@@ -45,7 +45,10 @@ settings above overriding theirs), unless they already are such a process.
 saying how to get the mode (the commands; ``python -m vlae_tf.codec.numeric_mode
 script.py [args]``, which runs a script in it; or ``portable=False``, which
 writes a file that records this process's own mode and decodes only where that
-is reproduced, e.g. the same process or machine type).
+is reproduced, e.g. the same process or machine type). The child is as quiet as
+the library: it is not handed the ``TF_CPP_MIN_LOG_LEVEL`` that vlae_tf set in
+this process (:func:`vlae_tf.quiet_tf.child_environ`), so its ``import vlae_tf``
+hides TensorFlow's start-up lines unless the user set the level themselves.
 
 This module does not import TensorFlow, nor does the package around it (its
 ``__init__`` imports :mod:`vlae_tf.codec.api` on first use), so the ``vlae``
@@ -65,6 +68,7 @@ import sys
 import numpy as np
 from numpy._core import _multiarray_umath
 
+from vlae_tf import quiet_tf
 from vlae_tf.codec import file_format
 from vlae_tf.codec.file_format import CodecError
 
@@ -237,14 +241,16 @@ def mismatch(recorded: dict, current: dict) -> str | None:
 
 def _run_canonical(args) -> int:
   """``python ARGS`` in a child process in the canonical mode (sharing stdin, stdout and
-  stderr); its exit status. A process that was started for the mode and still is not in it
-  raises :class:`CodecError` instead of starting another (no endless chain of children)."""
+  stderr; TensorFlow's start-up lines hidden there as here, module doc); its exit status. A
+  process that was started for the mode and still is not in it raises :class:`CodecError`
+  instead of starting another (no endless chain of children)."""
   if os.environ.get(_MARKER) == MODE:
     raise CodecError("could not start the codec's canonical numeric mode: the process started for "
                      f"it has {'; '.join(process_differences())}")
   for stream in (sys.stdout, sys.stderr):
     stream.flush()
-  return subprocess.call([sys.executable, *args], env=canonical_environ())
+  env = quiet_tf.child_environ(canonical_environ())   # not vlae_tf's own log level: quiet there too
+  return subprocess.call([sys.executable, *args], env=env)
 
 
 def rerun_canonical(argv) -> int:
