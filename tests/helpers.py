@@ -187,15 +187,16 @@ def run_train_py(*args, env=None):
   return p.returncode, p.stdout, p.stderr
 
 
-def run_until(args, marker, sig):
-  """Runs ``python ARGS``, sends ``sig`` once ``marker`` is printed; returns (rc, output).
+def run_until(args, marker, sig, env=None):
+  """Runs ``python ARGS`` (in ``env``, default ours), sends ``sig`` once ``marker`` is printed;
+  returns (rc, output).
 
   stdout is an unbuffered 4 KiB pipe read line by line, so the child (which
   prints a ~190-byte progress line per step) cannot run more than ~22 steps
   past ``marker`` before we signal it.
   """
   p = subprocess.Popen([sys.executable] + args, cwd=ROOT, stdout=subprocess.PIPE,
-                       stderr=subprocess.DEVNULL, bufsize=0)
+                       stderr=subprocess.DEVNULL, bufsize=0, env=env)
   fcntl.fcntl(p.stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)
   seen = []
   while True:
