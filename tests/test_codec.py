@@ -372,22 +372,9 @@ def test_a_process_mode_file_decodes_in_a_fresh_process_only_with_the_same_threa
 
 
 # --------------------------------------------------------------------- CLI
-def test_cli_compress_decompress_round_trip(zoo, tmp_path, capfd):
-  out, back = tmp_path / "t.vlae", tmp_path / "back.npz"
-  assert cli.main(["compress", f"--zoo_dir={zoo.root}", f"--model={NAME}", "--data=test",
-                   f"--out={out}"]) == 0
-  msg = capfd.readouterr().out
-  assert "bits/dim" in msg and "-ELBO" in msg
-  assert cli.main(["decompress", str(out), f"--zoo_dir={zoo.root}", f"--out={back}"]) == 0
-  assert "exact" in capfd.readouterr().out
-  np.testing.assert_array_equal(np.load(back)["x"], zoo.examples)
-  # lossy: same shape back
-  assert cli.main(["compress", f"--zoo_dir={zoo.root}", f"--model={NAME}", "--data=test",
-                   f"--out={out}", "--lossy"]) == 0
-  assert cli.main(["decompress", str(out), f"--zoo_dir={zoo.root}", f"--out={back}"]) == 0
-  assert np.load(back)["x"].shape == zoo.examples.shape
-
-
+# (The commands' round trips and printed sizes: test_codec_files.py.)
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_cli_errors_are_one_line_and_write_nothing(zoo, tmp_path, capfd):
   bad = tmp_path / "bad.npz"
   np.savez(bad, x=np.full((2, 6, 6), 7, np.uint8))

@@ -11,6 +11,8 @@ import json
 import os
 import re
 import struct
+import subprocess
+import sys
 import time
 
 import keras
@@ -20,7 +22,7 @@ import pytest
 import vlae_tf
 from helpers import NAME, tiny_config
 from vlae_tf import cli, codec
-from vlae_tf.codec import api, chain, file_format
+from vlae_tf.codec import api, chain, file_format, numeric_mode
 
 # pytest's process is not in the codec's canonical numeric mode (vlae_tf.codec.numeric_mode):
 # files made here record its own mode and decode here (tests/test_codec_portable.py covers the
@@ -309,7 +311,13 @@ def _damaged_npz(path):
     (lambda p: np.savez(p, x=np.zeros((1, 4, 4), np.float32)),
      r"in\.npz: 'x' must be uint8 \(the model's data scale\), got float32$")])
 def test_a_bad_data_file_is_one_line_naming_it(zoo, tmp_path, capfd, monkeypatch, make, match):
-  """vlae compress reads --data through data_readers.read_npz, the one .npz reader."""
+  """vlae compress reads --data through data_readers.read_npz, the one .npz reader.
+
+  Run here: the command does not re-run itself in a canonical child (which would import
+  TensorFlow for each case, ~6 s of CPU) since the data is read before any coding; a data error
+  through that child is test_codec's test_cli_errors_are_one_line_and_write_nothing."""
+  monkeypatch.setattr(numeric_mode, "startable", lambda: True)
+  monkeypatch.setattr(numeric_mode, "configure_threads", lambda: None)
   monkeypatch.setattr(api, "encode", lambda *a, **k: pytest.fail("compressed anyway"))
   data, out = tmp_path / "in.npz", tmp_path / "x.vlae"
   if make:
@@ -338,15 +346,52 @@ def _sizes(text):
       r"([\d.]+) ((?:payload |file |net )?bits/(?:image|dim))", text.split("-ELBO")[0])}
 
 
+@pytest.fixture(scope="module")
+def commands(zoo, tmp_path_factory):
+  """``vlae compress`` then ``vlae decompress`` of the tiny model's bundled images, lossless and
+  lossy, as a user runs them (each re-runs itself in a canonical child process), under a 022
+  umask: ``{lossy: (file, back.npz, compress's stdout, decompress's stdout)}``. Shared: each
+  command costs a TensorFlow start (~6 s of CPU)."""
+  d = tmp_path_factory.mktemp("commands")
+  api_file = d / "api.vlae"
+  out = {}
+  for lossy in (False, True):
+    f, back = d / f"t{int(lossy)}.vlae", d / f"b{int(lossy)}.npz"
+    printed = []
+    for argv in (["compress", f"--zoo_dir={zoo.root}", f"--model={NAME}", "--data=test",
+                  f"--out={f}"] + (["--lossy"] if lossy else []),
+                 ["decompress", str(f), f"--zoo_dir={zoo.root}", f"--out={back}"]):
+      r = subprocess.run([sys.executable, "-m", "vlae_tf.cli", *argv], capture_output=True,
+                         text=True, timeout=600, umask=0o022)
+      assert r.returncode == 0, r.stderr[-2000:]
+      printed.append(r.stdout)
+    out[lossy] = (f, back, *printed)
+  old = os.umask(0o022)
+  try:
+    file_format.write_atomic(api_file, b"bytes")
+  finally:
+    os.umask(old)
+  out["api"] = api_file
+  return out
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_the_commands_round_trip_the_images(commands, zoo):
+  f, back, printed_c, printed_d = commands[False]
+  assert "bits/dim" in printed_c and "-ELBO" in printed_c and "exact" in printed_d
+  np.testing.assert_array_equal(np.load(back)["x"], zoo.examples)
+  f, back, _, _ = commands[True]
+  assert np.load(back)["x"].shape == zoo.examples.shape
+  assert codec.read_header(f.read_bytes())["mode"] == api.LOSSY
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize("lossy", [False, True])
-def test_compress_and_decompress_print_the_same_sizes(zoo, tmp_path, capfd, lossy):
+def test_compress_and_decompress_print_the_same_sizes(commands, zoo, lossy):
   """One meaning per number: payload bits (the ANS words) vs file bits (header included)."""
-  f, back = tmp_path / "t.vlae", tmp_path / "b.npz"
-  rc, out_c, _ = _run(["compress", f"--zoo_dir={zoo.root}", f"--model={NAME}", "--data=test",
-                       f"--out={f}"] + (["--lossy"] if lossy else []), capfd)
-  assert rc == 0
-  rc, out_d, _ = _run(["decompress", str(f), f"--zoo_dir={zoo.root}", f"--out={back}"], capfd)
-  assert rc == 0
+  f, _, out_c, out_d = commands[lossy]
   sizes_c, sizes_d = _sizes(out_c), _sizes(out_d)
   assert sizes_c == sizes_d and "file bits/image" in sizes_c and "bits/dim" not in sizes_c
   n = len(zoo.examples)
@@ -358,16 +403,9 @@ def test_compress_and_decompress_print_the_same_sizes(zoo, tmp_path, capfd, loss
     assert sizes_c["payload bits/dim"] == pytest.approx(payload / zoo.examples.size, abs=5e-5)
 
 
-def test_vlae_files_get_the_mode_of_other_outputs(zoo, tmp_path, capfd):
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_vlae_files_get_the_mode_of_other_outputs(commands):
   """0644 under a 022 umask (the other outputs' mode), not mkstemp's private 0600."""
-  old = os.umask(0o022)
-  try:
-    f = tmp_path / "t.vlae"
-    file_format.write_atomic(tmp_path / "api.vlae", b"bytes")
-    rc, _, _ = _run(["compress", f"--zoo_dir={zoo.root}", f"--model={NAME}", "--data=test",
-                     f"--out={f}", "--lossy"], capfd)
-  finally:
-    os.umask(old)
-  assert rc == 0
-  assert oct(f.stat().st_mode & 0o777) == oct(0o644)
-  assert oct((tmp_path / "api.vlae").stat().st_mode & 0o777) == oct(0o644)
+  for f in (commands[False][0], commands[True][0], commands["api"]):
+    assert oct(f.stat().st_mode & 0o777) == oct(0o644), f
