@@ -108,8 +108,13 @@ def _checkpoint(run):
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_deterministic_bf16_runs_are_bitwise_identical(tmp_path):
+  # The shipped mnist's recipe (mnist_gated_cpu in bf16) at batch 8 for 2 steps: each process
+  # spends ~12 s of CPU starting and ~2.5 s per step of 16. (On the 2-core AMD EPYC, two runs
+  # without --deterministic agreed bitwise at this size and at batch 16 for 3 steps alike, so the
+  # larger run found nothing more: what this checks is the flag's path in bf16, seeds and data
+  # order included, not a kernel's rounding.)
   flags = ["--config=zoo/mnist_gated_cpu.py", "--config.data.dataset=synthetic",
-           "--config.train.batch_size=16", "--config.train.steps=3",
+           "--config.train.batch_size=8", "--config.train.steps=2",
            "--config.train.warmup_steps=1", "--config.train.eval_every=0",
            "--config.eval.periodic_examples=0", "--config.eval.num_images=0",
            "--config.train.precision=bfloat16", "--deterministic"]
