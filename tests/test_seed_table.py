@@ -42,6 +42,8 @@ def test_bad_flags_are_usage_errors(capsys):
   assert "need k >= 1 for mnist, cifar10" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_smoke_table_end_to_end_and_rerun(tmp_path, capsys):
   wd, out = str(tmp_path / "st"), str(tmp_path / "seed_table.json")
   argv = ["--smoke", f"--workdir={wd}", f"--out={out}", "--models=vlae"]
