@@ -4,7 +4,7 @@ The real thing runs real processes: ``python -m vlae_tf.cli compress`` under env
 that change TensorFlow's float results (the default, oneDNN off, ``ONEDNN_MAX_CPU_ISA=AVX2``
 as on a CPU without AVX-512, one thread), on the shipped ``mnist`` and ``cifar10`` zoo
 models: the files must be the same bytes, and decode under other environments to the same
-images. mnist is written under all four and decoded under three; cifar10 written under one
+images. mnist is written under all four and decoded under two; cifar10 written under one
 and decoded under another (each process costs ~6 s of CPU, and the canonical child overrides
 every variable the four differ in: test_every_environment_becomes_the_same_canonical_one checks
 that without a process). The control shows the failure the mode prevents: the library coding
@@ -104,12 +104,13 @@ def _check_same_file_decoded_elsewhere(x, d, files, readers):
 
 @pytest.mark.slow
 @pytest.mark.subprocess
-def test_every_environment_writes_the_same_mnist_file_and_others_decode_it(mnist_files):
-  """Written under all four environments; decoded under two that did not write the file they
-  read (onednn_off decodes in the script test below: the environments differ only in what the
-  canonical child overrides, so a decode per environment adds only processes)."""
+def test_every_environment_writes_the_same_mnist_file_and_another_decodes_it(mnist_files):
+  """Written under all four environments, decoded under AVX2 (and with oneDNN off in the script
+  test below). The environments differ only in what the canonical child overrides, so a decode
+  under each adds processes, not checks: the same bytes from all four already mean the same
+  probabilities in all four."""
   x, d, files = mnist_files
-  _check_same_file_decoded_elsewhere(x, d, files, ["avx2", "one_thread"])
+  _check_same_file_decoded_elsewhere(x, d, files, ["avx2"])
 
 
 @pytest.mark.slow
