@@ -41,6 +41,7 @@ def test_unprojected_pixelcnn_is_not_a_likelihood():
   assert abs(total_probability(raw) - 1.0) > 1e-3
 
 
+@pytest.mark.slow
 def test_pixelcnn_likelihood_sums_to_one_before_and_after_training():
   tf.keras.utils.set_random_seed(0)
   dist = peers.pixelcnn((2, 2, 1), TOY_ARCH)
