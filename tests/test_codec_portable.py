@@ -4,8 +4,8 @@ The real thing runs real processes: ``python -m vlae_tf.cli compress`` under env
 that change TensorFlow's float results (the default, oneDNN off, ``ONEDNN_MAX_CPU_ISA=AVX2``
 as on a CPU without AVX-512, one thread), on the shipped ``mnist`` and ``cifar10`` zoo
 models: the files must be the same bytes, and decode under other environments to the same
-images. mnist is written under three and decoded under AVX2 and with oneDNN off (the
-fourth); cifar10 written under one and decoded under another (each process costs ~6 s of CPU, and the canonical child overrides
+images. mnist is written under all four and decoded under two; cifar10 written under one
+and decoded under another (each process costs ~6 s of CPU, and the canonical child overrides
 every variable the four differ in: test_every_environment_becomes_the_same_canonical_one checks
 that without a process). The control shows the failure the mode prevents: the library coding
 in each process's own mode (portable=False) under two of those environments writes different
@@ -77,13 +77,11 @@ def _write(name, x, flags, envs, d):
 
 @pytest.fixture(scope="module")
 def mnist_files(tmp_path_factory):
-  """2 mnist test images coded by ``vlae compress`` under every environment but onednn_off
-  (``(x, folder, {env: bytes})``); the script test decodes one of them with oneDNN off: an
-  exact decode there says that environment computes the same probabilities too (each process
-  costs ~6-9 s of CPU)."""
+  """2 mnist test images coded by ``vlae compress`` under every environment (``(x, folder,
+  {env: bytes})``); the script test decodes one of them too (each process costs ~6 s of CPU)."""
   d = tmp_path_factory.mktemp("mnist_files")
   x = _examples("mnist", 2)
-  return x, d, _write("mnist", x, [], [e for e in _ENVS if e != "onednn_off"], d)
+  return x, d, _write("mnist", x, [], list(_ENVS), d)
 
 
 def _check_same_file_decoded_elsewhere(x, d, files, readers):
@@ -106,11 +104,11 @@ def _check_same_file_decoded_elsewhere(x, d, files, readers):
 
 @pytest.mark.slow
 @pytest.mark.subprocess
-def test_the_environments_write_the_same_mnist_file_and_another_decodes_it(mnist_files):
-  """Written under three environments, decoded under AVX2 (and with oneDNN off in the script
+def test_every_environment_writes_the_same_mnist_file_and_another_decodes_it(mnist_files):
+  """Written under all four environments, decoded under AVX2 (and with oneDNN off in the script
   test below). The environments differ only in what the canonical child overrides, so a decode
-  under each adds processes, not checks: the same bytes from three already mean the same
-  probabilities in those three, and the exact decode with oneDNN off in the fourth."""
+  under each adds processes, not checks: the same bytes from all four already mean the same
+  probabilities in all four."""
   x, d, files = mnist_files
   _check_same_file_decoded_elsewhere(x, d, files, ["avx2"])
 
@@ -227,7 +225,6 @@ def test_a_numeric_mode_the_encoder_cannot_write_is_refused(here):
     codec.read_header(_with_mode(data, name="fast"))
 
 
-@pytest.mark.subprocess
 def test_a_process_started_for_the_mode_that_is_not_in_it_starts_no_other():
   """The marker of a canonical child with a non-canonical environment: one line and exit 2,
   not an endless chain of children."""
