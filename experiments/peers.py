@@ -27,7 +27,11 @@ decoders of ``mnist_gated_cpu`` / ``mnist_gated_full_cpu`` (``ZOO``):
   P(x=0)``, a Bernoulli with logit ``(mu - 0.5) / s``, so ``-log_prob`` is the
   exact NLL of the binary image in nats, the same quantity the VAEs bound.
   Trained with Adam (1e-3, gradient clip 100, EMA 0.999 like the VAEs) by a
-  plain ``tf.GradientTape`` loop over ``dist.trainable_variables``.
+  plain ``tf.GradientTape`` loop over ``dist.trainable_variables``; at a
+  constant rate, or (``--pixelcnn_schedule_steps=N``) with the VAEs' recipe of
+  200 warm-up steps and a cosine over ``N`` steps, which the VAEs get with
+  ``--set train.steps=N``: with ``N`` near the steps the budget buys, both end
+  the budget at a low rate.
 
   tfd.PixelCNN makes its convolutions causal only through Keras *kernel
   constraints*, which a Keras optimizer applies after an update; a freshly
@@ -92,12 +96,14 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 import keras
+import ml_collections
 import tf_keras
 
 import vlae_tf
 from bench.machine_info import header
 from vlae_tf import data as vdata
 from vlae_tf import atomic
+from vlae_tf import optimizer as vopt
 from vlae_tf import workdir as vwork
 from experiments import budget_study, cpu_budget, harness
 
@@ -124,6 +130,7 @@ PIXELCNN = dict(num_resnet=1, num_hierarchies=3, num_filters=16, num_logistic_mi
                 use_weight_norm=False)
 PIXELCNN_SMOKE = dict(PIXELCNN, num_filters=8, num_hierarchies=2)
 PIXELCNN_LR, PIXELCNN_CLIP, EMA_DECAY = 1e-3, 100.0, 0.999
+PIXELCNN_MIN_LR, PIXELCNN_WARMUP = 1e-5, 200            # the zoo configs' min_learning_rate, warm-up
 SMOKE = dict(cpu_minutes=0.05, eval_examples=8, iwae_samples=4)
 RESULT, PER_EXAMPLE, TRAINED = "peer.json", "per_example.npz", "train.json"
 SETTINGS = budget_study.SETTINGS
@@ -147,6 +154,8 @@ def training_settings(name, args):
   s = {"smoke": bool(args.smoke), "cpu_minutes": args.cpu_minutes, "seed": args.seed}
   if name == "pixelcnn":
     s.update(architecture=pixelcnn_arch(args), learning_rate=args.pixelcnn_lr)
+    if args.pixelcnn_schedule_steps:               # absent when constant: older runs still match
+      s.update(schedule_steps=args.pixelcnn_schedule_steps)
   else:
     s.update(zoo=ZOO[name], set=list(args.set))
   return plain(s)
@@ -194,18 +203,49 @@ def project_masks(dist):
 
 
 # ==================================================================== PixelCNN training
+def pixelcnn_schedule(learning_rate, schedule_steps):
+  """The VAEs' learning-rate recipe for the PixelCNN (``vlae_tf.optimizer.learning_rate``).
+
+  ``schedule_steps = 0``: a constant ``learning_rate``. Otherwise the zoo
+  configs' schedule: 200 warm-up steps, then a cosine to ``PIXELCNN_MIN_LR``
+  over ``schedule_steps`` steps (the VAEs get the same with ``--set
+  train.steps=N``); set ``N`` near the steps the budget buys, so the rate has
+  come down when the budget ends.
+  """
+  return ml_collections.ConfigDict(dict(
+      learning_rate=float(learning_rate), min_learning_rate=PIXELCNN_MIN_LR,
+      warmup_steps=PIXELCNN_WARMUP if schedule_steps else 0, steps=int(schedule_steps),
+      decay="cosine" if schedule_steps else "constant"))
+
+
+class ZooSchedule(tf_keras.optimizers.schedules.LearningRateSchedule):
+  """``vlae_tf.optimizer.learning_rate`` at the optimizer's update count (= the training step)."""
+
+  def __init__(self, schedule):
+    self.schedule = schedule
+
+  def __call__(self, step):
+    return vopt.learning_rate(step, self.schedule)
+
+  def get_config(self):
+    return self.schedule.to_dict()
+
+
 class PixelCNNTrainer:
   """Adam + gradient clipping + EMA on ``-mean log p(x)`` of a tfd.PixelCNN, masks kept."""
 
-  def __init__(self, dist, learning_rate=PIXELCNN_LR, clip=PIXELCNN_CLIP, ema_decay=EMA_DECAY):
+  def __init__(self, dist, learning_rate=PIXELCNN_LR, clip=PIXELCNN_CLIP, ema_decay=EMA_DECAY,
+               schedule_steps=0):
     self.dist = dist
     self.variables = list(dist.trainable_variables)
     if not self.variables:
       raise RuntimeError("tfd.PixelCNN exposes no trainable variables")
     self.constrained = [v for v in self.variables if getattr(v, "constraint", None) is not None]
-    self.optimizer = tf_keras.optimizers.Adam(learning_rate)
-    self.clip = float(clip)
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.schedule = pixelcnn_schedule(learning_rate, schedule_steps)
+    self.optimizer = tf_keras.optimizers.Adam(
+        ZooSchedule(self.schedule) if schedule_steps else learning_rate)
+    self.clip = float(clip)
     # Same schedule as the VAEs' EMA: decay min(ema_decay, (1 + n) / (10 + n)).
     self.ema = tf.train.ExponentialMovingAverage(ema_decay, num_updates=self.step)
     self.ema.apply(self.variables)                # shadows start at the (masked) initial weights
@@ -244,7 +284,7 @@ def nll_per_example(dist, x, batch_size=100):
 
 # ==================================================================== one contender
 def train_pixelcnn(cfg, rundir, budget_s, arch, learning_rate=PIXELCNN_LR,
-                   checkpoint_steps=250):
+                   checkpoint_steps=250, schedule_steps=0):
   """Trains (or resumes) the tfd.PixelCNN in ``rundir`` until the CPU budget; EMA weights.
 
   Resumable like a VAE contender (:mod:`experiments.cpu_budget`): a checkpoint
@@ -252,7 +292,7 @@ def train_pixelcnn(cfg, rundir, budget_s, arch, learning_rate=PIXELCNN_LR,
   each entered in the CPU ledger; the training stream resumes at the step.
   """
   dist = pixelcnn(cfg.data.image_shape, arch)
-  trainer = PixelCNNTrainer(dist, learning_rate=learning_rate)
+  trainer = PixelCNNTrainer(dist, learning_rate=learning_rate, schedule_steps=schedule_steps)
   ledger = os.path.join(rundir, cpu_budget.LEDGER)
   spent, estimated = cpu_budget.resume_point(rundir, ledger)
   ckpt_dir = vwork.checkpoint_dir(rundir)
@@ -284,7 +324,10 @@ def train_pixelcnn(cfg, rundir, budget_s, arch, learning_rate=PIXELCNN_LR,
     raise cpu_budget.Interrupted()
   trainer.use_ema()
   return dist, {"steps": steps, "cpu_seconds": cpu, "num_params": harness.num_params(dist),
-                "optimizer": f"Adam {learning_rate}, clip {PIXELCNN_CLIP}, EMA {EMA_DECAY}",
+                "optimizer": f"Adam {learning_rate}"
+                             + (f", cosine to {PIXELCNN_MIN_LR} over {schedule_steps} steps "
+                                f"after {PIXELCNN_WARMUP} warm-up" if schedule_steps else "")
+                             + f", clip {PIXELCNN_CLIP}, EMA {EMA_DECAY}",
                 "architecture": arch, **cpu_budget.budget_record(ledger)}
 
 
@@ -311,7 +354,8 @@ def run_contender(name, args):
   elif not os.path.exists(os.path.join(d, TRAINED)):
     start = budget_study.started()
     model, rec = train_pixelcnn(data_cfg, os.path.join(d, "run"), budget_s, arch,
-                                args.pixelcnn_lr, args.checkpoint_steps)
+                                args.pixelcnn_lr, args.checkpoint_steps,
+                                args.pixelcnn_schedule_steps)
     tf.train.Checkpoint(network=model.network).write(os.path.join(d, "ema_weights"))
     rec.update(budget_study.train_record(rec["steps"], budget_s, data_cfg, start),
                settings=train_settings)
@@ -513,6 +557,9 @@ def parse(argv=None):
                  "--set train.learning_rate=1e-3 --set model.decoder_layers=4.")
   p.add_argument("--pixelcnn_lr", type=float, default=PIXELCNN_LR)
   p.add_argument("--pixelcnn_filters", type=int, default=0, help="0: PIXELCNN's num_filters.")
+  p.add_argument("--pixelcnn_schedule_steps", type=int, default=0,
+                 help="0: a constant --pixelcnn_lr; N: the VAEs' recipe, a cosine to 1e-5 over N "
+                 "steps after 200 warm-up (the VAEs: --set train.steps=N).")
   p.add_argument("--out", default="", help="peers.json path (default <workdir>/peers.json; "
                  "the published table is bench/results/peers.json).")
   p.add_argument("--checkpoint_steps", type=int, default=250,
@@ -534,6 +581,9 @@ def parse(argv=None):
     p.error(f"--cpu_minutes must be > 0, got {args.cpu_minutes}")
   if args.checkpoint_steps < 1:
     p.error(f"--checkpoint_steps must be >= 1, got {args.checkpoint_steps}")
+  if args.pixelcnn_schedule_steps < 0 or 0 < args.pixelcnn_schedule_steps <= PIXELCNN_WARMUP:
+    p.error(f"--pixelcnn_schedule_steps must be 0 or > {PIXELCNN_WARMUP}, got "
+            f"{args.pixelcnn_schedule_steps}")
   if args.iwae_samples < 1:
     p.error(f"--iwae_samples must be >= 1, got {args.iwae_samples}")
   if args.eval_examples == 0 or args.eval_examples < -1:

@@ -86,6 +86,28 @@ def test_pixelcnn_checkpoint_holds_the_whole_training_state(tmp_path):
     np.testing.assert_allclose(va.numpy(), vb.numpy(), rtol=1e-6, atol=1e-7)
 
 
+def test_pixelcnn_schedule_is_the_vaes_recipe_at_the_update_count():
+  """--pixelcnn_schedule_steps gives the PixelCNN the VAEs' warm-up + cosine (same formula)."""
+  trainer = peers.PixelCNNTrainer(peers.pixelcnn((2, 2, 1), TOY_ARCH), learning_rate=1e-2,
+                                  schedule_steps=1000)
+  x = ALL_2X2[[0, 5]]
+  for step in (0, 199, 700, 1200):
+    trainer.optimizer.iterations.assign(step)
+    trainer.train_step(x)                           # the rate in use at this update
+    want = 1e-2 * (step + 1) / 200 if step < 200 else 1e-5 + (1e-2 - 1e-5) * 0.5 * (
+        1 + math.cos(math.pi * min(1.0, (step - 200) / 800)))
+    assert float(trainer.optimizer.learning_rate) == pytest.approx(want, rel=1e-5)
+  constant = peers.PixelCNNTrainer(peers.pixelcnn((2, 2, 1), TOY_ARCH), learning_rate=1e-2)
+  constant.optimizer.iterations.assign(700)
+  constant.train_step(x)
+  assert float(constant.optimizer.learning_rate) == pytest.approx(1e-2)
+  # The schedule is part of the training's settings only when it is on: older runs still match.
+  on = peers.parse(["--smoke", "--workdir=w", "--pixelcnn_schedule_steps=900"])
+  off = peers.parse(["--smoke", "--workdir=w"])
+  assert peers.training_settings("pixelcnn", on)["schedule_steps"] == 900
+  assert "schedule_steps" not in peers.training_settings("pixelcnn", off)
+
+
 def test_cpu_count_of_a_resumed_checkpoint():
   ledger = {100: 50.0, 200: 90.0}
   assert cpu_budget.spent_at(ledger, None) == (0.0, False)
