@@ -26,6 +26,13 @@ Layout of a row ``r`` in the study's work folder::
     <workdir>/<r>/train.json      its finished training: steps, CPU seconds, ...
     <workdir>/<r>/result.json     the finished row: settings, train, test, per-image values
     <workdir>/<r>.log             the output of its processes
+
+A row may also take its training from another study's finished one
+(:func:`find_trained`, e.g. ``seed_table.py --reuse_trained``): only a row
+folder whose ``train.json`` says finished, at the same CPU budget, and whose
+``run/config.json`` is exactly the config the row would train (every key,
+seed included) counts; it is only read, and the row is evaluated on it
+(:func:`run_row` with ``trained_in``), its record saying where it was trained.
 """
 
 from __future__ import annotations
@@ -152,7 +159,8 @@ def kept_rows(path, list_key, key_of, study):
   return kept
 
 
-def run_rows(keys, records, settings_of, result_path, child_argv, log_of, to_record, write):
+def run_rows(keys, records, settings_of, result_path, child_argv, log_of, to_record, write,
+             doing=lambda key: "training"):
   """Runs each row of ``keys`` not in ``records`` under its settings, one fresh process each.
 
   ``records`` (``{key: record}``, from :func:`kept_rows`) is updated and
@@ -160,7 +168,8 @@ def run_rows(keys, records, settings_of, result_path, child_argv, log_of, to_rec
   arguments of the process that trains and evaluates row ``key`` (it writes
   ``result_path(key)``, a JSON with its ``settings``); ``to_record(key,
   result)``: the row as the output lists it. A row interrupted from outside
-  stops the study with exit status 143 (rerun to resume).
+  stops the study with exit status 143 (rerun to resume). ``doing(key)``: what the
+  log says the process does (default "training").
   """
   for key in keys:
     settings = settings_of(key)
@@ -172,7 +181,7 @@ def run_rows(keys, records, settings_of, result_path, child_argv, log_of, to_rec
       print(f"{key}: gathering {path}", flush=True)
     else:
       log = log_of(key)
-      print(f"{key}: training in a fresh process (log {log})", flush=True)
+      print(f"{key}: {doing(key)} in a fresh process (log {log})", flush=True)
       rc, tail = cpu_budget.run_fresh_process(child_argv(key), log)
       if rc == cpu_budget.INTERRUPTED_EXIT:
         print(f"{key}: interrupted; rerun the same command to resume it", file=sys.stderr,
@@ -222,6 +231,90 @@ def train_at_budget(cfg, d, budget_s, train_settings, label=None):
   return model, rec
 
 
+def candidate_rows(dirs):
+  """The row folders of other studies in ``dirs``: each folder that is one (it holds a
+  ``settings.json`` or ``train.json``), else its subfolders that are, sorted by name."""
+  out = []
+  for top in dirs:
+    if any(os.path.exists(os.path.join(top, f)) for f in (SETTINGS, TRAINED)):
+      out.append(os.path.abspath(top))
+      continue
+    for name in sorted(os.listdir(top)) if os.path.isdir(top) else ():
+      d = os.path.join(top, name)
+      if any(os.path.exists(os.path.join(d, f)) for f in (SETTINGS, TRAINED)):
+        out.append(os.path.abspath(d))
+  return out
+
+
+def training_mismatch(d, cfg, budget_s):
+  """Why row folder ``d`` does not hold a finished training of exactly ``cfg`` at ``budget_s``
+  CPU seconds (one line), or None when it does: its ``train.json`` (finished), that budget,
+  its last checkpoint at the recorded step, and ``run/config.json`` equal to ``cfg`` in every
+  key (keys added to the schema since count at their defaults, as the library reads a run)."""
+  train = read_json(os.path.join(d, TRAINED))
+  if train is None:
+    return "its training has not finished (no train.json)"
+  rundir = os.path.join(d, "run")
+  stored = read_json(os.path.join(rundir, vwork.CONFIG_FILE))
+  if stored is None:
+    return "not a vlae_tf training (no run/config.json)"
+  if train.get("budget_cpu_seconds") != budget_s:
+    return f"CPU budget {train.get('budget_cpu_seconds')!r} s (now {budget_s!r} s)"
+  old = vconfig.flatten(vconfig.jsonable(vconfig.with_defaults(stored)))
+  new = vconfig.flatten(vconfig.jsonable(cfg))
+  keys = sorted((k for k in set(old) | set(new)
+                 if old.get(k, "<missing>") != new.get(k, "<missing>")),
+                key=lambda k: (k in ("name", "description"), k))      # what it trains, first
+  if keys:
+    shown = ", ".join(f"{k} {old.get(k, '<missing>')!r} (now {new.get(k, '<missing>')!r})"
+                      for k in keys[:4])
+    return f"other config: {shown}" + (f" and {len(keys) - 4} more keys" if len(keys) > 4 else "")
+  step = cpu_budget.checkpoint_step(vwork.latest_checkpoint(rundir))
+  if step != train.get("steps"):
+    return f"its last checkpoint is at step {step}, train.json says {train.get('steps')}"
+  return None
+
+
+def find_trained(dirs, cfg, budget_s, label, exclude=None, prefer=None, log=print):
+  """The first row folder of ``dirs`` (:func:`candidate_rows`; ``prefer`` first, if it is one)
+  holding a finished training of exactly ``cfg`` at ``budget_s`` CPU seconds, or None.
+
+  Each candidate passed over gets one line in ``log`` (``label``: the row), saying why;
+  ``exclude``: the row's own folder, never a candidate. Nothing in ``dirs`` is written.
+  """
+  own = os.path.realpath(exclude) if exclude else None
+  found = [d for d in candidate_rows(dirs) if os.path.realpath(d) != own]
+  if prefer and os.path.abspath(prefer) in found:
+    found.remove(os.path.abspath(prefer))
+    found.insert(0, os.path.abspath(prefer))
+  for d in found:
+    why = training_mismatch(d, cfg, budget_s)
+    if why is None:
+      log(f"{label}: reusing the training in {d} (same config, CPU budget and seed)")
+      return d
+    log(f"{label}: not reusing {d}: {why}")
+  return None
+
+
+def reuse_training(cfg, src, budget_s, label=None):
+  """``(model, train)`` of the finished training in row folder ``src``, only read.
+
+  ``train``: its ``train.json`` record (steps, CPU seconds, load, ...) with
+  ``trained_in`` (``src``), ``trained_as`` (its label there) and ``config``
+  (``label``, default the config's name). Refused (one line) unless ``src``
+  still holds exactly this training (:func:`training_mismatch`).
+  """
+  why = training_mismatch(src, cfg, budget_s)
+  if why is not None:
+    fail(f"{src} does not hold this row's training: {why}")
+  model, _, step = vwork.load_model_from_workdir(os.path.join(src, "run"), use_ema=True)
+  train = read_json(os.path.join(src, TRAINED))
+  if step != train["steps"]:
+    fail(f"{src}: restored step {step}, but its train.json says {train['steps']}")
+  return model, dict(train, trained_in=os.path.abspath(src), trained_as=train.get("config"),
+                     config=label or cfg.name)
+
+
 def evaluate(model, cfg, num_images, iwae_samples, seed):
   """Test metrics of ``model`` on ``num_images`` evenly spaced test images: ``(test, per_image)``.
 
@@ -238,23 +331,33 @@ def evaluate(model, cfg, num_images, iwae_samples, seed):
   return s, {"nll": [float(v) for v in per["iwae_nll"]], "elbo": [float(v) for v in per["elbo"]]}
 
 
-def run_row(cfg, d, budget_s, train_settings, settings, num_images, iwae_samples, seed):
-  """Trains (or resumes) and evaluates one row in this process; writes ``<d>/result.json``."""
+def run_row(cfg, d, budget_s, train_settings, settings, num_images, iwae_samples, seed,
+            trained_in=None):
+  """Trains (or resumes) and evaluates one row in this process; writes ``<d>/result.json``.
+
+  ``trained_in``: a row folder of another study holding exactly this row's
+  training (:func:`find_trained`): evaluated there without training.
+  """
   if (read_json(os.path.join(d, RESULT)) or {}).get("settings") == settings:
     return read_json(os.path.join(d, RESULT))
   prepare_row_dir(d, train_settings)
-  model, train = train_at_budget(cfg, d, budget_s, train_settings)
+  if trained_in:
+    model, train = reuse_training(cfg, trained_in, budget_s)
+  else:
+    model, train = train_at_budget(cfg, d, budget_s, train_settings)
   test, per = evaluate(model, cfg, num_images, iwae_samples, seed)
   result = {"settings": settings, "train": train, "test": test, "per_image": per}
   atomic.write_text(os.path.join(d, RESULT), json.dumps(result, indent=2) + "\n")
-  print(f"{os.path.basename(d)}: {train['steps']} steps in {train['cpu_seconds']:.0f} CPU s; "
-        f"test NLL {test['iwae_nll']:.3f} ± {test['iwae_nll_stderr']:.3f} (IWAE k={iwae_samples}, "
-        f"{test['num_examples']} images), rate {test['rate']:.3f}", flush=True)
+  where = f" (trained in {train['trained_in']})" if train.get("trained_in") else ""
+  print(f"{os.path.basename(d)}: {train['steps']} steps in {train['cpu_seconds']:.0f} CPU s"
+        f"{where}; test NLL {test['iwae_nll']:.3f} ± {test['iwae_nll_stderr']:.3f} "
+        f"(IWAE k={iwae_samples}, {test['num_examples']} images), rate {test['rate']:.3f}",
+        flush=True)
   return result
 
 
 __all__ = ["SETTINGS", "TRAINED", "RESULT", "fail", "plain", "read_json", "differences",
            "apply_settings", "budget_config",
            "prepare_row_dir", "workdir_lock", "kept_rows", "run_rows", "train_record", "started",
-           "train_at_budget",
-           "evaluate", "run_row"]
+           "train_at_budget", "candidate_rows", "training_mismatch", "find_trained",
+           "reuse_training", "evaluate", "run_row"]
