@@ -34,6 +34,37 @@ Run from the repository root (each row runs as ``python -m experiments.seed_tabl
 
   VLAE_DATA_DIR=/work/shared/data python -m experiments.seed_table --workdir=/work/runs/seed_table
   python -m experiments.seed_table --smoke --workdir=/tmp/st --out=/tmp/st/seed_table.json
+
+Reusing another study's trainings (``--reuse_trained=DIR[,DIR...]``). The
+MNIST rows train exactly the configs of the peers study's ``vae_factorized``,
+``vae_full`` and ``vlae_gated`` contenders (``experiments/peers.py``; the
+seed table adds ``train.precision=bfloat16``, which peers gets with ``--set``).
+With ``--reuse_trained``, a row looks in each DIR (a study's ``--workdir``, or
+one row folder of it) for a finished training (``<DIR>/<row>/train.json``)
+whose ``run/config.json`` equals the config this row would train in every key
+(seed, ``--set``, ``--checkpoint_steps``, ``--data_dir`` included) at the same
+CPU budget; the first such one is evaluated here (this table's images, k and
+metrics) without training, and the row says where it was trained
+(``trained_in`` in its settings and its record; ``train`` holds the original
+``train.json``: steps, CPU seconds, load, ``trained_as``). Every candidate
+passed over gets one line in the log saying why (e.g. ``other config:
+train.precision 'float32' (now 'bfloat16')``). DIR is only read. A row whose
+training already finished in ``--workdir`` keeps it. Reuse is part of a
+row's settings: a rerun keeps a reused row only with the same reuse (rerun
+the same command), and a rerun without the flag trains that row here. The
+command pair (both at 60 CPU-minutes, seed 0; give both the same further
+``--set``, e.g. ``--set train.learning_rate=1e-3`` on each)::
+
+  VLAE_DATA_DIR=/work/shared/data python -m experiments.peers --workdir=/work/runs/peers \
+      --set train.precision=bfloat16
+  VLAE_DATA_DIR=/work/shared/data python -m experiments.seed_table \
+      --workdir=/work/runs/seed_table --reuse_trained=/work/runs/peers
+
+  # the same in seconds, on synthetic data:
+  python -m experiments.peers --smoke --contenders=vae_factorized \
+      --set train.precision=bfloat16 --workdir=/tmp/peers_smoke
+  python -m experiments.seed_table --smoke --datasets=mnist --workdir=/tmp/st \
+      --out=/tmp/st/seed_table.json --reuse_trained=/tmp/peers_smoke
 """
 
 from __future__ import annotations
@@ -89,9 +120,39 @@ def training_settings(dataset, model, args):
                              "config": ZOO[dataset][model], "set": list(args.set)})
 
 
-def row_settings(dataset, model, args):
-  return dict(training_settings(dataset, model, args), num_images=args.num_images,
-              iwae_samples=args.iwae_samples[dataset])
+def row_settings(dataset, model, args, trained_in=None):
+  """What a row's result depends on; ``trained_in``: the other study's row folder whose
+  training it reuses (absent when the row trains in ``--workdir``)."""
+  s = dict(training_settings(dataset, model, args), num_images=args.num_images,
+           iwae_samples=args.iwae_samples[dataset])
+  return dict(s, trained_in=trained_in) if trained_in else s
+
+
+def reused_trainings(keys, args, records):
+  """``{key: row folder}`` of the rows whose training ``--reuse_trained`` holds.
+
+  A row whose training finished in ``--workdir`` keeps it; otherwise the first
+  exact match (:func:`experiments.budget_study.find_trained`: config, CPU
+  budget, seed), the folder the row used before first. Every candidate passed
+  over is logged with its reason, one line each.
+  """
+  found = {}
+  for key in keys if args.reuse_trained else ():
+    own = os.path.join(args.workdir, key)
+    if os.path.exists(os.path.join(own, budget_study.TRAINED)):
+      print(f"{key}: trained in {own}; not looking for a training to reuse", flush=True)
+      continue
+    before = (records.get(key, {}).get("settings", {}).get("trained_in")
+              or (budget_study.read_json(os.path.join(own, budget_study.RESULT)) or {})
+              .get("settings", {}).get("trained_in"))
+    src = budget_study.find_trained(args.reuse_trained, row_config(*split_key(key), args),
+                                    args.cpu_minutes * 60.0, key, exclude=own, prefer=before)
+    if src:
+      found[key] = src
+    else:
+      print(f"{key}: no training to reuse in {', '.join(args.reuse_trained)}; training it",
+            flush=True)
+  return found
 
 
 def to_row(key, result):
@@ -107,7 +168,8 @@ def to_row(key, result):
           "num_images": e["num_examples"], "iwae_samples": e["iwae_samples"],
           "config": t["config"] + "".join(f" --set {v}" for v in s["set"]),
           "precision": s["precision"], "training_processes": t["processes"],
-          "cpu_estimated": t["cpu_estimated"], "paper": PAPER.get((dataset, model)),
+          "cpu_estimated": t["cpu_estimated"], "trained_in": t.get("trained_in"),
+          "paper": PAPER.get((dataset, model)),
           "settings": s, "per_image_nll": result["per_image"]["nll"]}
 
 
@@ -125,6 +187,11 @@ def table(rows, smoke):
                  f"(k={r['iwae_samples']}, {r['num_images']} images) | {r['bits_per_dim']:.4f} | "
                  f"{-r['elbo']:.2f} | {r['rate']:.2f} | {r['active_units']}/{r['latent_size']} | "
                  f"{r['mutual_information']:.2f} | {paper} |")
+  reused = [f"{r['dataset']} {r['model']} ({r['trained_in']})" for r in rows
+            if r.get("trained_in")]
+  if reused:
+    lines += ["", "Trained by another study (the same config, CPU budget and seed; evaluated "
+              "here, not trained again): " + "; ".join(reused)]
   if smoke:
     lines = ["**SMOKE RUN**: tiny models, synthetic 8x8 images; no number here is a result.",
              ""] + lines
@@ -135,18 +202,22 @@ def write(args, records):
   rows = [records[row_key(d, m)] for d in DATASETS for m in MODELS if row_key(d, m) in records]
   out = {"title": TITLE, "command": [os.path.basename(sys.executable)] + sys.argv,
          "smoke": bool(args.smoke), "cpu_minutes": args.cpu_minutes, "precision": args.precision,
-         "rows": rows, "table_md": table(rows, args.smoke)}
+         "reuse_trained": args.reuse_trained, "rows": rows, "table_md": table(rows, args.smoke)}
   atomic.write_text(args.out, json.dumps(out, indent=2) + "\n")
   return out
 
 
 def run_one(key, args):
-  """Trains (or resumes) and evaluates one row in this (fresh) process."""
+  """Trains (or resumes) and evaluates one row in this (fresh) process.
+
+  ``--trained_in`` (set by the parent from ``--reuse_trained``): only evaluates
+  the training in that folder, which is checked again and only read.
+  """
   dataset, model = split_key(key)
   budget_study.run_row(row_config(dataset, model, args), os.path.join(args.workdir, key),
                        args.cpu_minutes * 60.0, training_settings(dataset, model, args),
-                       row_settings(dataset, model, args), args.num_images,
-                       args.iwae_samples[dataset], args.seed)
+                       row_settings(dataset, model, args, args.trained_in), args.num_images,
+                       args.iwae_samples[dataset], args.seed, trained_in=args.trained_in)
 
 
 def parse_iwae(text, datasets):
@@ -182,7 +253,12 @@ def parse(argv=None):
   p.add_argument("--data_dir", default="")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--checkpoint_steps", type=int, default=250)
+  p.add_argument("--reuse_trained", default="", metavar="DIR[,DIR...]",
+                 help="Work folders of other budget studies (e.g. a peers --workdir): a row whose "
+                 "exact training (config, CPU budget, seed) finished there is evaluated on it "
+                 "instead of trained again; they are only read.")
   p.add_argument("--row", help=argparse.SUPPRESS)
+  p.add_argument("--trained_in", default=None, help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   defaults = SMOKE if args.smoke else dict(cpu_minutes=60.0, num_images=1000,
                                            iwae_samples="mnist:1000,cifar10:100")
@@ -195,6 +271,10 @@ def parse(argv=None):
     p.error(f"--datasets: choose from {', '.join(DATASETS)}")
   if not args.models or set(args.models) - set(MODELS):
     p.error(f"--models: choose from {', '.join(MODELS)}")
+  args.reuse_trained = [os.path.abspath(d) for d in args.reuse_trained.split(",") if d]
+  missing = [d for d in args.reuse_trained if not os.path.isdir(d)]
+  if missing:
+    p.error(f"--reuse_trained: no folder {', '.join(missing)}")
   if args.cpu_minutes <= 0 or args.checkpoint_steps < 1:
     p.error("--cpu_minutes must be > 0 and --checkpoint_steps >= 1")
   if args.num_images == 0 or args.num_images < -1:
@@ -216,12 +296,15 @@ def main(argv=None):
   with budget_study.workdir_lock(args.workdir):
     records = budget_study.kept_rows(args.out, "rows", lambda r: row_key(r["dataset"],
                                                                           r["model"]), study)
+    reused = reused_trainings(keys, args, records)
     budget_study.run_rows(
-        keys, records, lambda k: row_settings(*split_key(k), args),
+        keys, records, lambda k: row_settings(*split_key(k), args, reused.get(k)),
         lambda k: os.path.join(args.workdir, k, budget_study.RESULT),
-        lambda k: ["-m", "experiments.seed_table", f"--row={k}"] + argv,
+        lambda k: ["-m", "experiments.seed_table", f"--row={k}"] + argv
+        + ([f"--trained_in={reused[k]}"] if k in reused else []),
         lambda k: os.path.join(args.workdir, k + ".log"), to_row,
-        lambda recs: write(args, recs))
+        lambda recs: write(args, recs),
+        lambda k: f"evaluating the training in {reused[k]}" if k in reused else "training")
   out = write(args, records)
   print(out["table_md"], flush=True)
   return out
