@@ -12,7 +12,8 @@ import os
 import numpy as np
 import pytest
 
-from experiments import seed_table
+from experiments import budget_study, peers, seed_table
+from vlae_tf import config as vconfig
 
 SCHEMA = {"dataset", "model", "nll", "nll_stderr", "elbo", "rate", "active_units",
           "mutual_information", "cpu_seconds", "num_images", "iwae_samples", "config"}
@@ -72,3 +73,108 @@ def test_smoke_table_end_to_end_and_rerun(tmp_path, capsys):
   with pytest.raises(SystemExit) as e:                  # another budget into the same --out
     seed_table.main(argv + ["--cpu_minutes=0.1"])
   assert e.value.code == 2 and "other settings: cpu_minutes 0.05 (now 0.1)" in capsys.readouterr().err
+
+
+# ==================================================================== --reuse_trained
+def fake_training(d, cfg, budget_s=3.0, steps=1):
+  """A row folder as budget_study.train_at_budget leaves a finished training (no weights)."""
+  os.makedirs(os.path.join(d, "run", "checkpoints"))
+  with open(os.path.join(d, "run", "config.json"), "w") as f:
+    json.dump(vconfig.jsonable(cfg), f)
+  open(os.path.join(d, "run", "checkpoints", f"ckpt-{steps}.index"), "w").close()
+  with open(os.path.join(d, "train.json"), "w") as f:
+    json.dump({"steps": steps, "cpu_seconds": 4.5, "budget_cpu_seconds": budget_s,
+               "config": cfg.name}, f)
+
+
+def tree(top):
+  return sorted((p, os.path.getmtime(os.path.join(r, p))) for r, _, fs in os.walk(top) for p in fs)
+
+
+def test_reuse_takes_only_an_exact_training_and_says_why_not(tmp_path, capsys):
+  """A peers-like folder: the exact training is found, every near match is passed over with
+  its reason in one line, the row's own finished training wins, and nothing there is written."""
+  peers = tmp_path / "peers"
+  os.makedirs(peers)
+  args = seed_table.parse(["--smoke", "--workdir", str(tmp_path / "st"), "--datasets=mnist",
+                           "--reuse_trained", str(tmp_path / "peers")])
+  cfg = seed_table.row_config("mnist", "vae_factorized", args)
+  fake_training(str(peers / "a_exact"), cfg)
+  near = {"b_lr": ["--set=train.learning_rate=0.003"], "c_seed": ["--seed=1"],
+          "d_float32": ["--precision=float32"]}
+  for name, extra in near.items():
+    fake_training(str(peers / name), seed_table.row_config(
+        "mnist", "vae_factorized", seed_table.parse(["--smoke", "--workdir=x"] + extra)))
+  fake_training(str(peers / "e_budget"), cfg, budget_s=6.0)
+  os.makedirs(peers / "f_unfinished")
+  (peers / "f_unfinished" / "settings.json").write_text("{}")
+  os.makedirs(peers / "g_pixelcnn")
+  (peers / "g_pixelcnn" / "train.json").write_text('{"steps": 1, "budget_cpu_seconds": 3.0}')
+  before = tree(str(peers))
+
+  capsys.readouterr()
+  found = seed_table.reused_trainings(["mnist_vae_factorized", "mnist_vae_full"], args, {})
+  assert found == {"mnist_vae_factorized": str(peers / "a_exact")}
+  lines = capsys.readouterr().out.splitlines()
+  assert "mnist_vae_factorized: reusing the training in " + str(peers / "a_exact") in lines[0]
+  vae_full = [ln for ln in lines if ln.startswith("mnist_vae_full: not reusing")]
+  assert len(vae_full) == 7 and "model.decoder_context 'none' (now 'gated_full')" in vae_full[0]
+  assert "no training to reuse" in lines[-1]
+  # with the exact one gone, each near match is rejected, one line each, naming the difference
+  found = budget_study.find_trained([str(peers)], cfg, 3.0, "row",
+                                    exclude=str(peers / "a_exact"), log=print)
+  assert found is None
+  lines = capsys.readouterr().out.splitlines()
+  assert len(lines) == 6 and all(ln.startswith("row: not reusing ") for ln in lines)
+  reasons = dict(zip(sorted(near) + ["e_budget", "f_unfinished", "g_pixelcnn"], lines))
+  assert f"train.learning_rate 0.003 (now {cfg.train.learning_rate!r})" in reasons["b_lr"]
+  assert "seed 1 (now 0)" in reasons["c_seed"]
+  assert "train.precision 'float32' (now 'bfloat16')" in reasons["d_float32"]
+  assert "CPU budget 6.0 s (now 3.0 s)" in reasons["e_budget"]
+  assert "not finished" in reasons["f_unfinished"] and "no run/config.json" in reasons["g_pixelcnn"]
+  # the row's own finished training is kept; what the row used before is looked at first
+  fake_training(os.path.join(args.workdir, "mnist_vae_factorized"), cfg)
+  assert seed_table.reused_trainings(["mnist_vae_factorized"], args, {}) == {}
+  assert "trained in " in capsys.readouterr().out
+  assert tree(str(peers)) == before
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_smoke_row_reuses_a_peers_training(tmp_path, capsys):
+  """The MNIST factorized row on a peers contender's smoke training: evaluated (its own images
+  and k) without training again; a --set the peers run lacks is trained here instead."""
+  pw = str(tmp_path / "peers")
+  peers.main(["--smoke", "--contenders=vae_factorized", "--set=train.precision=bfloat16",
+              f"--workdir={pw}"])
+  src = os.path.join(pw, "vae_factorized")
+  with open(os.path.join(src, "train.json")) as f:
+    trained = json.load(f)
+  before = tree(pw)
+
+  def table_argv(name):
+    return ["--smoke", f"--workdir={tmp_path / name}", f"--out={tmp_path / name}.json",
+            "--datasets=mnist", "--models=vae_factorized", "--num_images=6", "--iwae_samples=3",
+            f"--reuse_trained={pw}"]
+
+  wd, argv = str(tmp_path / "st"), table_argv("st")
+  capsys.readouterr()
+  row = seed_table.main(argv)["rows"][0]
+  assert f"reusing the training in {src}" in capsys.readouterr().out
+  assert row["trained_in"] == src and row["settings"]["trained_in"] == src
+  assert (row["steps"], row["cpu_seconds"]) == (trained["steps"], trained["cpu_seconds"])
+  assert row["num_images"] == 6 and row["iwae_samples"] == 3 and len(row["per_image_nll"]) == 6
+  assert math.isfinite(row["nll"]) and row["config"] == "mnist_vae_factorized"
+  assert not os.path.exists(os.path.join(wd, "mnist_vae_factorized", "run"))   # nothing trained
+  with open(os.path.join(wd, "mnist_vae_factorized", "result.json")) as f:
+    trained_as = json.load(f)["train"]["trained_as"]
+  assert trained_as == "mnist_vae_factorized --set train.precision=bfloat16"
+  assert seed_table.main(argv)["rows"][0] == row                       # a rerun keeps the row
+  assert "kept from the output" in capsys.readouterr().out
+
+  row2 = seed_table.main(table_argv("st2") + ["--set=train.learning_rate=0.003"])["rows"][0]
+  assert (f"not reusing {src}: other config: train.learning_rate 0.002 (now 0.003)"
+          in capsys.readouterr().out)
+  assert row2["trained_in"] is None and "trained_in" not in row2["settings"]
+  assert os.path.isdir(tmp_path / "st2" / "mnist_vae_factorized" / "run")   # a near match: trained
+  assert tree(pw) == before                                            # the peers folder: read only
