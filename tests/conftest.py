@@ -1,13 +1,10 @@
-"""Shared fixtures (plain helpers are in ``helpers.py``) and the suite's tiers.
+"""The suite's tiers and order; the shared fixtures are in ``shared_fixtures.py`` (plain helpers
+in ``helpers.py``).
 
-The expensive fixtures are session-scoped, so each pytest process (each
-xdist worker) builds them once however many modules use them:
-
-* ``zoo``: the tiny model exported as a zoo folder (``helpers.export_tiny_zoo``);
-  ``m``: it loaded through ``vlae_tf.zoo.load``; ``zoo_copy``: a private copy of
-  its folder, free to damage.
-* ``six_steps``: a finished 6-step training run (checkpoints 3 and 6); tests copy
-  it before they damage it.
+Fixtures (``zoo``, ``m``, ``zoo_copy``, ``six_steps``, ``rng``): ``shared_fixtures.py``, which
+:func:`pytest_configure` registers in every process that runs tests -- not in the xdist
+controller of ``-n 2``, which runs none (importing them imports TensorFlow: ~6 s of CPU
+before the workers start).
 
 Markers (declared in ``pyproject.toml``): ``slow`` for a test that takes more than
 ~3 s of CPU on its own, ``subprocess`` for one that starts Python processes
@@ -20,19 +17,22 @@ the two workers busy to the end instead of leaving one alone with the last long 
 xdist's own reordering by test count is turned off in pyproject.toml for this.
 """
 
+import collections
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import collections  # noqa: E402
-import shutil  # noqa: E402
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+def _is_xdist_controller(config):
+  """True in the process that hands out tests to xdist workers and runs none itself."""
+  return (not hasattr(config, "workerinput") and not config.getvalue("collectonly")
+          and getattr(config.option, "dist", "no") != "no" and bool(getattr(config.option, "tx",
+                                                                            None)))
 
-import vlae_tf  # noqa: E402
-from helpers import NAME, export_tiny_zoo, train_config  # noqa: E402
-from vlae_tf import training  # noqa: E402
+
+def pytest_configure(config):
+  if not _is_xdist_controller(config):
+    config.pluginmanager.import_plugin("shared_fixtures")
 
 
 def pytest_collection_modifyitems(items):
@@ -40,36 +40,3 @@ def pytest_collection_modifyitems(items):
   slow = collections.Counter(item.path for item in items if item.get_closest_marker("slow"))
   first_seen = {path: i for i, path in enumerate(dict.fromkeys(item.path for item in items))}
   items.sort(key=lambda item: (-slow[item.path], first_seen[item.path]))
-
-
-@pytest.fixture
-def rng():
-  return np.random.default_rng(0)
-
-
-@pytest.fixture(scope="session")
-def zoo(tmp_path_factory):
-  """The tiny model exported once per session (``helpers.TinyZoo``); never modify its folder."""
-  return export_tiny_zoo(tmp_path_factory.mktemp("zoo"))
-
-
-@pytest.fixture(scope="session")
-def m(zoo):
-  """The tiny model loaded through ``vlae_tf.zoo.load`` (a test that changes it uses monkeypatch)."""
-  return vlae_tf.zoo.load(NAME, zoo.root)
-
-
-@pytest.fixture
-def zoo_copy(zoo, tmp_path):
-  """A private zoo folder holding a copy of the tiny model, free to damage."""
-  root = tmp_path / "zoo"
-  shutil.copytree(zoo.dir, root / NAME)
-  return root
-
-
-@pytest.fixture(scope="session")
-def six_steps(tmp_path_factory):
-  """A finished 6-step run (checkpoints 3 and 6) to copy and damage; never modify it in place."""
-  wd = str(tmp_path_factory.mktemp("six_steps") / "run")
-  training.train(train_config(steps=6), wd)
-  return wd
