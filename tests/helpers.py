@@ -1,4 +1,4 @@
-"""Plain test helpers (no fixtures; those are in ``conftest.py``): tiny configs and runs, processes, damage.
+"""Plain test helpers (no fixtures; those are in ``shared_fixtures.py``): tiny configs and runs, processes, damage.
 
 Test files import what they share from here, never from each other (a test file
 imported by another one is imported, and its module fixtures built, twice under
@@ -8,7 +8,7 @@ some import modes, and pytest collects every ``test_*`` name it imports).
   :func:`train_config`: a few-step synthetic run of it.
 * The tiny zoo model (:func:`export_tiny_zoo`): ONE small untrained model
   exported as a zoo folder, whose card numbers come from a real
-  ``vlae_tf.evaluate``, never typed in. ``conftest.py`` builds it once per
+  ``vlae_tf.evaluate``, never typed in. ``shared_fixtures.py`` builds it once per
   session (per xdist worker) as the fixtures ``zoo`` and ``m``.
 * Running ``train.py`` (:func:`run_train_py`, :func:`run_until`) and reading a
   work directory back (:func:`read_metrics`, :func:`logged_steps`, :func:`checkpoint_values`).

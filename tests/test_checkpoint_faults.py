@@ -9,7 +9,7 @@ requested``, which ``vlae_tf.checkpoints`` did not treat as an unrestorable
 checkpoint: resume died with a traceback (exit 1) although the previous
 checkpoint was intact.
 
-``six_steps`` (conftest): a finished 6-step run, copied before it is damaged.
+``six_steps`` (shared_fixtures.py): a finished 6-step run, copied before it is damaged.
 """
 
 import os
