@@ -19,7 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from vlae_tf import config as vconfig
-from vlae_tf import quiet_tf
+from vlae_tf import data_readers, quiet_tf
 from vlae_tf.datasets import DataError
 
 # Reading the flags imports no TensorFlow (the zoo configs and vlae_tf.config do not), so main
@@ -132,6 +132,8 @@ def main(argv):
     raise UsageError("--export_dir is required with --mode=export")
   if config is not None:
     vconfig.validate_config(config)   # every bad value, before TensorFlow is even imported
+  if FLAGS.mode == "train":
+    data_readers.check_local_training_data(config)   # missing or bad files: also before TF
   start_tensorflow(FLAGS.deterministic, FLAGS.verbose)
   if not FLAGS.verbose:
     logging.set_verbosity(logging.WARNING)  # TF's absl INFO chatter (checkpoint sharding, ...)

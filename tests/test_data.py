@@ -428,3 +428,24 @@ def test_train_py_with_a_missing_data_folder_is_one_line_exit_2(tmp_path):
                             f"--config.data.data_dir={tmp_path / 'nope'}",
                             "--config.data.source=npz")
   assert rc == 2 and "Traceback" not in err and "split 'train' of 'binarized_mnist' not found" in err
+
+
+def test_local_training_data_is_checked_as_training_reads_it(tmp_path):
+  """train.py calls this before importing TensorFlow: the readers' own errors, at once."""
+  check = data_readers.check_local_training_data
+  assert check(tiny_config()) is None                       # synthetic: nothing to find
+  cfg = _cfg(dataset="binarized_mnist", binarization="static", data_dir=str(tmp_path / "nope"))
+  with pytest.raises(FileNotFoundError, match="split 'train' of 'binarized_mnist' not found"):
+    check(cfg)
+  cfg.data.source = "tfds"                                  # TFDS: left to the download
+  assert check(cfg) is None
+  cfg.data.source, cfg.data.data_dir = "npz", str(tmp_path)
+  np.savez(tmp_path / "binarized_mnist.npz", x_train=np.zeros((2, 4, 4), np.uint8))
+  assert check(cfg) is None                                 # found (its arrays: read by training)
+  np.savez(tmp_path / "mine.npz", x_train=np.full((2, 4, 4), 7, np.uint8))
+  cfg.data.dataset = "mine"                                 # of your own: read and checked
+  with pytest.raises(datasets.DataError, match=r"mine\.npz key 'x_train'.*\{0, 1\}"):
+    check(cfg)
+  cfg.data.source, cfg.data.data_dir = "images", str(tmp_path / "no_images")
+  with pytest.raises(FileNotFoundError, match="image folder .* of dataset 'mine' does not exist"):
+    check(cfg)

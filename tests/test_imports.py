@@ -227,6 +227,12 @@ def test_reading_and_validating_any_zoo_config_imports_no_tensorflow(tmp_path):
           "import vlae_tf.datasets\n"
           "heavy = sorted(m for m in ('tensorflow', 'keras', 'PIL', 'vlae_tf.data') if m in sys.modules)\n"
           "assert not heavy, heavy\n"
+          "from vlae_tf import data_readers      # train.py's check of the data files\n"
+          "c = z.get_config('mnist_cpu'); c.data.source = 'npz'; c.data.data_dir = '/nonexistent'\n"
+          "try:\n  data_readers.check_local_training_data(c)\n"
+          "except FileNotFoundError as e:\n  assert 'not found' in str(e), e\n"
+          "else:\n  raise AssertionError('a missing data folder passed')\n"
+          "assert 'tensorflow' not in sys.modules, 'check_local_training_data'\n"
           "print(len(z.list_configs()))\n")
   p = _fresh_python(code)
   assert p.returncode == 0 and int(p.stdout) >= 10, p.stderr[-2000:]

@@ -62,7 +62,8 @@ import numpy as np
 from PIL import Image
 
 from vlae_tf import validation
-from vlae_tf.datasets import ENV_VAR, DataError
+from vlae_tf.datasets import (ENV_VAR, DataError, data_dir, dataset_name_error, is_builtin,
+                              source_error)
 
 VALID_KEYS = ("valid", "val", "validation")  # npz x_<key> / image sub-folder, first found wins
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -301,11 +302,16 @@ def say_once(msg):
     print(f"data: {msg}", flush=True)
 
 
-def find_image_split(root, name, split):
-  """``(array, where)`` of split ``split`` from an image folder (see module doc)."""
+def _existing_images_root(root, name):
   folder = _images_root(root, name)
   if not os.path.isdir(folder):
     raise FileNotFoundError(f"image folder {folder!r} of dataset {name!r} does not exist")
+  return folder
+
+
+def find_image_split(root, name, split):
+  """``(array, where)`` of split ``split`` from an image folder (see module doc)."""
+  folder = _existing_images_root(root, name)
   base = "valid" if split in VALID_KEYS else split
   subs = _split_folders(folder)
   if subs:
@@ -351,6 +357,31 @@ def synthetic_split(image_shape, split, seed=0, num_levels=2, size=None) -> np.n
 
 
 # ------------------------------------------------------------------ the checks
+def check_local_training_data(config) -> None:
+  """Raises now what training would later for missing or bad local training files of a config.
+
+  ``train.py`` calls it before importing TensorFlow (a missing folder or a bad .npz: one line at
+  once, not after the model is built), with the readers' own errors: a .npz of your own is read
+  and checked (:func:`check_split_images`); built-in files and image folders need only be found
+  (their pixels are read once, later); synthetic data and TFDS are not checked.
+  """
+  d = config.data
+  name, source, root = d.dataset, d.source, data_dir(config)
+  if (name == "synthetic" or dataset_name_error(name) or source_error(source)
+      or source.startswith("tfds") or (source == "auto" and not root)):
+    return
+  builtin = is_builtin(name)
+  if source == "images" or (source == "auto" and not builtin and is_image_folder(root, name)):
+    if not builtin:                 # (a built-in name: vlae_tf.data's error, later)
+      _existing_images_root(root, name)
+  elif builtin:
+    if not has_npz_split(root, name, d.train_split):
+      find_npz_split(root, name, d.train_split)        # raises, saying what it tried
+  else:
+    x, where = own_npz_split(root, name, d.train_split, d.train_split, bool(d.get("valid_split")))
+    check_split_images(x, where, d.binarization)
+
+
 def check_split_images(x, where, binarization="dynamic") -> np.ndarray:
   """A split's images as uint8 ``[N, H, W, C]`` (module doc); ``DataError`` names ``where``.
 
@@ -366,4 +397,4 @@ def check_split_images(x, where, binarization="dynamic") -> np.ndarray:
 __all__ = ["VALID_KEYS", "IMAGE_EXTENSIONS", "HOLDOUT_FRACTION", "HOLDOUT_SEED", "npz_arrays",
            "read_npz", "find_npz_split", "has_npz_split", "own_npz_split", "is_image_folder",
            "read_image_files", "has_valid_folder", "holdout", "say_once", "find_image_split",
-           "synthetic_split", "check_split_images"]
+           "synthetic_split", "check_local_training_data", "check_split_images"]
