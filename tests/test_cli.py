@@ -289,3 +289,17 @@ def test_no_verify_on_corrupted_weights_is_one_line(zoo_copy, tmp_path, capsys):
   assert _cli(zoo_copy, "sample", "--num=1", "--no_verify", f"--out={tmp_path / 's.png'}") == 2
   _one_line_error(capsys, "cannot load the SavedModel", "without --no_verify")
   assert not (tmp_path / "s.png").exists()
+
+
+def test_a_reader_that_closes_stdout_ends_the_command_silently(zoo, loaded_once, monkeypatch,
+                                                                capfd):
+  # Defect: `vlae info mnist | head -3` printed "vlae info: error: [Errno 32] Broken pipe".
+  # Here stdout is a pipe whose reader has gone, as when head has read its lines and exited.
+  for argv in (["info", NAME], ["list"]):
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with os.fdopen(write_end, "w") as closed:
+      monkeypatch.setattr(sys, "stdout", closed)
+      assert _run(zoo, *argv) == cli.CLOSED_STDOUT == 141
+      assert capfd.readouterr().err == ""
+      print("more output", flush=True)               # stdout now goes nowhere, without an error

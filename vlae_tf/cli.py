@@ -24,6 +24,10 @@ unknown or damaged model, unreadable data, an ``--out`` that cannot be written -
 ends in one line ``vlae <command>: error: ...`` on stderr and exit status 2 (1
 is left to bugs: a traceback); an ``--out`` that cannot be written is refused
 before any work, and outputs are written atomically (:mod:`vlae_tf.atomic`).
+A reader that closes stdout early (``vlae info mnist | head -3``) ends the command
+silently with exit status 141 (128 + SIGPIPE, what a shell reports for a tool the
+closed pipe killed, so ``set -o pipefail`` still sees that the output was cut):
+no error line, no traceback.
 
 The codec commands (``compress``, ``decompress``) compute in the codec's
 canonical numeric mode (:mod:`vlae_tf.codec.numeric_mode`): unless this process was
@@ -41,6 +45,7 @@ entry in ``COMMANDS`` in :mod:`vlae_tf.cli_commands` (which may import anything)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from vlae_tf import atomic, quiet_tf
@@ -49,6 +54,7 @@ from vlae_tf.codec.file_format import DEFAULT_BIN_WIDTH_LOG2, DEFAULT_GROUP_SIZE
 
 
 USER_ERROR = 2   # the exit status of every user mistake, usage errors included (argparse's 2)
+CLOSED_STDOUT = 141   # stdout's reader went away: 128 + SIGPIPE, as a shell reports a killed tool
 
 
 class _Parser(argparse.ArgumentParser):
@@ -202,6 +208,16 @@ def _codec_process(args, argv):
     return USER_ERROR
 
 
+def _stdout_closed():
+  """stdout's reader closed the pipe: the rest of the output goes nowhere, silently
+  (Python's documented recipe: stdout pointed at devnull, so the flush at exit cannot fail
+  again); :data:`CLOSED_STDOUT`."""
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, sys.stdout.fileno())
+  os.close(devnull)
+  return CLOSED_STDOUT
+
+
 def main(argv=None):
   argv = sys.argv[1:] if argv is None else list(argv)
   parser = build_parser()
@@ -227,7 +243,11 @@ def main(argv=None):
     quiet_tf.spend_bool_line()
   from vlae_tf import cli_commands  # noqa: E402  (imports TensorFlow: only now, and quietly)
   try:
-    return cli_commands.COMMANDS[args.command](args)
+    status = cli_commands.COMMANDS[args.command](args)
+    sys.stdout.flush()              # a closed pipe shows here, not at the interpreter's exit
+    return status
+  except BrokenPipeError:
+    return _stdout_closed()
   except cli_commands.USER_ERRORS as e:
     print(f"vlae {args.command}: error: {cli_commands.one_line(e)}", file=sys.stderr)
     return USER_ERROR
