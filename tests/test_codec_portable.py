@@ -8,8 +8,8 @@ images. mnist is written under all four and decoded under two; cifar10 written u
 and decoded under another (each process costs ~6 s of CPU, and the canonical child overrides
 every variable the four differ in: test_every_environment_becomes_the_same_canonical_one checks
 that without a process). The control shows the failure the mode prevents: the library coding
-in each process's own mode (portable=False) under two of those environments writes different
-payloads. Format-version-1 files (no mode recorded) are refused in one line.
+in each process's own mode (portable=False) with oneDNN on (pytest's process) and off writes
+different payloads. Format-version-1 files (no mode recorded) are refused in one line.
 """
 
 import hashlib
@@ -250,11 +250,13 @@ def test_a_lossless_format_version_1_file_is_refused_in_one_line(here):
 
 @pytest.mark.slow
 @pytest.mark.subprocess
-def test_without_the_canonical_mode_the_environments_code_differently(tmp_path, capfd):
+def test_without_the_canonical_mode_the_environments_code_differently(here, tmp_path, capfd):
   """The control: the same images coded by the library in each process's own mode
-  (portable=False) under the default environment and with oneDNN off give other payloads,
-  the failure the canonical mode prevents; and `vlae decompress` refuses a lossless
-  format-version-1 file with one line and exit 2."""
+  (portable=False) with oneDNN on (this process, as a default environment has it) and in a fresh
+  process with oneDNN off give other payloads, the failure the canonical mode prevents; and
+  `vlae decompress` refuses a lossless format-version-1 file with one line and exit 2."""
+  model, _, _ = here
+  assert numeric_mode.process_mode()["onednn"] is True          # this process: oneDNN on
   script = tmp_path / "code_here.py"       # not code.py: that is a standard module
   script.write_text(textwrap.dedent("""
       import sys
@@ -264,22 +266,20 @@ def test_without_the_canonical_mode_the_environments_code_differently(tmp_path, 
       x = np.load(sys.argv[1])["x"]
       data = codec.compress("mnist", x, group_size=2, portable=False)
       np.save(sys.argv[2], file_format.unpack(data)[1])
-      open(sys.argv[3], "wb").write(data)
   """))
+  x = _examples("mnist", 2)
   data = tmp_path / "x.npz"
-  np.savez(data, x=_examples("mnist", 2))
-  payloads = {}
-  for env in ("default", "onednn_off"):
-    r = subprocess.run([sys.executable, str(script), str(data), str(tmp_path / f"{env}.npy"),
-                        str(tmp_path / f"{env}.vlae")], env=_environ(env), capture_output=True,
-                       text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-2000:]
-    payloads[env] = np.load(tmp_path / f"{env}.npy")
-  assert not np.array_equal(payloads["default"], payloads["onednn_off"])
+  np.savez(data, x=x)
+  r = subprocess.run([sys.executable, str(script), str(data), str(tmp_path / "onednn_off.npy")],
+                     env=_environ("onednn_off"), capture_output=True, text=True, timeout=900)
+  assert r.returncode == 0, r.stderr[-2000:]
+  here_file = codec.compress(model, x, group_size=2, portable=False)
+  assert not np.array_equal(file_format.unpack(here_file)[1], np.load(tmp_path / "onednn_off.npy"))
   f = tmp_path / "old.vlae"
-  f.write_bytes(_as_version_1((tmp_path / "default.vlae").read_bytes()))
+  f.write_bytes(_as_version_1(here_file))
   # A format-version-1 file records no mode: `vlae decompress` handles it in its own process
   # (no canonical child), here pytest's.
+  capfd.readouterr()
   assert cli.main(["decompress", str(f), f"--out={tmp_path / 'b.npz'}"]) == 2
   err = capfd.readouterr().err.strip()
   assert err.splitlines()[-1].startswith("vlae decompress: error: ")
