@@ -95,7 +95,9 @@ def test_list_and_info(zoo, capsys, loaded_once):
   assert NAME in text and f"{zoo.eval_results['iwae_nll']:.2f} nats" in text
   assert "mnist_dynamic" in text                       # configs without weights are named too
   assert _run(zoo, "info", f"--model={NAME}") == 0
-  assert '"iwae_nll"' in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert '"iwae_nll"' in out and '"files"' not in out and '"config"' not in out
+  assert out.splitlines()[-1] == f"{NAME}: images [6, 6, 1] (synthetic), latent size 3"
 
 
 def test_errors_are_one_line_messages_not_tracebacks(zoo, tmp_path, capsys, loaded_once):
@@ -143,15 +145,18 @@ def test_help_and_usage_errors_answer_without_tensorflow(tmp_path):
   r = _console("sample", "--num=3", cwd=tmp_path)          # --model missing
   assert r.returncode == 2 and r.stdout == ""
   assert r.stderr.count("\n") == 1 and "required: --model" in r.stderr, r.stderr
-  # The same entry point in-process: neither --help nor a usage error imports TensorFlow.
+  # The same entry point in-process: neither --help nor a usage error imports TensorFlow, nor
+  # do `vlae list` and `vlae info` (they read the cards; info verifies the checksums).
   code = ("import sys\nfrom vlae_tf import cli\n"
           "for argv in (['--help'], ['sample', '--help'], ['encode', '--model=x'], ['bogus'],\n"
           "             ['compress', '--help'], ['decompress', '--out=x.npz']):\n"
           "  try:\n    cli.main(argv)\n  except SystemExit:\n    pass\n"
+          "assert cli.main(['list']) == cli.main(['info', 'mnist']) == 0\n"
           "print('TF_IMPORTED', 'tensorflow' in sys.modules, 'keras' in sys.modules)")
   r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                      cwd=tmp_path)
   assert "TF_IMPORTED False False" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+  assert "mnist: images [28, 28, 1] (binarized_mnist), latent size 32" in r.stdout, r.stdout
 
 
 def test_quiet_tf_drops_startup_noise_and_keeps_real_errors(capfd):

@@ -10,6 +10,7 @@ import vlae_tf
 from helpers import NAME, edit_card
 from vlae_tf import cli, export
 from vlae_tf.pretrained import packaging
+from vlae_tf.pretrained import folders
 from vlae_tf.pretrained import store as zoo_store
 from vlae_tf.pretrained.store import ZooError
 
@@ -109,7 +110,7 @@ def test_non_editable_install_without_saved_models_says_to_set_vlae_zoo_dir(tmp_
   monkeypatch.delenv("VLAE_ZOO_DIR", raising=False)
   site = tmp_path / "site-packages" / "vlae_tf"
   site.mkdir(parents=True)
-  monkeypatch.setattr(zoo_store, "__file__", str(site / "pretrained" / "store.py"))
+  monkeypatch.setattr(folders, "__file__", str(site / "pretrained" / "folders.py"))
   with pytest.raises(ZooError, match="set VLAE_ZOO_DIR"):
     vlae_tf.zoo.load("mnist")
 

@@ -19,7 +19,10 @@ written as PNG grids; binary images are shown with 1 = white.
 Start-up: arguments are parsed (and ``--help`` or a usage error answered)
 before TensorFlow is imported, and TensorFlow is imported through
 :func:`vlae_tf.quiet_tf.import_tensorflow`, which keeps its start-up log lines
-off the terminal unless ``--verbose``. Every user mistake -- a usage error, an
+off the terminal unless ``--verbose``; ``list`` and ``info`` read the model cards and
+never import TensorFlow (``info`` verifies every checksum unless ``--no_verify``, and
+holds the card's config to the schema; ``vlae_tf.zoo.load`` also matches it to the
+SavedModel's). Every user mistake -- a usage error, an
 unknown or damaged model, unreadable data, an ``--out`` that cannot be written --
 ends in one line ``vlae <command>: error: ...`` on stderr and exit status 2 (1
 is left to bugs: a traceback); an ``--out`` that cannot be written is refused
@@ -39,18 +42,24 @@ is refused in one line (:func:`vlae_tf.codec.decompress`).
 
 Adding a command: add its sub-parser in :func:`build_parser` (here, so
 ``--help`` stays fast) and write ``cmd_<name>(args) -> exit status`` with its
-entry in ``COMMANDS`` in :mod:`vlae_tf.cli_commands` (which may import anything).
+entry in ``COMMANDS`` in :mod:`vlae_tf.cli_commands` (which may import anything; a
+command that reads cards only goes into :data:`CARD_COMMANDS` here).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import warnings
 
-from vlae_tf import atomic, quiet_tf
+from vlae_tf import atomic, quiet_tf, zoo
 from vlae_tf.codec import file_format, numeric_mode
 from vlae_tf.codec.file_format import DEFAULT_BIN_WIDTH_LOG2, DEFAULT_GROUP_SIZE
+from vlae_tf.pretrained import card as zoo_card
+from vlae_tf.pretrained import folders
+from vlae_tf.pretrained.card import ZooError, ZooWarning
 
 
 USER_ERROR = 2   # the exit status of every user mistake, usage errors included (argparse's 2)
@@ -203,9 +212,53 @@ def _codec_process(args, argv):
       return None
     return numeric_mode.rerun_canonical(argv)
   except (ValueError, OSError) as e:
-    msg = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename else str(e)
-    print(f"vlae {args.command}: error: {' '.join(msg.split())}", file=sys.stderr)
-    return USER_ERROR
+    return _user_error(args, e)
+
+
+def _user_error(args, e):
+  """Prints ``vlae <command>: error: <e on one line>``; :data:`USER_ERROR`."""
+  msg = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename else str(e)
+  print(f"vlae {args.command}: error: {' '.join(msg.split())}", file=sys.stderr)
+  return USER_ERROR
+
+
+# ---------------------------------------------------- the commands that only read cards
+def cmd_list(args):
+  with warnings.catch_warnings(record=True) as skipped:
+    warnings.simplefilter("always", ZooWarning)
+    models = folders.list_models(args.zoo_dir)
+  for w in skipped:
+    if issubclass(w.category, ZooWarning):
+      print(f"vlae list: warning: {w.message}", file=sys.stderr)
+  root = folders.zoo_dir(args.zoo_dir)
+  if not models:
+    print(f"No pretrained models in {root} yet.")
+  for m in models:
+    config = f" [config {m['config_name']}]" if m.get("config_name") else ""
+    print(f"{m['name']:<24} {m['description']}{config}")
+    if m["headline"]:
+      print(f"{'':<24} {m['headline']}")
+  packaged = {m["name"] for m in models} | {m.get("config_name") for m in models}
+  rest = [c for c in zoo.list_configs() if c not in packaged]
+  if rest:
+    print(f"Configs without pretrained weights (train them with train.py): {', '.join(rest)}")
+  return 0
+
+
+def cmd_info(args):
+  """The card (checksums verified unless --no_verify, its config held to the schema), without
+  its config and file list, then the model's images and latent size as the card states them."""
+  d = folders.model_dir(args.model, args.zoo_dir, known_configs=zoo.list_configs())
+  card = folders.read_card(d) if args.no_verify else folders.verify(d)
+  data = zoo_card.card_config(card, d).get("data", {})
+  print(json.dumps({k: v for k, v in card.items() if k not in ("config", "files")}, indent=2))
+  print(f"{card.get('name', d.name)}: images {list(data.get('image_shape', []))} "
+        f"({data.get('dataset')}), latent size {card.get('results', {}).get('latent_size')}")
+  return 0
+
+
+# Commands that read cards only: no TensorFlow (the others: vlae_tf.cli_commands.COMMANDS).
+CARD_COMMANDS = {"list": cmd_list, "info": cmd_info}
 
 
 def _stdout_closed():
@@ -230,6 +283,15 @@ def main(argv=None):
     except atomic.OutputError as e:
       print(f"vlae {args.command}: error: {' '.join(str(e).split())}", file=sys.stderr)
       return USER_ERROR
+  if args.command in CARD_COMMANDS:
+    try:
+      status = CARD_COMMANDS[args.command](args)
+      sys.stdout.flush()            # a closed pipe shows here, not at the interpreter's exit
+      return status
+    except BrokenPipeError:
+      return _stdout_closed()
+    except (ZooError, ValueError, OSError) as e:
+      return _user_error(args, e)
   canonical = False
   if args.command in ("compress", "decompress"):
     status = _codec_process(args, argv)

@@ -1,6 +1,7 @@
 """What each ``vlae`` command does (the parser, quiet start and dispatch are in :mod:`vlae_tf.cli`).
 
-``cmd_<name>(args) -> exit status`` for every command; :data:`COMMANDS` maps
+``cmd_<name>(args) -> exit status`` for every command but ``list`` and ``info``
+(which read cards only, in :mod:`vlae_tf.cli`, without TensorFlow); :data:`COMMANDS` maps
 the names to them and :data:`USER_ERRORS` lists the exceptions that are the
 user's mistake (reported as one line by :func:`vlae_tf.cli.main`). This module
 imports TensorFlow: :mod:`vlae_tf.cli` imports it only after parsing the
@@ -9,10 +10,8 @@ arguments and after :func:`vlae_tf.quiet_tf.import_tensorflow`.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import warnings
 import zipfile
 
 import numpy as np
@@ -75,38 +74,6 @@ def _load(args):
   return zoo.load(args.model, args.zoo_dir, verify_checksums=not args.no_verify)
 
 
-def cmd_list(args):
-  with warnings.catch_warnings(record=True) as skipped:
-    warnings.simplefilter("always", zoo_store.ZooWarning)
-    models = zoo_store.list_models(args.zoo_dir)
-  for w in skipped:
-    if issubclass(w.category, zoo_store.ZooWarning):
-      print(f"vlae list: warning: {w.message}", file=sys.stderr)
-  root = zoo_store.zoo_dir(args.zoo_dir)
-  if not models:
-    print(f"No pretrained models in {root} yet.")
-  for m in models:
-    config = f" [config {m['config_name']}]" if m.get("config_name") else ""
-    print(f"{m['name']:<24} {m['description']}{config}")
-    if m["headline"]:
-      print(f"{'':<24} {m['headline']}")
-  packaged = {m["name"] for m in models} | {m.get("config_name") for m in models}
-  rest = [c for c in zoo.list_configs() if c not in packaged]
-  if rest:
-    print(f"Configs without pretrained weights (train them with train.py): {', '.join(rest)}")
-  return 0
-
-
-def cmd_info(args):
-  m = _load(args)
-  card = dict(m.card)
-  card.pop("config", None)
-  card.pop("files", None)
-  print(json.dumps(card, indent=2))
-  print(m)
-  return 0
-
-
 def cmd_sample(args):
   m = _load(args)
   x = m.sample(num=args.num, seed=args.seed, temperature=args.temperature)
@@ -166,7 +133,7 @@ def graph_error_text(message):
   return message.strip().splitlines()[0] if message.strip() else message
 
 
-COMMANDS = {"list": cmd_list, "info": cmd_info, "sample": cmd_sample,
+COMMANDS = {"sample": cmd_sample,
             "reconstruct": cmd_reconstruct, "interpolate": cmd_interpolate, "encode": cmd_encode,
             **codec_commands.COMMANDS}
 USER_ERRORS = (zoo_store.ZooError, ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile,

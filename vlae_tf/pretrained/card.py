@@ -16,19 +16,17 @@ written: a card edited and re-summed would still load and misdescribe the model.
 So :func:`check_card_config` also holds the card's ``config`` to the config
 schema (:func:`vlae_tf.config.validate_config`: no unknown keys, valid values)
 and to the config the SavedModel itself was exported with (its ``info_json``,
-read from the variables without loading the graph: :func:`saved_model_config`).
+read from the variables without loading the graph:
+:func:`vlae_tf.pretrained.store.saved_model_config`). This module imports no TensorFlow.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import numbers
 import pathlib
 import re
-
-import tensorflow as tf
 
 from vlae_tf import atomic
 from vlae_tf import config as vconfig
@@ -118,9 +116,6 @@ def check_card(card, d) -> None:
     raise ZooError(f"{where} is not a valid model card:\n  " + "\n  ".join(problems))
 
 
-INFO_KEY = "info_json/.ATTRIBUTES/VARIABLE_VALUE"   # vlae_tf.export.ServingModule.info_json
-
-
 def first_line(e) -> str:
   """``"<ExceptionType>: <its first line>"`` (at most 300 characters of it)."""
   text = " ".join(str(e).strip().split("\n")[0].split())[:300]
@@ -140,20 +135,8 @@ def has_card(d: pathlib.Path) -> bool:
     return False
 
 
-def saved_model_config(d, version) -> dict:
-  """The config stored in the SavedModel ``d/version`` (its ``info_json``), without loading it."""
-  prefix = pathlib.Path(d) / str(version) / "variables" / "variables"
-  try:
-    info = json.loads(tf.train.load_checkpoint(str(prefix)).get_tensor(INFO_KEY))
-    return info["config"]
-  except Exception as e:  # noqa: BLE001 -- damaged files fail in many ways (IndexError, DataLoss..)
-    raise ZooError(f"cannot read the config stored in the SavedModel {prefix} ({first_line(e)}); "
-                   "its files may be damaged") from None
-
-
-def check_card_config(card, d, stored=None) -> None:
-  """Raises :class:`ZooError` (one line) unless ``card["config"]`` is a valid config equal to the
-  SavedModel's own (``stored``: that config; default: read by :func:`saved_model_config`)."""
+def card_config(card, d) -> dict:
+  """``card["config"]``, held to the config schema; else :class:`ZooError` (one line)."""
   where = pathlib.Path(d) / CARD
   config = card.get("config")
   if not isinstance(config, dict):
@@ -163,8 +146,15 @@ def check_card_config(card, d, stored=None) -> None:
   except (ValueError, KeyError, TypeError, AttributeError) as e:
     raise ZooError(f"{where}: the card's config does not fit the config schema ("
                    f"{'; '.join(str(e).splitlines()[1:] or [str(e)]).strip()})") from None
-  if stored is None:
-    stored = saved_model_config(d, card["version"])
+  return config
+
+
+def check_card_config(card, d, stored) -> None:
+  """Raises :class:`ZooError` (one line) unless ``card["config"]`` is a valid config
+  (:func:`card_config`) equal to the SavedModel's own, ``stored`` (read by
+  :func:`vlae_tf.pretrained.store.saved_model_config`, or the loaded SavedModel's)."""
+  where = pathlib.Path(d) / CARD
+  config = card_config(card, d)
   ours, model = (vconfig.flatten(vconfig.with_defaults(c)) for c in (config, stored))
   diffs = sorted(k for k in set(ours) | set(model) if ours.get(k) != model.get(k))
   if diffs:
@@ -204,5 +194,5 @@ def write_card_checksum(d) -> str:
 
 
 __all__ = ["CARD", "CARD_SUM", "ZooError", "ZooWarning", "sha256", "check_card",
-           "card_checksum_problem", "write_card_checksum", "saved_model_config",
+           "card_checksum_problem", "write_card_checksum", "card_config",
            "check_card_config", "first_line", "short_repr", "has_card"]

@@ -58,7 +58,8 @@ def load_keras(name_or_path, zoo=None, verify_checksums=True):
   """
   d = zoo_store.model_dir(name_or_path, zoo)
   card = zoo_store.verify(d) if verify_checksums else zoo_store.read_card(d)
-  zoo_card.check_card_config(card, d)      # the card describes the SavedModel it ships
+  # the card describes the SavedModel it ships
+  zoo_card.check_card_config(card, d, zoo_store.saved_model_config(d, card["version"]))
   path = d / KERAS_WEIGHTS
   if not path.is_file():
     raise zoo_store.ZooError(
@@ -103,7 +104,7 @@ def check_init_from(spec, config, zoo=None, skip=()) -> dict:
                      f"choose from {', '.join(INIT_SKIPPABLE)}")
   d = zoo_store.model_dir(parse_init_from(spec), zoo)
   card = zoo_store.read_card(d)
-  zoo_card.check_card_config(card, d)
+  zoo_card.check_card_config(card, d, zoo_store.saved_model_config(d, card["version"]))
   ours = vconfig.jsonable(vconfig.with_defaults(config))
   theirs = vconfig.jsonable(vconfig.with_defaults(card["config"]))
   diff = sorted(k for k in set(ours["model"]) | set(theirs["model"])
