@@ -14,8 +14,11 @@ import sys
 import pytest
 
 NOISE = re.compile(r"oneDNN|cuda|cuInit|absl::InitializeLog", re.IGNORECASE)
-LOAD = ("import sys, vlae_tf\n"
+LOAD = ("import sys, tempfile, vlae_tf\n"
         "assert 'tensorflow' not in sys.modules     # import vlae_tf stays light\n"
+        "with tempfile.TemporaryDirectory() as empty:  # the pretrained-model API ...\n"
+        "  assert vlae_tf.zoo.list_models(empty) == []\n"
+        "assert 'tensorflow' in sys.modules         # ... loads (and TensorFlow) on first use\n"
         "m = vlae_tf.zoo.load('mnist')\n"
         "m.sample(num=1, seed=0)                    # the SavedModel's bool input checks\n"
         "import tensorflow as tf\n"
