@@ -421,7 +421,6 @@ def test_bad_training_data_is_a_clear_error(tmp_path, x_train, message):
     training.train(_data_config(tmp_path, x_train), str(tmp_path / "run"))
 
 
-@pytest.mark.slow
 @pytest.mark.subprocess
 def test_train_py_with_a_missing_data_folder_is_one_line_exit_2(tmp_path):
   rc, _, err = run_train_py("--config=zoo/mnist_cpu.py", f"--workdir={tmp_path / 'run'}",

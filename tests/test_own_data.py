@@ -167,7 +167,6 @@ def test_mixed_image_sizes_name_the_odd_file(tmp_path):
     data.resolve_data_config(cfg)
 
 
-@pytest.mark.slow
 @pytest.mark.subprocess
 def test_train_py_bad_data_is_one_line_and_no_traceback(tmp_path):
   path = tmp_path / "bad.npz"
