@@ -70,7 +70,9 @@ Evaluation. The same ``--eval_examples`` test images, evenly spaced over the
 test split (``vlae_tf.evaluation.iwae_subset``: the test set is sorted by
 class), for all three: the exact NLL for the PixelCNN; the IWAE bound with
 ``k = --iwae_samples`` for both VAEs (an upper bound on their NLL), with the
-ELBO beside it (``experiments.harness.test_set_metrics``, EMA weights). ``±``
+ELBO beside it (``experiments.harness.test_set_metrics``, EMA weights; a VAE's
+``peer.json`` keeps that function's whole summary, I(x; z) and the KL per
+dimension included, the seed table's metrics). ``±``
 is the standard error of the mean over the images; "vs VLAE" is the mean of
 the per-image difference ``NLL_contender - NLL_vlae`` with its standard error
 (paired: same images).
@@ -379,7 +381,8 @@ def run_contender(name, args):
     ev = {"nll": s["iwae_nll"], "nll_stderr": s["iwae_nll_stderr"],
           "bound": f"IWAE k={args.iwae_samples}", "elbo": s["elbo"],
           "elbo_stderr": s["elbo_stderr"], "rate": s["rate"], "distortion": s["distortion"],
-          "active_units": s["active_units"], "latent_size": s["latent_size"]}
+          "active_units": s["active_units"], "latent_size": s["latent_size"],
+          "summary": s}     # all of test_set_metrics' summary: what the seed table reports too
     per = {"nll": p["iwae_nll"], "elbo": p["elbo"]}
   ev.update(num_examples=int(len(x)), test_split=data_cfg.data.test_split,
             eval_wall_seconds=time.time() - t0, eval_cpu_seconds=time.process_time() - c0)
@@ -411,6 +414,7 @@ def contender_record(name, res):
           "examples_seen": t["examples_seen"], "nll": e["nll"], "nll_stderr": e["nll_stderr"],
           "bound": e["bound"], "elbo": e.get("elbo"), "elbo_stderr": e.get("elbo_stderr"),
           "rate": e.get("rate"), "active_units": e.get("active_units"),
+          "mutual_information": e.get("summary", {}).get("mutual_information"),
           "iwae_samples": int(e["bound"].split("=")[1]) if iwae else None,
           "num_images": e["num_examples"], "params": t["num_params"],
           "config": t.get("config") or f"tfd.PixelCNN {t.get('architecture')}, "

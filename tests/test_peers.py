@@ -173,10 +173,16 @@ def test_smoke_run_end_to_end(tmp_path, capsys):
     assert c["nll"] == pytest.approx(per[name].mean())
     if name == "pixelcnn":
       assert c["bound"] == "exact" and c["elbo"] is None and c["rate"] is None
-      assert c["iwae_samples"] is None
+      assert c["iwae_samples"] is None and c["mutual_information"] is None
     else:
       assert c["bound"] == "IWAE k=4" and c["iwae_samples"] == 4
       assert c["elbo"] < 0 and c["rate"] >= 0 and c["config"]
+      # peer.json keeps the whole test-set summary (the seed table's metrics), I(x; z) in the record
+      with open(os.path.join(wd, name, peers.RESULT)) as f:
+        summary = json.load(f)["test"]["summary"]
+      assert summary["iwae_nll"] == pytest.approx(c["nll"]) and summary["iwae_samples"] == 4
+      assert len(summary["kl_per_dim"]) == summary["latent_size"] > 0
+      assert c["mutual_information"] == summary["mutual_information"] >= 0
   # paired differences: every VLAE against every other contender, on the same images
   pairs = {(q["a"], q["b"]): q for q in saved["paired"]}
   assert set(pairs) == {("vlae_gated", b) for b in names if b != "vlae_gated"}
