@@ -33,6 +33,10 @@ folder whose ``train.json`` says finished, at the same CPU budget, and whose
 ``run/config.json`` is exactly the config the row would train (every key,
 seed included) counts; it is only read, and the row is evaluated on it
 (:func:`run_row` with ``trained_in``), its record saying where it was trained.
+When that folder also holds the same evaluation already (a peers contender's
+``peer.json`` + ``per_example.npz``: the same function, images, k and seed),
+the row takes it instead of computing it again (``evaluated_in`` in its test
+record; :func:`reuse_evaluation`).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ import json
 import os
 import sys
 import time
+
+import numpy as np
 
 from experiments import cpu_budget
 from experiments.metrics import test_set_metrics
@@ -331,12 +337,70 @@ def evaluate(model, cfg, num_images, iwae_samples, seed):
   return s, {"nll": [float(v) for v in per["iwae_nll"]], "elbo": [float(v) for v in per["elbo"]]}
 
 
+PEER, PER_EXAMPLE = "peer.json", "per_example.npz"      # experiments/peers.py's evaluation
+
+
+def evaluation_mismatch(src, cfg, num_images, iwae_samples, seed):
+  """Why row folder ``src`` (a peers contender, :data:`PEER`) holds no evaluation this row can
+  take as its own (one line), or None when it does.
+
+  It must be :func:`evaluate`'s very computation: ``test_set_metrics`` on the same evenly
+  spaced test images (the same count of the same split; a ``--set`` of ``data.*`` there is
+  refused, as peers evaluates on its unset data config), the same k and seed, its whole
+  summary kept, and ``per_example.npz`` with an ``nll`` and ``elbo`` per image.
+  """
+  peer = read_json(os.path.join(src, PEER))
+  if peer is None:
+    return f"no {PEER}"
+  st, ev = peer.get("settings", {}), peer.get("test", {})
+  wanted = {"eval_examples": num_images, "iwae_samples": iwae_samples, "seed": seed}
+  got = {k: st.get(k) for k in wanted}
+  if got != wanted:
+    return "evaluated with " + differences(got, wanted)
+  if "summary" not in ev:
+    return "its evaluation kept no test.summary (made before peers kept it)"
+  if ev.get("bound") != f"IWAE k={iwae_samples}" or ev.get("test_split") != cfg.data.test_split:
+    return f"its evaluation is {ev.get('bound')!r} on split {ev.get('test_split')!r}"
+  if any(str(v).startswith("data.") for v in st.get("set", [])):
+    return "its --set changes the data config, which peers does not evaluate on"
+  n = len(test_images(cfg, num_images))
+  if ev.get("num_examples") != n or ev["summary"].get("num_examples") != n:
+    return f"evaluated on {ev.get('num_examples')} images (now {n})"
+  path = os.path.join(src, PER_EXAMPLE)
+  if not os.path.exists(path):
+    return f"no {PER_EXAMPLE}"
+  with np.load(path) as per:
+    if any(k not in per or per[k].shape != (n,) for k in ("nll", "elbo")):
+      return f"its {PER_EXAMPLE} does not hold an nll and elbo for each of {n} images"
+  return None
+
+
+def reuse_evaluation(src, cfg, num_images, iwae_samples, seed, label="row", log=print):
+  """``(test, per_image)`` as :func:`evaluate` returns them, taken from the evaluation already
+  in row folder ``src`` (only read) when :func:`evaluation_mismatch` finds none, else None
+  (the reason logged). ``test`` says where: ``evaluated_in``, the path of its ``peer.json``."""
+  why = evaluation_mismatch(src, cfg, num_images, iwae_samples, seed)
+  if why is not None:
+    log(f"{label}: evaluating here, not taking the evaluation in {src}: {why}")
+    return None
+  ev = read_json(os.path.join(src, PEER))["test"]
+  test = dict(ev["summary"], test_split=ev["test_split"],
+              eval_wall_seconds=ev.get("eval_wall_seconds"),
+              eval_cpu_seconds=ev.get("eval_cpu_seconds"),
+              evaluated_in=os.path.join(os.path.abspath(src), PEER))
+  with np.load(os.path.join(src, PER_EXAMPLE)) as per:
+    per_image = {k: [float(v) for v in per[k]] for k in ("nll", "elbo")}
+  log(f"{label}: taking the evaluation in {test['evaluated_in']} (same images, k and seed)")
+  return test, per_image
+
+
 def run_row(cfg, d, budget_s, train_settings, settings, num_images, iwae_samples, seed,
             trained_in=None):
   """Trains (or resumes) and evaluates one row in this process; writes ``<d>/result.json``.
 
   ``trained_in``: a row folder of another study holding exactly this row's
-  training (:func:`find_trained`): evaluated there without training.
+  training (:func:`find_trained`): evaluated there without training; its evaluation is taken
+  as it is when it is this very one (:func:`reuse_evaluation`), else made here.
   """
   if (read_json(os.path.join(d, RESULT)) or {}).get("settings") == settings:
     return read_json(os.path.join(d, RESULT))
@@ -345,7 +409,9 @@ def run_row(cfg, d, budget_s, train_settings, settings, num_images, iwae_samples
     model, train = reuse_training(cfg, trained_in, budget_s)
   else:
     model, train = train_at_budget(cfg, d, budget_s, train_settings)
-  test, per = evaluate(model, cfg, num_images, iwae_samples, seed)
+  taken = trained_in and reuse_evaluation(trained_in, cfg, num_images, iwae_samples, seed,
+                                          os.path.basename(d))
+  test, per = taken or evaluate(model, cfg, num_images, iwae_samples, seed)
   result = {"settings": settings, "train": train, "test": test, "per_image": per}
   atomic.write_text(os.path.join(d, RESULT), json.dumps(result, indent=2) + "\n")
   where = f" (trained in {train['trained_in']})" if train.get("trained_in") else ""
@@ -360,4 +426,5 @@ __all__ = ["SETTINGS", "TRAINED", "RESULT", "fail", "plain", "read_json", "diffe
            "apply_settings", "budget_config",
            "prepare_row_dir", "workdir_lock", "kept_rows", "run_rows", "train_record", "started",
            "train_at_budget", "candidate_rows", "training_mismatch", "find_trained",
-           "reuse_training", "evaluate", "run_row"]
+           "reuse_training", "evaluate", "PEER", "PER_EXAMPLE", "evaluation_mismatch",
+           "reuse_evaluation", "run_row"]

@@ -48,7 +48,16 @@ metrics) without training, and the row says where it was trained
 (``trained_in`` in its settings and its record; ``train`` holds the original
 ``train.json``: steps, CPU seconds, load, ``trained_as``). Every candidate
 passed over gets one line in the log saying why (e.g. ``other config:
-train.precision 'float32' (now 'bfloat16')``). DIR is only read. A row whose
+train.precision 'float32' (now 'bfloat16')``). DIR is only read. When that
+folder also holds the very evaluation this row would make (a peers VAE
+contender evaluated by the same ``test_set_metrics`` on the same number of
+evenly spaced images of the same split, with the same k and seed:
+``--num_images`` = peers' ``--eval_examples``, ``--iwae_samples`` = its
+``--iwae_samples``, the same ``--seed``), the row takes its summary and
+per-image NLL/ELBO from ``peer.json`` and ``per_example.npz`` instead of
+repeating it (about an hour of CPU per MNIST row at k=1000), and says so
+(``evaluated_in``: that ``peer.json``, in its test record and its row);
+otherwise the log says why not and the row is evaluated here. A row whose
 training already finished in ``--workdir`` keeps it. Reuse is part of a
 row's settings: a rerun keeps a reused row only with the same reuse (rerun
 the same command), and a rerun without the flag trains that row here. The
@@ -169,6 +178,7 @@ def to_row(key, result):
           "config": t["config"] + "".join(f" --set {v}" for v in s["set"]),
           "precision": s["precision"], "training_processes": t["processes"],
           "cpu_estimated": t["cpu_estimated"], "trained_in": t.get("trained_in"),
+          "evaluated_in": e.get("evaluated_in"),
           "paper": PAPER.get((dataset, model)),
           "settings": s, "per_image_nll": result["per_image"]["nll"]}
 

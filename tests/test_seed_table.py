@@ -142,8 +142,9 @@ def test_reuse_takes_only_an_exact_training_and_says_why_not(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_smoke_row_reuses_a_peers_training(tmp_path, capsys):
-  """The MNIST factorized row on a peers contender's smoke training: evaluated (its own images
-  and k) without training again; a --set the peers run lacks is trained here instead."""
+  """The MNIST factorized row on a peers contender's smoke training: evaluated (its own k)
+  without training again; with peers' images, k and seed it takes peers' evaluation as it is;
+  a --set the peers run lacks is trained here instead."""
   pw = str(tmp_path / "peers")
   peers.main(["--smoke", "--contenders=vae_factorized", "--set=train.precision=bfloat16",
               f"--workdir={pw}"])
@@ -152,18 +153,21 @@ def test_smoke_row_reuses_a_peers_training(tmp_path, capsys):
     trained = json.load(f)
   before = tree(pw)
 
-  def table_argv(name):
+  def table_argv(name, k=3):
     return ["--smoke", f"--workdir={tmp_path / name}", f"--out={tmp_path / name}.json",
-            "--datasets=mnist", "--models=vae_factorized", "--num_images=6", "--iwae_samples=3",
-            f"--reuse_trained={pw}"]
+            "--datasets=mnist", "--models=vae_factorized", "--num_images=8",
+            f"--iwae_samples={k}", f"--reuse_trained={pw}"]
 
-  wd, argv = str(tmp_path / "st"), table_argv("st")
+  wd, argv = str(tmp_path / "st"), table_argv("st")       # peers' images, another k (4 there)
   capsys.readouterr()
   row = seed_table.main(argv)["rows"][0]
   assert f"reusing the training in {src}" in capsys.readouterr().out
+  log = (tmp_path / "st" / "mnist_vae_factorized.log").read_text()
+  assert "not taking the evaluation in" in log and "iwae_samples 4 (now 3)" in log
   assert row["trained_in"] == src and row["settings"]["trained_in"] == src
+  assert row["evaluated_in"] is None                                   # evaluated here
   assert (row["steps"], row["cpu_seconds"]) == (trained["steps"], trained["cpu_seconds"])
-  assert row["num_images"] == 6 and row["iwae_samples"] == 3 and len(row["per_image_nll"]) == 6
+  assert row["num_images"] == 8 and row["iwae_samples"] == 3 and len(row["per_image_nll"]) == 8
   assert math.isfinite(row["nll"]) and row["config"] == "mnist_vae_factorized"
   assert not os.path.exists(os.path.join(wd, "mnist_vae_factorized", "run"))   # nothing trained
   with open(os.path.join(wd, "mnist_vae_factorized", "result.json")) as f:
@@ -171,6 +175,28 @@ def test_smoke_row_reuses_a_peers_training(tmp_path, capsys):
   assert trained_as == "mnist_vae_factorized --set train.precision=bfloat16"
   assert seed_table.main(argv)["rows"][0] == row                       # a rerun keeps the row
   assert "kept from the output" in capsys.readouterr().out
+
+  # peers' very evaluation (8 images, k=4, seed 0): taken as it is, not computed again
+  with open(os.path.join(src, "peer.json")) as f:
+    peer = json.load(f)
+  with np.load(os.path.join(src, "per_example.npz")) as per:
+    peer_nll, peer_elbo = per["nll"].tolist(), per["elbo"].tolist()
+  row3 = seed_table.main(table_argv("st3", k=4))["rows"][0]
+  capsys.readouterr()
+  log = (tmp_path / "st3" / "mnist_vae_factorized.log").read_text()
+  assert f"taking the evaluation in {src}/peer.json" in log
+  assert row3["evaluated_in"] == os.path.join(src, "peer.json") and row3["trained_in"] == src
+  summary = peer["test"]["summary"]
+  assert (row3["nll"], row3["elbo"], row3["rate"]) == (
+      summary["iwae_nll"], summary["elbo"], summary["rate"]) == (
+      peer["test"]["nll"], peer["test"]["elbo"], peer["test"]["rate"])
+  assert row3["mutual_information"] == summary["mutual_information"]
+  assert row3["per_image_nll"] == peer_nll == peer["per_image_nll"]
+  with open(tmp_path / "st3" / "mnist_vae_factorized" / "result.json") as f:
+    result3 = json.load(f)
+  assert result3["test"]["evaluated_in"] == row3["evaluated_in"]
+  assert {k: result3["test"][k] for k in summary} == summary
+  assert result3["per_image"] == {"nll": peer_nll, "elbo": peer_elbo}
 
   row2 = seed_table.main(table_argv("st2") + ["--set=train.learning_rate=0.003"])["rows"][0]
   assert (f"not reusing {src}: other config: train.learning_rate 0.002 (now 0.003)"
