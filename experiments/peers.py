@@ -132,9 +132,14 @@ PIXELCNN = dict(num_resnet=1, num_hierarchies=3, num_filters=16, num_logistic_mi
                 use_weight_norm=False)
 PIXELCNN_SMOKE = dict(PIXELCNN, num_filters=8, num_hierarchies=2)
 PIXELCNN_LR, PIXELCNN_CLIP, EMA_DECAY = 1e-3, 100.0, 0.999
-PIXELCNN_MIN_LR, PIXELCNN_WARMUP = 1e-5, 200            # the zoo configs' min_learning_rate, warm-up
+# --pixelcnn_schedule_steps: the VLAE contender's own floor and warm-up (its zoo config's).
+_VLAE_TRAIN = vlae_tf.zoo.get_config(ZOO["vlae_gated"]).train
+PIXELCNN_MIN_LR = float(_VLAE_TRAIN.min_learning_rate)
+PIXELCNN_WARMUP = int(_VLAE_TRAIN.warmup_steps)
 SMOKE = dict(cpu_minutes=0.05, eval_examples=8, iwae_samples=4)
-RESULT, PER_EXAMPLE, TRAINED = "peer.json", "per_example.npz", "train.json"
+# peer.json, per_example.npz, train.json: budget_study's names (it reads a contender's files when a
+# seed-table row reuses it)
+RESULT, PER_EXAMPLE, TRAINED = budget_study.PEER, budget_study.PER_EXAMPLE, budget_study.TRAINED
 SETTINGS = budget_study.SETTINGS
 # The settings every contender of one peers.json shares.
 STUDY_KEYS = ("smoke", "cpu_minutes", "eval_examples", "iwae_samples", "seed")
@@ -562,8 +567,9 @@ def parse(argv=None):
   p.add_argument("--pixelcnn_lr", type=float, default=PIXELCNN_LR)
   p.add_argument("--pixelcnn_filters", type=int, default=0, help="0: PIXELCNN's num_filters.")
   p.add_argument("--pixelcnn_schedule_steps", type=int, default=0,
-                 help="0: a constant --pixelcnn_lr; N: the VAEs' recipe, a cosine to 1e-5 over N "
-                 "steps after 200 warm-up (the VAEs: --set train.steps=N).")
+                 help=f"0: a constant --pixelcnn_lr; N: the VAEs' recipe, a cosine to "
+                 f"{PIXELCNN_MIN_LR:g} over N steps after {PIXELCNN_WARMUP} warm-up (the VAEs: "
+                 "--set train.steps=N).")
   p.add_argument("--out", default="", help="peers.json path (default <workdir>/peers.json; "
                  "the published table is bench/results/peers.json).")
   p.add_argument("--checkpoint_steps", type=int, default=250,
