@@ -2,7 +2,7 @@
 
 Run (a few CPU-minutes)::
 
-    python -m bench.step_cost                        # mnist_gated_cpu (bf16, f32) vs tfd.PixelCNN (16, 32 filters)
+    python -m bench.step_cost         # mnist_gated_cpu (bf16, f32) vs tfd.PixelCNN (16, 32 filters)
     python -m bench.step_cost --steps 30 --configs mnist_gated_cpu,mnist_cpu
 
 The equal-compute study (``experiments/peers.py``) gives every contender the
@@ -41,7 +41,7 @@ import tensorflow as tf
 
 import vlae_tf
 from bench.machine_info import header
-from experiments import peers
+from experiments import harness, peers
 
 
 def vlae_parts(cfg, precision, x):
@@ -78,8 +78,8 @@ def vlae_parts(cfg, precision, x):
       loss = tf.reduce_mean(tf.reduce_sum(log_q - model.prior.log_prob_per_dim(z), -1))
     return tape.gradient(loss, enc_vars)
 
-  params = int(sum(np.prod(v.shape) for v in model.trainable_variables))
-  return {"step": step, "decoder": decoder, "encoder+prior": encoder_prior}, params
+  parts = {"step": step, "decoder": decoder, "encoder+prior": encoder_prior}
+  return parts, harness.num_params(model)
 
 
 def interleaved_cpu(fns, rounds):
@@ -121,7 +121,7 @@ def main(argv=None):
                                                                      num_filters=f)))
     key = f"tfd.PixelCNN {f} filters"
     fns[(key, "step")] = (lambda t: lambda: t.train_step(x))(trainer)
-    params[key] = int(sum(np.prod(v.shape) for v in trainer.variables))
+    params[key] = harness.num_params(trainer.dist)
   cpu = interleaved_cpu(fns, args.steps)
   ref = next(k for k in params if k.startswith("tfd.PixelCNN")) if args.pixelcnn_filters else None
   print(f"\nbatch {batch}; CPU seconds per call, median of {args.steps} interleaved rounds\n")
@@ -130,8 +130,10 @@ def main(argv=None):
   for model in params:
     s = cpu[(model, "step")]
     d, e = cpu.get((model, "decoder")), cpu.get((model, "encoder+prior"))
-    parts = (f"{d:.4f} ({d / s:.0%}) | {e:.4f} ({e / s:.0%}) | {s - d - e:.4f} ({(s - d - e) / s:.0%})"
-             if d is not None else "— | — | —")
+    parts = "— | — | —"                                 # tfd.PixelCNN: its step only
+    if d is not None:
+      rest = s - d - e
+      parts = f"{d:.4f} ({d / s:.0%}) | {e:.4f} ({e / s:.0%}) | {rest:.4f} ({rest / s:.0%})"
     ratio = f"{s / cpu[(ref, 'step')]:.2f}x" if ref else "—"
     print(f"| {model} | {params[model]:,} | {s:.4f} | {parts} | {ratio} |", flush=True)
   return cpu
